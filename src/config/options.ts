@@ -1,0 +1,71 @@
+import type { Config } from './schema.ts';
+
+/** One setting: its flag (tritonserver's name where one exists), environment variable and config path. */
+export interface OptionSpec {
+  readonly flag: string;
+  readonly env: string;
+  /** Dotted path into Config. */
+  readonly path: string;
+  readonly type: 'string' | 'int' | 'bool' | 'list' | 'bytes';
+  readonly help: string;
+  readonly choices?: readonly string[];
+  readonly min?: number;
+  readonly max?: number;
+}
+
+export const DEFAULTS: Config = {
+  modelRepository: './models',
+  serverName: 'sluice',
+  host: '0.0.0.0',
+  http: { port: 8000, tls: undefined, bodyLimitBytes: 64 * 1024 * 1024, keepAliveTimeoutMs: 75_000, requestTimeoutMs: 120_000 },
+  grpc: { port: 8001, tls: undefined, maxReceiveMessageBytes: 64 * 1024 * 1024 },
+  metrics: { port: 8002 },
+  modelControlMode: 'none',
+  repositoryPollSeconds: 15,
+  loadModels: [],
+  logLevel: 'info',
+  workers: {
+    count: -1,
+    remote: [],
+    device: 'cpu',
+    gpus: [],
+    cudaFallback: 'cpu',
+    intraOpThreads: 0,
+    memoryBudgetBytes: 2 * 1024 * 1024 * 1024,
+    maxInflightBatches: 2,
+    connectionsPerWorker: 4,
+  },
+  balancer: { policy: 'least-loaded' },
+  drainTimeoutMs: 30_000,
+};
+
+const PORT = { min: 0, max: 65535 } as const;
+
+export const OPTIONS: readonly OptionSpec[] = [
+  { flag: 'model-repository', env: 'SLUICE_MODEL_REPOSITORY', path: 'modelRepository', type: 'string', help: 'model repository folder (Triton layout)' },
+  { flag: 'server-name', env: 'SLUICE_SERVER_NAME', path: 'serverName', type: 'string', help: 'server name reported by GET /v2' },
+  { flag: 'host', env: 'SLUICE_HOST', path: 'host', type: 'string', help: 'address the HTTP, gRPC and metrics ports bind' },
+  { flag: 'http-port', env: 'SLUICE_HTTP_PORT', path: 'http.port', type: 'int', ...PORT, help: 'HTTP/1.1 + HTTP/2 port (0 = any free port)' },
+  { flag: 'http-tls-cert', env: 'SLUICE_HTTP_TLS_CERT', path: 'http.tls.certFile', type: 'string', help: 'PEM certificate: serve HTTPS with ALPN h2 and http/1.1' },
+  { flag: 'http-tls-key', env: 'SLUICE_HTTP_TLS_KEY', path: 'http.tls.keyFile', type: 'string', help: 'PEM private key for --http-tls-cert' },
+  { flag: 'http-body-limit', env: 'SLUICE_HTTP_BODY_LIMIT', path: 'http.bodyLimitBytes', type: 'bytes', min: 1024, help: 'largest request body, e.g. 64mb' },
+  { flag: 'grpc-port', env: 'SLUICE_GRPC_PORT', path: 'grpc.port', type: 'int', ...PORT, help: 'gRPC port (0 = any free port)' },
+  { flag: 'grpc-tls-cert', env: 'SLUICE_GRPC_TLS_CERT', path: 'grpc.tls.certFile', type: 'string', help: 'PEM certificate for gRPC TLS' },
+  { flag: 'grpc-tls-key', env: 'SLUICE_GRPC_TLS_KEY', path: 'grpc.tls.keyFile', type: 'string', help: 'PEM private key for --grpc-tls-cert' },
+  { flag: 'grpc-max-receive-message-size', env: 'SLUICE_GRPC_MAX_RECEIVE_MESSAGE_SIZE', path: 'grpc.maxReceiveMessageBytes', type: 'bytes', min: 1024, help: 'largest gRPC message accepted' },
+  { flag: 'metrics-port', env: 'SLUICE_METRICS_PORT', path: 'metrics.port', type: 'int', ...PORT, help: 'Prometheus /metrics port (0 = any free port)' },
+  { flag: 'model-control-mode', env: 'SLUICE_MODEL_CONTROL_MODE', path: 'modelControlMode', type: 'string', choices: ['none', 'explicit', 'poll'], help: 'none: load all at start; explicit: load/unload API; poll: rescan the repository' },
+  { flag: 'repository-poll-secs', env: 'SLUICE_REPOSITORY_POLL_SECS', path: 'repositoryPollSeconds', type: 'int', min: 1, max: 86400, help: 'rescan interval in poll mode' },
+  { flag: 'load-model', env: 'SLUICE_LOAD_MODEL', path: 'loadModels', type: 'list', help: 'model to load at start (repeatable; env: comma-separated)' },
+  { flag: 'log-level', env: 'SLUICE_LOG_LEVEL', path: 'logLevel', type: 'string', choices: ['fatal', 'error', 'warn', 'info', 'debug', 'trace'], help: 'log level' },
+  { flag: 'workers', env: 'SLUICE_WORKERS', path: 'workers.count', type: 'int', min: -1, max: 256, help: 'local worker processes (-1: one per GPU, else 1; 0: remote workers only)' },
+  { flag: 'worker', env: 'SLUICE_WORKER', path: 'workers.remote', type: 'list', help: 'remote worker host URL, e.g. http://10.0.0.5:9000 (repeatable)' },
+  { flag: 'device', env: 'SLUICE_DEVICE', path: 'workers.device', type: 'string', choices: ['cpu', 'cuda'], help: 'execution provider of local workers' },
+  { flag: 'gpus', env: 'SLUICE_GPUS', path: 'workers.gpus', type: 'list', help: 'GPU device ids for local workers (comma-separated)' },
+  { flag: 'cuda-fallback', env: 'SLUICE_CUDA_FALLBACK', path: 'workers.cudaFallback', type: 'string', choices: ['cpu', 'fail'], help: 'when the CUDA provider cannot load: run on cpu, or fail the model' },
+  { flag: 'intra-op-threads', env: 'SLUICE_INTRA_OP_THREADS', path: 'workers.intraOpThreads', type: 'int', min: 0, max: 1024, help: 'ONNX Runtime threads per session (0: cores / workers)' },
+  { flag: 'worker-memory-budget', env: 'SLUICE_WORKER_MEMORY_BUDGET', path: 'workers.memoryBudgetBytes', type: 'bytes', min: 1, help: 'hot-model cache budget per worker, e.g. 2gb' },
+  { flag: 'worker-max-inflight', env: 'SLUICE_WORKER_MAX_INFLIGHT', path: 'workers.maxInflightBatches', type: 'int', min: 1, max: 64, help: 'batches in flight per worker' },
+  { flag: 'balancer', env: 'SLUICE_BALANCER', path: 'balancer.policy', type: 'string', choices: ['least-loaded', 'round-robin'], help: 'worker pick policy' },
+  { flag: 'drain-timeout-ms', env: 'SLUICE_DRAIN_TIMEOUT_MS', path: 'drainTimeoutMs', type: 'int', min: 0, max: 3_600_000, help: 'how long SIGTERM waits for accepted requests' },
+];

@@ -1,0 +1,105 @@
+/**
+ * The one error catalog. Every error sluice reports has a stable code and a transport-neutral kind;
+ * each front door maps the kind to its own status (see httpStatusOf in the HTTP front door and
+ * grpcStatusOf in the gRPC front door). docs/errors.md documents every code (a test keeps them in step).
+ */
+export type ErrorKind =
+  | 'INVALID_ARG'
+  | 'NOT_FOUND'
+  | 'UNAVAILABLE'
+  | 'RESOURCE_EXHAUSTED'
+  | 'DEADLINE_EXCEEDED'
+  | 'CANCELLED'
+  | 'UNIMPLEMENTED'
+  | 'UNSUPPORTED'
+  | 'INTERNAL';
+
+export class SluiceError extends Error {
+  readonly code: string;
+  readonly kind: ErrorKind;
+  constructor(code: string, kind: ErrorKind, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = 'SluiceError';
+    this.code = code;
+    this.kind = kind;
+  }
+}
+
+export interface ErrorDefinition<A extends unknown[]> {
+  readonly code: string;
+  readonly kind: ErrorKind;
+  (...args: A): SluiceError;
+}
+
+const catalog = new Map<string, ErrorKind>();
+
+function define<A extends unknown[]>(code: string, kind: ErrorKind, format: (...args: A) => string): ErrorDefinition<A> {
+  if (catalog.has(code)) throw new Error(`duplicate error code ${code}`);
+  catalog.set(code, kind);
+  const make = (...args: A): SluiceError => new SluiceError(code, kind, format(...args));
+  return Object.assign(make, { code, kind });
+}
+
+/** Every code in the catalog with its kind (for documentation and its test). */
+export function errorCatalog(): ReadonlyMap<string, ErrorKind> {
+  return catalog;
+}
+
+export function isSluiceError(e: unknown): e is SluiceError {
+  return e instanceof SluiceError;
+}
+
+/** Wraps anything thrown into a SluiceError, keeping SluiceErrors as they are. */
+export function toSluiceError(e: unknown): SluiceError {
+  if (e instanceof SluiceError) return e;
+  const message = e instanceof Error ? e.message : String(e);
+  return Internal(message);
+}
+
+// --- models and repository ---
+export const ModelNotFound = define('SLUICE_MODEL_NOT_FOUND', 'NOT_FOUND', (model: string) => `Request for unknown model: '${model}' is not found`);
+export const ModelVersionNotFound = define('SLUICE_MODEL_VERSION_NOT_FOUND', 'NOT_FOUND', (model: string, version: string) => `Request for unknown model: '${model}' version ${version} is not found`);
+export const ModelNotReady = define('SLUICE_MODEL_NOT_READY', 'UNAVAILABLE', (model: string, reason: string) => `Request for unknown model: '${model}' has no available versions: ${reason}`);
+export const InvalidModelName = define('SLUICE_INVALID_MODEL_NAME', 'INVALID_ARG', (name: string) => `invalid model name '${name}': names use letters, digits, '_', '-' and '.' and are not '.' or '..'`);
+export const InvalidVersion = define('SLUICE_INVALID_VERSION', 'INVALID_ARG', (version: string) => `invalid model version '${version}': versions are positive integers`);
+export const ModelLoadFailed = define('SLUICE_MODEL_LOAD_FAILED', 'INTERNAL', (model: string, reason: string) => `failed to load '${model}': ${reason}`);
+export const ModelControlDisabled = define('SLUICE_MODEL_CONTROL_DISABLED', 'UNAVAILABLE', () => 'explicit model load / unload is not allowed if polling is enabled or model control mode is none; start sluice with --model-control-mode=explicit');
+export const InvalidModelConfig = define('SLUICE_INVALID_MODEL_CONFIG', 'INVALID_ARG', (where: string, reason: string) => `invalid model configuration ${where}: ${reason}`);
+
+// --- requests ---
+export const InvalidRequest = define('SLUICE_INVALID_REQUEST', 'INVALID_ARG', (reason: string) => reason);
+export const MalformedBody = define('SLUICE_MALFORMED_BODY', 'INVALID_ARG', (reason: string) => `failed to parse the request JSON buffer: ${reason}`);
+export const UnknownInput = define('SLUICE_UNKNOWN_INPUT', 'INVALID_ARG', (input: string, model: string) => `unexpected inference input '${input}' for model '${model}'`);
+export const MissingInput = define('SLUICE_MISSING_INPUT', 'INVALID_ARG', (model: string, expected: number, got: number, missing: string) => `expected ${expected} inputs but got ${got} inputs for model '${model}'; missing input '${missing}'`);
+export const DuplicateInput = define('SLUICE_DUPLICATE_INPUT', 'INVALID_ARG', (input: string, model: string) => `input '${input}' appears more than once in the request for model '${model}'`);
+export const UnknownOutput = define('SLUICE_UNKNOWN_OUTPUT', 'INVALID_ARG', (output: string, model: string) => `unexpected inference output '${output}' for model '${model}'`);
+export const DatatypeMismatch = define('SLUICE_DATATYPE_MISMATCH', 'INVALID_ARG', (input: string, model: string, expected: string, got: string) => `inference input '${input}' data-type is '${got}', but model '${model}' expects '${expected}'`);
+export const UnknownDatatype = define('SLUICE_UNKNOWN_DATATYPE', 'INVALID_ARG', (tensor: string, datatype: string) => `tensor '${tensor}' has unknown datatype '${datatype}'`);
+export const ShapeMismatch = define('SLUICE_SHAPE_MISMATCH', 'INVALID_ARG', (input: string, model: string, expected: string, got: string) => `unexpected shape for input '${input}' for model '${model}'. Expected ${expected}, got ${got}`);
+export const BatchTooLarge = define('SLUICE_BATCH_TOO_LARGE', 'INVALID_ARG', (model: string, batch: number, max: number) => `inference request batch-size must be <= ${max} for '${model}', got ${batch}`);
+export const InvalidShape = define('SLUICE_INVALID_SHAPE', 'INVALID_ARG', (tensor: string, reason: string) => `tensor '${tensor}' has an invalid shape: ${reason}`);
+export const DataSizeMismatch = define('SLUICE_DATA_SIZE_MISMATCH', 'INVALID_ARG', (tensor: string, expected: string, got: string) => `unexpected data size for tensor '${tensor}': shape and datatype need ${expected}, got ${got}`);
+export const InvalidTensorData = define('SLUICE_INVALID_TENSOR_DATA', 'INVALID_ARG', (tensor: string, reason: string) => `invalid data for tensor '${tensor}': ${reason}`);
+export const DatatypeUnsupportedInJson = define('SLUICE_DATATYPE_NEEDS_BINARY', 'INVALID_ARG', (tensor: string, datatype: string) => `tensor '${tensor}': datatype ${datatype} has no JSON representation; send it with the binary tensor data extension`);
+export const InvalidBinaryHeader = define('SLUICE_INVALID_BINARY_HEADER', 'INVALID_ARG', (reason: string) => `invalid Inference-Header-Content-Length: ${reason}`);
+export const InvalidParameter = define('SLUICE_INVALID_PARAMETER', 'INVALID_ARG', (name: string, reason: string) => `invalid parameter '${name}': ${reason}`);
+export const MixedTensorContents = define('SLUICE_MIXED_TENSOR_CONTENTS', 'INVALID_ARG', (tensor: string, model: string) => `contents field must not be specified when using raw_input_contents for '${tensor}' for model '${model}'`);
+export const TooManyElements = define('SLUICE_TOO_MANY_ELEMENTS', 'INVALID_ARG', (tensor: string, limit: number) => `tensor '${tensor}' exceeds the limit of ${limit} elements`);
+export const BodyTooLarge = define('SLUICE_BODY_TOO_LARGE', 'INVALID_ARG', (limit: number) => `request body exceeds the limit of ${limit} bytes`);
+export const UnsupportedEncoding = define('SLUICE_UNSUPPORTED_ENCODING', 'INVALID_ARG', (encoding: string) => `unsupported Content-Encoding '${encoding}': use gzip, deflate or identity`);
+
+// --- scheduling ---
+export const QueueFull = define('SLUICE_QUEUE_FULL', 'RESOURCE_EXHAUSTED', (model: string, max: number) => `Exceeds maximum queue size: the queue of model '${model}' is full (max_queue_size ${max})`);
+export const RequestTimeout = define('SLUICE_REQUEST_TIMEOUT', 'DEADLINE_EXCEEDED', (model: string, timeoutUs: number) => `Request timeout expired: request for model '${model}' waited longer than ${timeoutUs} us`);
+export const RequestCancelled = define('SLUICE_REQUEST_CANCELLED', 'CANCELLED', (model: string) => `request for model '${model}' was cancelled by the client`);
+export const ShuttingDown = define('SLUICE_SHUTTING_DOWN', 'UNAVAILABLE', () => 'server is shutting down and accepts no new requests');
+export const InvalidPriority = define('SLUICE_INVALID_PRIORITY', 'INVALID_ARG', (model: string, priority: string, levels: number) => `invalid priority ${priority} for model '${model}': priority levels are 1..${levels} (0 means the default)`);
+
+// --- workers ---
+export const NoWorkerAvailable = define('SLUICE_NO_WORKER', 'UNAVAILABLE', (model: string, reason: string) => `no worker can serve model '${model}': ${reason}`);
+export const WorkerFailed = define('SLUICE_WORKER_FAILED', 'UNAVAILABLE', (worker: string, reason: string) => `worker ${worker} failed: ${reason}`);
+export const InferenceFailed = define('SLUICE_INFERENCE_FAILED', 'INTERNAL', (model: string, reason: string) => `inference failed for model '${model}': ${reason}`);
+
+// --- protocol ---
+export const Unimplemented = define('SLUICE_UNIMPLEMENTED', 'UNIMPLEMENTED', (what: string) => `${what} is not supported by sluice`);
+export const Internal = define('SLUICE_INTERNAL', 'INTERNAL', (reason: string) => `internal error: ${reason}`);

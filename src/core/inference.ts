@@ -1,0 +1,57 @@
+import type { ModelConfig, ModelMetadata, ModelStats, RepositoryIndexEntry } from './model.ts';
+import type { Tensor } from './tensor.ts';
+
+export type Protocol = 'http' | 'grpc';
+
+/** A decoded, protocol-neutral inference request. */
+export interface InferRequest {
+  /** The client's request id, echoed back ('' when none). */
+  readonly id: string;
+  readonly model: string;
+  /** '' = the policy's default version (the latest ready one). */
+  readonly version: string;
+  readonly inputs: readonly Tensor[];
+  /** Names of the outputs to return; empty = all of them. */
+  readonly outputs: readonly string[];
+  /** 0 = the model's default priority level; 1 is the highest. */
+  readonly priority: number;
+  /** Per-request timeout in microseconds counted from arrival; 0 = the model's default. */
+  readonly timeoutUs: number;
+  /** performance.now() at arrival: every deadline counts from here. */
+  readonly arrivalMs: number;
+  /** Aborted when the client goes away or cancels; a queued request is then dropped. */
+  readonly signal?: AbortSignal;
+  readonly protocol: Protocol;
+}
+
+export interface InferResponse {
+  readonly id: string;
+  readonly model: string;
+  readonly version: string;
+  readonly outputs: readonly Tensor[];
+}
+
+export interface ServerMetadata {
+  readonly name: string;
+  readonly version: string;
+  readonly extensions: readonly string[];
+}
+
+/**
+ * What the front doors need from the rest of sluice. Every method throws SluiceError on failure; the
+ * front door maps its kind to a status.
+ */
+export interface InferenceService {
+  serverMetadata(): ServerMetadata;
+  isLive(): boolean;
+  isReady(): boolean;
+  modelMetadata(name: string, version: string): ModelMetadata;
+  modelReady(name: string, version: string): boolean;
+  modelConfig(name: string, version: string): ModelConfig;
+  /** Stats of one model (and version), or of every model when name is ''. */
+  modelStats(name: string, version: string): readonly ModelStats[];
+  repositoryIndex(readyOnly: boolean): Promise<readonly RepositoryIndexEntry[]>;
+  loadModel(name: string): Promise<void>;
+  unloadModel(name: string): Promise<void>;
+  infer(request: InferRequest): Promise<InferResponse>;
+}

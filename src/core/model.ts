@@ -1,0 +1,136 @@
+import type { DataType } from './datatypes.ts';
+
+/**
+ * The normalized configuration of one model, whatever it was read from (sluice's JSON config, Triton's
+ * config.pbtxt, or auto-complete from the ONNX file). Field meanings follow Triton's model configuration.
+ */
+export interface TensorConfig {
+  readonly name: string;
+  readonly datatype: DataType;
+  /** Dims without the batch dimension when maxBatchSize > 0; -1 marks a dynamic dimension. */
+  readonly dims: readonly number[];
+  readonly optional?: boolean;
+}
+
+export interface QueuePolicy {
+  readonly timeoutAction: 'REJECT' | 'DELAY';
+  /** 0 = no timeout. */
+  readonly defaultTimeoutUs: number;
+  readonly allowTimeoutOverride: boolean;
+  /** 0 = unbounded in Triton; sluice always applies a bound (see DEFAULT_MAX_QUEUE_SIZE). */
+  readonly maxQueueSize: number;
+}
+
+export interface DynamicBatchingConfig {
+  readonly preferredBatchSizes: readonly number[];
+  /** 0 = work-conserving: never wait for a batch to grow while a worker is idle. */
+  readonly maxQueueDelayUs: number;
+  readonly preserveOrdering: boolean;
+  /** 0 = a single level. */
+  readonly priorityLevels: number;
+  readonly defaultPriorityLevel: number;
+  readonly defaultQueuePolicy: QueuePolicy;
+  readonly priorityQueuePolicy: Readonly<Record<number, QueuePolicy>>;
+  /** Pad every batch up to the next of these sizes (empty = no padding). */
+  readonly allowedBatchSizes: readonly number[];
+}
+
+export interface InstanceGroup {
+  readonly count: number;
+  readonly kind: 'KIND_CPU' | 'KIND_GPU' | 'KIND_AUTO';
+  readonly gpus: readonly number[];
+}
+
+export type VersionPolicy =
+  | { readonly latest: { readonly numVersions: number } }
+  | { readonly all: Record<string, never> }
+  | { readonly specific: { readonly versions: readonly number[] } };
+
+export interface WarmupInput {
+  readonly datatype: DataType;
+  readonly dims: readonly number[];
+  readonly zeroData?: boolean;
+  readonly randomData?: boolean;
+}
+
+export interface WarmupSpec {
+  readonly name: string;
+  readonly batchSize: number;
+  readonly inputs: Readonly<Record<string, WarmupInput>>;
+  readonly count: number;
+}
+
+export interface ModelConfig {
+  readonly name: string;
+  readonly platform: string;
+  readonly backend: string;
+  /** 0 = the model does not batch (no batch dimension). */
+  readonly maxBatchSize: number;
+  readonly inputs: readonly TensorConfig[];
+  readonly outputs: readonly TensorConfig[];
+  readonly dynamicBatching: DynamicBatchingConfig;
+  readonly instanceGroups: readonly InstanceGroup[];
+  readonly versionPolicy: VersionPolicy;
+  readonly warmup: readonly WarmupSpec[];
+  /** Keep loaded whatever the memory budget says. */
+  readonly pinned: boolean;
+  /** Which source produced this config. */
+  readonly source: 'json' | 'pbtxt' | 'auto';
+  /** Fields of the source config that sluice read but does not act on (reported, never fatal). */
+  readonly unknownFields: readonly string[];
+}
+
+export const DEFAULT_MAX_BATCH_SIZE = 32;
+export const DEFAULT_PREFERRED_BATCH_SIZES: readonly number[] = [8, 16, 32];
+export const DEFAULT_MAX_QUEUE_SIZE = 4096;
+
+/** Names a model or version may have: they become path segments, so they are checked before use. */
+export const MODEL_NAME_PATTERN = /^(?!\.{1,2}$)[A-Za-z0-9_.-]{1,128}$/;
+export const VERSION_PATTERN = /^[1-9][0-9]{0,17}$/;
+
+export type ModelState = 'READY' | 'UNAVAILABLE' | 'LOADING' | 'UNLOADING';
+
+/** One entry of the repository index (Triton's repository extension). */
+export interface RepositoryIndexEntry {
+  readonly name: string;
+  readonly version: string;
+  readonly state: ModelState;
+  readonly reason: string;
+}
+
+/** Model metadata as the protocol returns it. */
+export interface ModelMetadata {
+  readonly name: string;
+  readonly versions: readonly string[];
+  readonly platform: string;
+  readonly inputs: readonly { name: string; datatype: DataType; shape: number[] }[];
+  readonly outputs: readonly { name: string; datatype: DataType; shape: number[] }[];
+}
+
+/** Triton's statistics extension, durations in nanoseconds. */
+export interface DurationStat {
+  readonly count: number;
+  readonly ns: number;
+}
+
+export interface ModelStats {
+  readonly name: string;
+  readonly version: string;
+  readonly lastInference: number;
+  /** Rows inferred (Triton's inference_count). */
+  readonly inferenceCount: number;
+  /** Batches executed (Triton's execution_count). */
+  readonly executionCount: number;
+  readonly success: DurationStat;
+  readonly fail: DurationStat;
+  readonly queue: DurationStat;
+  readonly computeInput: DurationStat;
+  readonly computeInfer: DurationStat;
+  readonly computeOutput: DurationStat;
+  readonly batchStats: readonly {
+    readonly batchSize: number;
+    readonly computeInput: DurationStat;
+    readonly computeInfer: DurationStat;
+    readonly computeOutput: DurationStat;
+  }[];
+}

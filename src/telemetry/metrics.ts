@@ -1,0 +1,155 @@
+import { Counter, Gauge, Histogram, Registry, Summary, collectDefaultMetrics } from 'prom-client';
+
+/** Outcome label of a finished request. Bounded set: one value per failure reason. */
+export type RequestStatus =
+  | 'success'
+  | 'invalid'
+  | 'not_found'
+  | 'queue_full'
+  | 'timeout'
+  | 'cancelled'
+  | 'unavailable'
+  | 'worker_failure'
+  | 'unimplemented'
+  | 'internal';
+
+/** Label used in place of a model name the repository does not know (keeps label values bounded). */
+export const UNKNOWN_MODEL_LABEL = '_unknown';
+
+/** Snapshots read at scrape time (set by the composition root once the components exist). */
+export interface MetricSources {
+  queueDepth?: () => Iterable<readonly [model: string, depth: number]>;
+  workers?: () => Iterable<WorkerSnapshot>;
+  gpus?: () => Iterable<GpuSnapshot>;
+}
+
+export interface WorkerSnapshot {
+  readonly worker: string;
+  readonly up: boolean;
+  readonly inflightBatches: number;
+  readonly memoryUsedBytes: number;
+  readonly memoryBudgetBytes: number;
+}
+
+export interface GpuSnapshot {
+  readonly gpu: string;
+  readonly memoryUsedBytes: number;
+  readonly memoryTotalBytes: number;
+  readonly utilization: number;
+}
+
+/** Sub-millisecond to multi-second, dense enough that histogram_quantile's P99 stays faithful. */
+export const LATENCY_BUCKETS: readonly number[] = [
+  0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.006, 0.0075, 0.01, 0.0125, 0.015,
+  0.02, 0.025, 0.03, 0.04, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1, 2, 5, 10,
+];
+
+const BATCH_BUCKETS: readonly number[] = [...Array.from({ length: 32 }, (_, i) => i + 1), 48, 64, 128];
+
+/**
+ * Every metric sluice exports, on one Registry of its own (never prom-client's global one). Components
+ * record into the fields; gauges of live state read MetricSources at scrape time.
+ */
+export class Metrics {
+  readonly registry: Registry;
+  readonly sources: MetricSources = {};
+
+  readonly requestDuration: Histogram<'model' | 'protocol' | 'status'>;
+  readonly requestDurationSummary: Summary<'model' | 'protocol'>;
+  readonly requests: Counter<'model' | 'protocol' | 'status'>;
+  readonly queueDuration: Histogram<'model'>;
+  readonly requestsShed: Counter<'model' | 'reason'>;
+  readonly batchSize: Histogram<'model'>;
+  readonly batches: Counter<'model'>;
+  readonly inferences: Counter<'model'>;
+  readonly batchCompute: Histogram<'model'>;
+  readonly workerRestarts: Counter<'worker'>;
+  readonly batchRetries: Counter<'model'>;
+  readonly modelLoads: Counter<'model' | 'result'>;
+  readonly modelEvictions: Counter<'model'>;
+  readonly modelLoadDuration: Histogram<'model'>;
+  readonly cacheLookups: Counter<'model' | 'result'>;
+
+  constructor(options: { defaultMetrics?: boolean } = {}) {
+    const registry = new Registry();
+    this.registry = registry;
+    const registers = [registry];
+    this.requestDuration = new Histogram({ name: 'sluice_request_duration_seconds', help: 'End-to-end request latency from arrival to response, by model, protocol and status.', labelNames: ['model', 'protocol', 'status'], buckets: [...LATENCY_BUCKETS], registers });
+    this.requestDurationSummary = new Summary({ name: 'sluice_request_duration_summary_seconds', help: 'End-to-end latency of successful requests over a sliding 60 s window (per-instance P50/P95/P99).', labelNames: ['model', 'protocol'], percentiles: [0.5, 0.95, 0.99], maxAgeSeconds: 60, ageBuckets: 6, registers });
+    this.requests = new Counter({ name: 'sluice_requests_total', help: 'Inference requests finished, by model, protocol and status.', labelNames: ['model', 'protocol', 'status'], registers });
+    this.queueDuration = new Histogram({ name: 'sluice_queue_duration_seconds', help: 'Time requests spent queued before their batch was sent to a worker.', labelNames: ['model'], buckets: [...LATENCY_BUCKETS], registers });
+    this.requestsShed = new Counter({ name: 'sluice_requests_shed_total', help: 'Requests dropped by the scheduler before running, by reason (queue_full, timeout, cancelled).', labelNames: ['model', 'reason'], registers });
+    this.batchSize = new Histogram({ name: 'sluice_batch_size_rows', help: 'Rows per executed batch.', labelNames: ['model'], buckets: [...BATCH_BUCKETS], registers });
+    this.batches = new Counter({ name: 'sluice_batches_total', help: 'Batches executed (Triton execution_count).', labelNames: ['model'], registers });
+    this.inferences = new Counter({ name: 'sluice_inferences_total', help: 'Rows inferred (Triton inference_count).', labelNames: ['model'], registers });
+    this.batchCompute = new Histogram({ name: 'sluice_batch_compute_duration_seconds', help: 'Worker compute time per batch (ONNX Runtime session.run plus tensor copies).', labelNames: ['model'], buckets: [...LATENCY_BUCKETS], registers });
+    this.workerRestarts = new Counter({ name: 'sluice_worker_restarts_total', help: 'Local worker processes respawned after they died.', labelNames: ['worker'], registers });
+    this.batchRetries = new Counter({ name: 'sluice_batch_retries_total', help: 'Batches retried on another worker after a worker failure.', labelNames: ['model'], registers });
+    this.modelLoads = new Counter({ name: 'sluice_model_loads_total', help: 'Model loads on workers, by result (success, failure).', labelNames: ['model', 'result'], registers });
+    this.modelEvictions = new Counter({ name: 'sluice_model_evictions_total', help: 'Models evicted from a worker hot-model cache to stay within its memory budget.', labelNames: ['model'], registers });
+    this.modelLoadDuration = new Histogram({ name: 'sluice_model_load_duration_seconds', help: 'Time to load a model into a worker, warmup included.', labelNames: ['model'], buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60], registers });
+    this.cacheLookups = new Counter({ name: 'sluice_model_cache_lookups_total', help: 'Hot-model cache lookups per batch, by result (hit, miss).', labelNames: ['model', 'result'], registers });
+
+    const sources = this.sources;
+    new Gauge({
+      name: 'sluice_queue_depth', help: 'Requests waiting in the model queue.', labelNames: ['model'], registers,
+      collect() {
+        this.reset();
+        for (const [model, depth] of sources.queueDepth?.() ?? []) this.set({ model }, depth);
+      },
+    });
+    const workerGauge = (name: string, help: string, pick: (w: WorkerSnapshot) => number): void => {
+      new Gauge({
+        name, help, labelNames: ['worker'], registers,
+        collect() {
+          this.reset();
+          for (const w of sources.workers?.() ?? []) this.set({ worker: w.worker }, pick(w));
+        },
+      });
+    };
+    workerGauge('sluice_worker_up', 'Whether the worker is healthy (1) or ejected (0).', (w) => (w.up ? 1 : 0));
+    workerGauge('sluice_worker_inflight_batches', 'Batches sent to the worker and not yet answered.', (w) => w.inflightBatches);
+    workerGauge('sluice_worker_memory_used_bytes', 'Estimated bytes of models held in the worker hot-model cache.', (w) => w.memoryUsedBytes);
+    workerGauge('sluice_worker_memory_budget_bytes', 'Hot-model cache memory budget of the worker.', (w) => w.memoryBudgetBytes);
+    const gpuGauge = (name: string, help: string, pick: (g: GpuSnapshot) => number): void => {
+      new Gauge({
+        name, help, labelNames: ['gpu'], registers,
+        collect() {
+          this.reset();
+          for (const g of sources.gpus?.() ?? []) this.set({ gpu: g.gpu }, pick(g));
+        },
+      });
+    };
+    gpuGauge('sluice_gpu_memory_used_bytes', 'GPU memory in use (absent without a GPU).', (g) => g.memoryUsedBytes);
+    gpuGauge('sluice_gpu_memory_total_bytes', 'GPU memory in total (absent without a GPU).', (g) => g.memoryTotalBytes);
+    gpuGauge('sluice_gpu_utilization_ratio', 'GPU utilization, 0..1 (absent without a GPU).', (g) => g.utilization);
+
+    if (options.defaultMetrics !== false) collectDefaultMetrics({ register: registry, prefix: 'sluice_' });
+    // prom-client's nodejs_active_*_total are gauges whose names claim to be counters; promtool rejects them.
+    for (const name of ['sluice_nodejs_active_handles_total', 'sluice_nodejs_active_requests_total', 'sluice_nodejs_active_resources_total']) {
+      registry.removeSingleMetric(name);
+    }
+  }
+
+  /** Records one finished request (every front door calls this exactly once per request). */
+  observeRequest(model: string, protocol: string, status: RequestStatus, seconds: number): void {
+    this.requests.inc({ model, protocol, status });
+    this.requestDuration.observe({ model, protocol, status }, seconds);
+    if (status === 'success') this.requestDurationSummary.observe({ model, protocol }, seconds);
+  }
+}
+
+/** Maps an error kind to the status label. */
+export function statusOfKind(kind: string, code?: string): RequestStatus {
+  switch (kind) {
+    case 'INVALID_ARG': return 'invalid';
+    case 'NOT_FOUND': return 'not_found';
+    case 'RESOURCE_EXHAUSTED': return 'queue_full';
+    case 'DEADLINE_EXCEEDED': return 'timeout';
+    case 'CANCELLED': return 'cancelled';
+    case 'UNIMPLEMENTED':
+    case 'UNSUPPORTED': return 'unimplemented';
+    case 'UNAVAILABLE': return code === 'SLUICE_WORKER_FAILED' || code === 'SLUICE_NO_WORKER' ? 'worker_failure' : 'unavailable';
+    default: return 'internal';
+  }
+}
