@@ -44,6 +44,8 @@ export interface ServerMetadata {
 export interface InferenceService {
   serverMetadata(): ServerMetadata;
   isLive(): boolean;
+  /** Whether the repository knows this model name (front doors use it to keep metric labels bounded). */
+  hasModel(name: string): boolean;
   isReady(): boolean;
   modelMetadata(name: string, version: string): ModelMetadata;
   modelReady(name: string, version: string): boolean;
