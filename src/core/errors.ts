@@ -98,6 +98,7 @@ export const InvalidPriority = define('SLUICE_INVALID_PRIORITY', 'INVALID_ARG', 
 // --- workers ---
 export const NoWorkerAvailable = define('SLUICE_NO_WORKER', 'UNAVAILABLE', (model: string, reason: string) => `no worker can serve model '${model}': ${reason}`);
 export const WorkerFailed = define('SLUICE_WORKER_FAILED', 'UNAVAILABLE', (worker: string, reason: string) => `worker ${worker} failed: ${reason}`);
+export const ModelExceedsMemoryBudget = define('SLUICE_MODEL_EXCEEDS_MEMORY_BUDGET', 'RESOURCE_EXHAUSTED', (model: string, needBytes: number, budgetBytes: number, heldBytes: number) => `model '${model}' needs an estimated ${needBytes} bytes but the worker memory budget is ${budgetBytes} bytes with ${heldBytes} held by pinned or loading models`);
 export const InferenceFailed = define('SLUICE_INFERENCE_FAILED', 'INTERNAL', (model: string, reason: string) => `inference failed for model '${model}': ${reason}`);
 
 // --- protocol ---

@@ -48,7 +48,7 @@ export function tensorByteLength(t: Tensor): number {
     for (const e of t.data) n += 4 + e.byteLength;
     return n;
   }
-  return (t.data as Uint8Array).byteLength;
+  return t.data.byteLength;
 }
 
 /** Little-endian length-prefixed serialization of BYTES elements (binary extension, gRPC raw). */

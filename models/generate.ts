@@ -1,0 +1,91 @@
+// Writes the sample models into a Triton-layout repository: <out>/<name>/1/model.onnx.
+//   node --import tsx models/generate.ts [--if-missing] [--out DIR] [name ...]
+// --if-missing returns at once when every file exists: it runs before every test run and at install.
+// The committed configs (config.pbtxt / config.json) beside the models are copied when --out names
+// another folder, so a generated repository is the same as the sample one.
+import { copyFileSync, existsSync, mkdirSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const HERE = dirname(fileURLToPath(import.meta.url));
+const MODEL_NAMES = ['simple', 'simple_string', 'simple_identity', 'identity', 'mlp', 'cnn'];
+const CONFIG_FILES = ['config.pbtxt', 'config.json'];
+
+interface Args {
+  readonly ifMissing: boolean;
+  readonly out: string;
+  readonly names: readonly string[];
+}
+
+function usage(problem: string): never {
+  process.stderr.write(`generate: ${problem}\nusage: node --import tsx models/generate.ts [--if-missing] [--out DIR] [name ...]\nmodels: ${MODEL_NAMES.join(', ')}\n`);
+  process.exit(2);
+}
+
+function parseArgs(argv: readonly string[]): Args {
+  let ifMissing = false;
+  let out = HERE;
+  const names: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i] ?? '';
+    if (arg === '--if-missing') ifMissing = true;
+    else if (arg === '--out') {
+      const dir = argv[++i];
+      if (dir === undefined || dir === '') usage('--out needs a folder');
+      out = resolve(dir);
+    } else if (arg.startsWith('--out=')) out = resolve(arg.slice('--out='.length));
+    else if (arg.startsWith('-')) usage(`unknown option '${arg}'`);
+    else if (MODEL_NAMES.includes(arg)) names.push(arg);
+    else usage(`unknown model '${arg}'`);
+  }
+  return { ifMissing, out, names: names.length > 0 ? names : MODEL_NAMES };
+}
+
+function modelFile(out: string, name: string): string {
+  return join(out, name, '1', 'model.onnx');
+}
+
+// Several test runs may generate at once: each writes its own temporary file and renames it into place,
+// so no reader ever sees half a model.
+function writeAtomically(file: string, bytes: Uint8Array): void {
+  mkdirSync(dirname(file), { recursive: true });
+  const tmp = `${file}.${process.pid}.tmp`;
+  try {
+    writeFileSync(tmp, bytes);
+    renameSync(tmp, file);
+  } catch (e) {
+    if (existsSync(tmp)) unlinkSync(tmp);
+    throw e;
+  }
+}
+
+function copyConfigs(out: string, name: string): void {
+  if (resolve(out) === HERE) return;
+  for (const config of CONFIG_FILES) {
+    const from = join(HERE, name, config);
+    const to = join(out, name, config);
+    if (existsSync(from) && !existsSync(to)) copyFileSync(from, to);
+  }
+}
+
+async function main(): Promise<void> {
+  const args = parseArgs(process.argv.slice(2));
+  const todo = args.ifMissing ? args.names.filter((n) => !existsSync(modelFile(args.out, n))) : args.names;
+  if (todo.length === 0) return;
+  // Loaded only when there is work, so the --if-missing check stays quick.
+  const { buildSampleModel } = await import('./sample-models.ts');
+  for (const name of todo) {
+    const started = performance.now();
+    const bytes = buildSampleModel(name);
+    const file = modelFile(args.out, name);
+    writeAtomically(file, bytes);
+    copyConfigs(args.out, name);
+    const ms = (performance.now() - started).toFixed(0);
+    process.stdout.write(`generate: ${name} (${bytes.length} bytes, ${ms} ms)\n`);
+  }
+}
+
+main().catch((e: unknown) => {
+  process.stderr.write(`generate: ${e instanceof Error ? e.stack ?? e.message : String(e)}\n`);
+  process.exit(1);
+});

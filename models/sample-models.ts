@@ -1,0 +1,193 @@
+// The sample models of the repository, as graph specs. models/README.md documents what each computes.
+import { ELEM, attrInt, attrInts, encodeModel, floatInitializer, node } from './onnx-builder.ts';
+import type { GraphSpec, InitializerSpec, NodeSpec, ValueSpec } from './onnx-builder.ts';
+
+/**
+ * A seeded 32-bit xorshift generator: weights must be the same bytes on every machine and every run,
+ * so tests can recompute outputs and regenerated files never differ.
+ */
+export class Xorshift32 {
+  #state: number;
+  constructor(seed: number) {
+    // Zero is the one state xorshift never leaves.
+    this.#state = seed >>> 0 || 0x9e3779b9;
+  }
+
+  /** Uniform in [0, 1). */
+  next(): number {
+    let x = this.#state;
+    x ^= x << 13;
+    x ^= x >>> 17;
+    x ^= x << 5;
+    this.#state = x >>> 0;
+    return this.#state / 4294967296;
+  }
+
+  /** Uniform in [-scale, scale). */
+  symmetric(scale: number): number {
+    return (this.next() * 2 - 1) * scale;
+  }
+
+  fill(n: number, scale: number): Float32Array {
+    const out = new Float32Array(n);
+    for (let i = 0; i < n; i++) out[i] = this.symmetric(scale);
+    return out;
+  }
+}
+
+const BATCH = 'batch';
+
+function simple(): GraphSpec {
+  const io = (name: string): ValueSpec => ({ name, elemType: ELEM.INT32, dims: [BATCH, 16] });
+  return {
+    name: 'simple',
+    doc: "Triton's example model: OUTPUT0 = INPUT0 + INPUT1, OUTPUT1 = INPUT0 - INPUT1 (INT32).",
+    inputs: [io('INPUT0'), io('INPUT1')],
+    outputs: [io('OUTPUT0'), io('OUTPUT1')],
+    nodes: [node('Add', ['INPUT0', 'INPUT1'], ['OUTPUT0']), node('Sub', ['INPUT0', 'INPUT1'], ['OUTPUT1'])],
+  };
+}
+
+function simpleString(): GraphSpec {
+  const io = (name: string): ValueSpec => ({ name, elemType: ELEM.STRING, dims: [BATCH, 16] });
+  const to = (elem: number) => [attrInt('to', elem)];
+  return {
+    name: 'simple_string',
+    doc: 'simple over decimal strings: inputs parse to INT32, sum and difference print back to strings.',
+    inputs: [io('INPUT0'), io('INPUT1')],
+    outputs: [io('OUTPUT0'), io('OUTPUT1')],
+    nodes: [
+      node('Cast', ['INPUT0'], ['a'], to(ELEM.INT32)),
+      node('Cast', ['INPUT1'], ['b'], to(ELEM.INT32)),
+      node('Add', ['a', 'b'], ['sum']),
+      node('Sub', ['a', 'b'], ['diff']),
+      node('Cast', ['sum'], ['OUTPUT0'], to(ELEM.STRING)),
+      node('Cast', ['diff'], ['OUTPUT1'], to(ELEM.STRING)),
+    ],
+  };
+}
+
+function simpleIdentity(): GraphSpec {
+  return {
+    name: 'simple_identity',
+    doc: 'Echoes a batch of strings: OUTPUT0 = INPUT0 (BYTES).',
+    inputs: [{ name: 'INPUT0', elemType: ELEM.STRING, dims: [BATCH, 'n'] }],
+    outputs: [{ name: 'OUTPUT0', elemType: ELEM.STRING, dims: [BATCH, 'n'] }],
+    nodes: [node('Identity', ['INPUT0'], ['OUTPUT0'])],
+  };
+}
+
+/**
+ * Every protocol datatype ONNX Runtime's node binding can carry (all but BF16, which onnxruntime-node
+ * has no tensor type for), keyed by the protocol name used in the tensor names.
+ */
+export const IDENTITY_TYPES: readonly (readonly [string, number])[] = [
+  ['BOOL', ELEM.BOOL],
+  ['UINT8', ELEM.UINT8],
+  ['UINT16', ELEM.UINT16],
+  ['UINT32', ELEM.UINT32],
+  ['UINT64', ELEM.UINT64],
+  ['INT8', ELEM.INT8],
+  ['INT16', ELEM.INT16],
+  ['INT32', ELEM.INT32],
+  ['INT64', ELEM.INT64],
+  ['FP16', ELEM.FLOAT16],
+  ['FP32', ELEM.FLOAT],
+  ['FP64', ELEM.DOUBLE],
+  ['BYTES', ELEM.STRING],
+];
+
+function identity(): GraphSpec {
+  const nodes: NodeSpec[] = [];
+  const inputs: ValueSpec[] = [];
+  const outputs: ValueSpec[] = [];
+  for (const [dt, elemType] of IDENTITY_TYPES) {
+    inputs.push({ name: `INPUT_${dt}`, elemType, dims: [BATCH, `n_${dt}`] });
+    outputs.push({ name: `OUTPUT_${dt}`, elemType, dims: [BATCH, `n_${dt}`] });
+    nodes.push(node('Identity', [`INPUT_${dt}`], [`OUTPUT_${dt}`]));
+  }
+  return { name: 'identity', doc: 'One Identity per datatype: OUTPUT_<T> = INPUT_<T>.', inputs, outputs, nodes };
+}
+
+/** Layer widths of the mlp; tests rebuild the forward pass from the file's initializers. */
+export const MLP_LAYERS: readonly number[] = [784, 1024, 1024, 10];
+
+function mlp(): GraphSpec {
+  const rng = new Xorshift32(0x5eed0001);
+  const nodes: NodeSpec[] = [];
+  const initializers: InitializerSpec[] = [];
+  let x = 'INPUT0';
+  for (let l = 0; l + 1 < MLP_LAYERS.length; l++) {
+    const fanIn = MLP_LAYERS[l] ?? 0;
+    const fanOut = MLP_LAYERS[l + 1] ?? 0;
+    // 1/sqrt(fan_in) keeps activations near unit scale through the ReLUs, so the softmax is not saturated.
+    initializers.push(floatInitializer(`W${l}`, [fanIn, fanOut], rng.fill(fanIn * fanOut, 1 / Math.sqrt(fanIn))));
+    initializers.push(floatInitializer(`B${l}`, [fanOut], rng.fill(fanOut, 0.01)));
+    const last = l + 2 === MLP_LAYERS.length;
+    const y = last ? 'logits' : `h${l}`;
+    nodes.push(node('Gemm', [x, `W${l}`, `B${l}`], [y]));
+    if (!last) {
+      nodes.push(node('Relu', [y], [`r${l}`]));
+      x = `r${l}`;
+    }
+  }
+  nodes.push(node('Softmax', ['logits'], ['OUTPUT0'], [attrInt('axis', 1)]));
+  return {
+    name: 'mlp',
+    doc: 'Multi-layer perceptron 784-1024-1024-10 with ReLU and a softmax over 10 classes (seeded weights).',
+    inputs: [{ name: 'INPUT0', elemType: ELEM.FLOAT, dims: [BATCH, 784] }],
+    outputs: [{ name: 'OUTPUT0', elemType: ELEM.FLOAT, dims: [BATCH, 10] }],
+    nodes,
+    initializers,
+  };
+}
+
+/** Channels of the cnn's three conv blocks. */
+export const CNN_CHANNELS: readonly number[] = [3, 8, 16, 32];
+
+function cnn(): GraphSpec {
+  const rng = new Xorshift32(0x5eed0002);
+  const nodes: NodeSpec[] = [];
+  const initializers: InitializerSpec[] = [];
+  let x = 'INPUT0';
+  for (let b = 0; b + 1 < CNN_CHANNELS.length; b++) {
+    const cin = CNN_CHANNELS[b] ?? 0;
+    const cout = CNN_CHANNELS[b + 1] ?? 0;
+    initializers.push(floatInitializer(`conv${b}_w`, [cout, cin, 3, 3], rng.fill(cout * cin * 9, 1 / Math.sqrt(cin * 9))));
+    initializers.push(floatInitializer(`conv${b}_b`, [cout], rng.fill(cout, 0.01)));
+    nodes.push(node('Conv', [x, `conv${b}_w`, `conv${b}_b`], [`c${b}`], [attrInts('kernel_shape', [3, 3]), attrInts('pads', [1, 1, 1, 1])]));
+    nodes.push(node('Relu', [`c${b}`], [`r${b}`]));
+    nodes.push(node('MaxPool', [`r${b}`], [`p${b}`], [attrInts('kernel_shape', [2, 2]), attrInts('strides', [2, 2])]));
+    x = `p${b}`;
+  }
+  const channels = CNN_CHANNELS[CNN_CHANNELS.length - 1] ?? 0;
+  initializers.push(floatInitializer('fc_w', [channels, 10], rng.fill(channels * 10, 1 / Math.sqrt(channels))));
+  initializers.push(floatInitializer('fc_b', [10], rng.fill(10, 0.01)));
+  nodes.push(node('GlobalAveragePool', [x], ['gap']));
+  nodes.push(node('Flatten', ['gap'], ['flat'], [attrInt('axis', 1)]));
+  nodes.push(node('Gemm', ['flat', 'fc_w', 'fc_b'], ['OUTPUT0']));
+  return {
+    name: 'cnn',
+    doc: 'Three conv blocks (3x3 conv, ReLU, 2x2 max pool; 8, 16, 32 channels), global average pool, 10 logits.',
+    inputs: [{ name: 'INPUT0', elemType: ELEM.FLOAT, dims: [BATCH, 3, 64, 64] }],
+    outputs: [{ name: 'OUTPUT0', elemType: ELEM.FLOAT, dims: [BATCH, 10] }],
+    nodes,
+    initializers,
+  };
+}
+
+/** Every sample model by repository name; each builds lazily because mlp's weights take a moment. */
+export const SAMPLE_MODELS: Readonly<Record<string, () => GraphSpec>> = {
+  simple,
+  simple_string: simpleString,
+  simple_identity: simpleIdentity,
+  identity,
+  mlp,
+  cnn,
+};
+
+export function buildSampleModel(name: string): Uint8Array {
+  const make = SAMPLE_MODELS[name];
+  if (make === undefined) throw new Error(`no sample model '${name}'`);
+  return encodeModel(make());
+}

@@ -1,0 +1,98 @@
+import type { DataType } from '../core/datatypes.ts';
+import { InvalidModelConfig } from '../core/errors.ts';
+import type { SluiceError } from '../core/errors.ts';
+import type { InstanceGroup, VersionPolicy, WarmupInput } from '../core/model.ts';
+
+/**
+ * A model configuration as read from config.json or config.pbtxt, before defaults and auto-complete:
+ * every field the source left out is undefined. Both readers check types and ranges of single fields;
+ * normalize.ts and autocomplete.ts check fields against each other and against the ONNX file.
+ */
+export interface ConfigDraft {
+  readonly source: 'json' | 'pbtxt';
+  /** The config file's name, for messages ('config.pbtxt'). */
+  readonly file: string;
+  readonly name?: string;
+  readonly platform?: string;
+  readonly backend?: string;
+  readonly maxBatchSize?: number;
+  readonly inputs?: readonly TensorDraft[];
+  readonly outputs?: readonly TensorDraft[];
+  readonly dynamicBatching?: DynamicBatchingDraft;
+  readonly instanceGroups?: readonly InstanceGroupDraft[];
+  readonly versionPolicy?: VersionPolicy;
+  readonly warmup?: readonly WarmupDraft[];
+  readonly pinned?: boolean;
+  /** Paths of fields read but not acted on ('input[0].reshape'), reported as warnings. */
+  readonly unknownFields: readonly string[];
+}
+
+/** An input or output of a config; a missing datatype or dims is taken from the ONNX file. */
+export interface TensorDraft {
+  readonly name: string;
+  readonly datatype?: DataType;
+  readonly dims?: readonly number[];
+  readonly optional?: boolean;
+}
+
+export interface QueuePolicyDraft {
+  readonly timeoutAction?: 'REJECT' | 'DELAY';
+  readonly defaultTimeoutUs?: number;
+  readonly allowTimeoutOverride?: boolean;
+  readonly maxQueueSize?: number;
+}
+
+export interface DynamicBatchingDraft {
+  readonly preferredBatchSizes?: readonly number[];
+  readonly maxQueueDelayUs?: number;
+  readonly preserveOrdering?: boolean;
+  readonly priorityLevels?: number;
+  readonly defaultPriorityLevel?: number;
+  readonly defaultQueuePolicy?: QueuePolicyDraft;
+  readonly priorityQueuePolicy?: Readonly<Record<number, QueuePolicyDraft>>;
+  readonly allowedBatchSizes?: readonly number[];
+}
+
+export interface InstanceGroupDraft {
+  readonly count?: number;
+  readonly kind?: InstanceGroup['kind'];
+  readonly gpus?: readonly number[];
+}
+
+export interface WarmupDraft {
+  readonly name: string;
+  readonly batchSize?: number;
+  readonly inputs: Readonly<Record<string, WarmupInput>>;
+  readonly count?: number;
+}
+
+export const INSTANCE_KINDS: readonly InstanceGroup['kind'][] = ['KIND_CPU', 'KIND_GPU', 'KIND_AUTO'];
+export const TIMEOUT_ACTIONS: readonly QueuePolicyDraft['timeoutAction'][] = ['REJECT', 'DELAY'];
+
+/** The upper bound used for "unsigned 64-bit" config fields: beyond it a JS number is no longer exact. */
+export const MAX_SAFE = Number.MAX_SAFE_INTEGER;
+
+/** A config error naming the file and the field path. */
+export function configError(file: string, path: string, reason: string): SluiceError {
+  return InvalidModelConfig(path === '' ? `in ${file}` : `in ${file} at '${path}'`, reason);
+}
+
+/** Why an integer does not lie in [min, max], or undefined when it does. */
+export function intProblem(value: number, min: number, max: number = MAX_SAFE): string | undefined {
+  if (!Number.isSafeInteger(value)) return `expected an integer, got ${String(value)}`;
+  if (value >= min && value <= max) return undefined;
+  return `must be ${max === MAX_SAFE ? `>= ${min}` : `between ${min} and ${max}`}, got ${value}`;
+}
+
+/** Checks an integer lies in [min, max]; the message says what was expected and what was given. */
+export function checkInt(file: string, path: string, value: number, min: number, max: number = MAX_SAFE): number {
+  const problem = intProblem(value, min, max);
+  if (problem !== undefined) throw configError(file, path, problem);
+  return value;
+}
+
+/** Checks each dimension is -1 (dynamic) or a non-negative size. */
+export function checkDims(file: string, path: string, dims: readonly number[]): readonly number[] {
+  dims.forEach((d, i) => checkInt(file, `${path}[${i}]`, d, -1));
+  return dims;
+}

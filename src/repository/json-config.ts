@@ -1,0 +1,240 @@
+import { fromTritonTypeName, isDataType } from '../core/datatypes.ts';
+import type { DataType } from '../core/datatypes.ts';
+import type { VersionPolicy, WarmupInput } from '../core/model.ts';
+import { INSTANCE_KINDS, TIMEOUT_ACTIONS, checkDims, checkInt, configError } from './draft.ts';
+import type { ConfigDraft, DynamicBatchingDraft, InstanceGroupDraft, QueuePolicyDraft, TensorDraft, WarmupDraft } from './draft.ts';
+
+const FILE = 'config.json';
+const INT32_MAX = 2 ** 31 - 1;
+
+function describe(v: unknown): string {
+  if (v === null) return 'null';
+  if (Array.isArray(v)) return 'an array';
+  if (typeof v === 'string') return `the string ${JSON.stringify(v)}`;
+  if (typeof v === 'object') return 'an object';
+  if (typeof v === 'number' || typeof v === 'boolean') return `${typeof v} ${v}`;
+  return typeof v;
+}
+
+/**
+ * Reads one JSON object against the keys sluice knows; keys never asked for are reported as unknown
+ * (with their path) by finish(), as config.pbtxt's unknown fields are.
+ */
+class ObjectReader {
+  readonly #obj: Readonly<Record<string, unknown>>;
+  readonly #path: string;
+  readonly #unknown: string[];
+  readonly #known = new Set<string>();
+
+  constructor(value: unknown, path: string, unknown: string[]) {
+    if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+      throw configError(FILE, path, `expected an object, got ${describe(value)}`);
+    }
+    this.#obj = value as Record<string, unknown>;
+    this.#path = path;
+    this.#unknown = unknown;
+  }
+
+  get path(): string {
+    return this.#path;
+  }
+
+  at(key: string): string {
+    return this.#path === '' ? key : `${this.#path}.${key}`;
+  }
+
+  #get(key: string): unknown {
+    this.#known.add(key);
+    const v = Object.hasOwn(this.#obj, key) ? this.#obj[key] : undefined;
+    // null reads as absent, so a generated config may write null for "use the default".
+    return v === null ? undefined : v;
+  }
+
+  int(key: string, min: number, max?: number): number | undefined {
+    const v = this.#get(key);
+    if (v === undefined) return undefined;
+    if (typeof v !== 'number') throw configError(FILE, this.at(key), `expected an integer, got ${describe(v)}`);
+    return checkInt(FILE, this.at(key), v, min, max);
+  }
+
+  ints(key: string, min: number, max?: number): number[] | undefined {
+    const v = this.#get(key);
+    if (v === undefined) return undefined;
+    if (!Array.isArray(v)) throw configError(FILE, this.at(key), `expected an array of integers, got ${describe(v)}`);
+    return v.map((x: unknown, i) => {
+      if (typeof x !== 'number') throw configError(FILE, `${this.at(key)}[${i}]`, `expected an integer, got ${describe(x)}`);
+      return checkInt(FILE, `${this.at(key)}[${i}]`, x, min, max);
+    });
+  }
+
+  bool(key: string): boolean | undefined {
+    const v = this.#get(key);
+    if (v === undefined || typeof v === 'boolean') return v;
+    throw configError(FILE, this.at(key), `expected true or false, got ${describe(v)}`);
+  }
+
+  string(key: string): string | undefined {
+    const v = this.#get(key);
+    if (v === undefined || typeof v === 'string') return v;
+    throw configError(FILE, this.at(key), `expected a string, got ${describe(v)}`);
+  }
+
+  oneOf<T extends string>(key: string, allowed: readonly T[]): T | undefined {
+    const v = this.#get(key);
+    if (v === undefined) return undefined;
+    if (typeof v === 'string' && (allowed as readonly string[]).includes(v)) return v as T;
+    throw configError(FILE, this.at(key), `expected one of ${allowed.join(', ')}, got ${describe(v)}`);
+  }
+
+  /** Protocol names (FP32); Triton's TYPE_FP32 is accepted too, so configs can be moved across. */
+  datatype(key: string): DataType | undefined {
+    const v = this.#get(key);
+    if (v === undefined) return undefined;
+    const dt = typeof v === 'string' ? (isDataType(v) ? v : fromTritonTypeName(v)) : undefined;
+    if (dt === undefined) throw configError(FILE, this.at(key), `expected a datatype such as FP32, INT64 or BYTES, got ${describe(v)}`);
+    return dt;
+  }
+
+  object(key: string): ObjectReader | undefined {
+    const v = this.#get(key);
+    return v === undefined ? undefined : new ObjectReader(v, this.at(key), this.#unknown);
+  }
+
+  objects(key: string): ObjectReader[] | undefined {
+    const v = this.#get(key);
+    if (v === undefined) return undefined;
+    if (!Array.isArray(v)) throw configError(FILE, this.at(key), `expected an array of objects, got ${describe(v)}`);
+    return v.map((x: unknown, i) => new ObjectReader(x, `${this.at(key)}[${i}]`, this.#unknown));
+  }
+
+  /** An object used as a map: its keys are data, not field names. */
+  entries(key: string): [string, ObjectReader][] | undefined {
+    const v = this.object(key);
+    if (v === undefined) return undefined;
+    return Object.keys(v.#obj).map((k) => [k, new ObjectReader(v.#obj[k], v.at(k), this.#unknown)]);
+  }
+
+  finish(): void {
+    for (const key of Object.keys(this.#obj)) if (!this.#known.has(key)) this.#unknown.push(this.at(key));
+  }
+}
+
+function readTensor(r: ObjectReader): TensorDraft {
+  const name = r.string('name');
+  if (name === undefined || name === '') throw configError(FILE, r.path, "every input and output needs a 'name'");
+  const datatype = r.datatype('datatype');
+  const dims = r.ints('dims', -1);
+  const optional = r.bool('optional');
+  r.finish();
+  return { name, ...(datatype && { datatype }), ...(dims && { dims: checkDims(FILE, r.at('dims'), dims) }), ...(optional !== undefined && { optional }) };
+}
+
+function readQueuePolicy(r: ObjectReader): QueuePolicyDraft {
+  const policy = {
+    timeoutAction: r.oneOf('timeoutAction', TIMEOUT_ACTIONS as readonly ('REJECT' | 'DELAY')[]),
+    defaultTimeoutUs: r.int('defaultTimeoutUs', 0),
+    allowTimeoutOverride: r.bool('allowTimeoutOverride'),
+    maxQueueSize: r.int('maxQueueSize', 0, 2 ** 32 - 1),
+  };
+  r.finish();
+  return policy;
+}
+
+function readDynamicBatching(r: ObjectReader): DynamicBatchingDraft {
+  const priorityQueuePolicy: Record<number, QueuePolicyDraft> = {};
+  for (const [key, value] of r.entries('priorityQueuePolicy') ?? []) {
+    if (!/^[1-9][0-9]{0,8}$/.test(key)) throw configError(FILE, value.path, `keys are priority levels (positive integers), got '${key}'`);
+    priorityQueuePolicy[Number(key)] = readQueuePolicy(value);
+  }
+  const q = r.object('defaultQueuePolicy');
+  const draft = {
+    preferredBatchSizes: r.ints('preferredBatchSizes', 1, INT32_MAX),
+    maxQueueDelayUs: r.int('maxQueueDelayUs', 0),
+    preserveOrdering: r.bool('preserveOrdering'),
+    priorityLevels: r.int('priorityLevels', 0),
+    defaultPriorityLevel: r.int('defaultPriorityLevel', 0),
+    defaultQueuePolicy: q && readQueuePolicy(q),
+    priorityQueuePolicy,
+    allowedBatchSizes: r.ints('allowedBatchSizes', 1, INT32_MAX),
+  };
+  r.finish();
+  return draft;
+}
+
+function readInstanceGroup(r: ObjectReader): InstanceGroupDraft {
+  const group = { count: r.int('count', 1, INT32_MAX), kind: r.oneOf('kind', INSTANCE_KINDS), gpus: r.ints('gpus', 0, INT32_MAX) };
+  r.finish();
+  return group;
+}
+
+function readVersionPolicy(r: ObjectReader): VersionPolicy {
+  const latest = r.object('latest');
+  const all = r.object('all');
+  const specific = r.object('specific');
+  r.finish();
+  const given = [latest, all, specific].filter((m) => m !== undefined).length;
+  if (given !== 1) throw configError(FILE, r.path, `give exactly one of latest, all, specific (found ${given})`);
+  if (latest !== undefined) {
+    const numVersions = latest.int('numVersions', 1) ?? 1;
+    latest.finish();
+    return { latest: { numVersions } };
+  }
+  if (specific !== undefined) {
+    const versions = specific.ints('versions', 1) ?? [];
+    specific.finish();
+    if (versions.length === 0) throw configError(FILE, specific.path, 'list at least one version');
+    return { specific: { versions } };
+  }
+  all?.finish();
+  return { all: {} };
+}
+
+function readWarmup(r: ObjectReader): WarmupDraft {
+  const name = r.string('name');
+  if (name === undefined || name === '') throw configError(FILE, r.path, "every warmup sample needs a 'name'");
+  const inputs: Record<string, WarmupInput> = {};
+  for (const [key, value] of r.entries('inputs') ?? []) {
+    const datatype = value.datatype('datatype');
+    if (datatype === undefined) throw configError(FILE, value.path, `warmup input '${key}' needs a 'datatype'`);
+    const dims = checkDims(FILE, value.at('dims'), value.ints('dims', -1) ?? []);
+    const zeroData = value.bool('zeroData');
+    const randomData = value.bool('randomData');
+    value.finish();
+    inputs[key] = { datatype, dims, ...(zeroData !== undefined && { zeroData }), ...(randomData !== undefined && { randomData }) };
+  }
+  const draft = { name, batchSize: r.int('batchSize', 0, INT32_MAX), inputs, count: r.int('count', 0, INT32_MAX) };
+  r.finish();
+  return draft;
+}
+
+/** Parses config.json text into a draft; throws InvalidModelConfig naming the field. */
+export function readJsonConfig(text: string): ConfigDraft {
+  let value: unknown;
+  try {
+    value = JSON.parse(text);
+  } catch (e) {
+    throw configError(FILE, '', `not valid JSON: ${e instanceof Error ? e.message : String(e)}`);
+  }
+  const unknownFields: string[] = [];
+  const r = new ObjectReader(value, '', unknownFields);
+  const db = r.object('dynamicBatching');
+  const vp = r.object('versionPolicy');
+  const draft: ConfigDraft = {
+    source: 'json',
+    file: FILE,
+    name: r.string('name'),
+    platform: r.string('platform'),
+    backend: r.string('backend'),
+    maxBatchSize: r.int('maxBatchSize', 0, INT32_MAX),
+    inputs: r.objects('inputs')?.map(readTensor),
+    outputs: r.objects('outputs')?.map(readTensor),
+    dynamicBatching: db && readDynamicBatching(db),
+    instanceGroups: r.objects('instanceGroups')?.map(readInstanceGroup),
+    versionPolicy: vp && readVersionPolicy(vp),
+    warmup: r.objects('warmup')?.map(readWarmup),
+    pinned: r.bool('pinned'),
+    unknownFields,
+  };
+  r.finish();
+  return draft;
+}

@@ -1,0 +1,154 @@
+import { readFile, readdir, stat } from 'node:fs/promises';
+import { join, resolve } from 'node:path';
+import { InvalidModelName, ModelNotFound } from '../core/errors.ts';
+import { MODEL_NAME_PATTERN } from '../core/model.ts';
+import type { ModelConfig } from '../core/model.ts';
+import { checkSignature, settleSignature } from './autocomplete.ts';
+import type { ConfigDraft } from './draft.ts';
+import { readJsonConfig } from './json-config.ts';
+import { checkIdentity, normalizeConfig } from './normalize.ts';
+import { readOnnxMetadata } from './onnx-metadata.ts';
+import type { OnnxMetadata } from './onnx-metadata.ts';
+import { readPbtxtConfig } from './pbtxt-config.ts';
+import { listVersionFolders, selectVersions } from './versions.ts';
+
+/** One served version of a model. */
+export interface ModelVersionEntry {
+  readonly name: string;
+  readonly version: string;
+  /** Absolute path of the version's model.onnx. */
+  readonly file: string;
+  readonly byteSize: number;
+}
+
+/** A model of the repository, usable or not; an unusable one says why in `error`. */
+export interface ModelEntry {
+  readonly name: string;
+  /** The normalized config; undefined when the model is unusable. */
+  readonly config: ModelConfig | undefined;
+  /** The versions the version policy serves, ascending numerically (empty when unusable). */
+  readonly versions: readonly ModelVersionEntry[];
+  /** '' when usable, else why the model is unavailable. */
+  readonly error: string;
+  /** Things worth an operator's look that do not stop the model, e.g. unknown config.pbtxt fields. */
+  readonly warnings: readonly string[];
+}
+
+export const MODEL_FILE = 'model.onnx';
+
+function reasonOf(e: unknown): string {
+  return e instanceof Error ? e.message : String(e);
+}
+
+function isMissing(e: unknown): boolean {
+  return typeof e === 'object' && e !== null && (e as NodeJS.ErrnoException).code === 'ENOENT';
+}
+
+async function readOptional(file: string): Promise<string | undefined> {
+  try {
+    return await readFile(file, 'utf8');
+  } catch (e) {
+    if (isMissing(e)) return undefined;
+    throw e;
+  }
+}
+
+/** The model's config draft from config.pbtxt or config.json; undefined when it has neither. */
+async function readConfigDraft(dir: string): Promise<ConfigDraft | undefined> {
+  const [pbtxt, json] = await Promise.all([readOptional(join(dir, 'config.pbtxt')), readOptional(join(dir, 'config.json'))]);
+  if (pbtxt !== undefined && json !== undefined) throw new Error('both config.pbtxt and config.json are present; keep one');
+  if (pbtxt !== undefined) return readPbtxtConfig(pbtxt);
+  if (json !== undefined) return readJsonConfig(json);
+  return undefined;
+}
+
+interface VersionFile {
+  readonly entry: ModelVersionEntry;
+  readonly meta: OnnxMetadata;
+}
+
+async function readVersion(name: string, dir: string, version: string): Promise<VersionFile> {
+  const file = join(dir, version, MODEL_FILE);
+  let byteSize: number;
+  try {
+    const s = await stat(file);
+    if (!s.isFile()) throw new Error('not a file');
+    byteSize = s.size;
+  } catch (e) {
+    throw new Error(`version ${version}: ${MODEL_FILE} is missing (${isMissing(e) ? 'no such file' : reasonOf(e)})`, { cause: e });
+  }
+  try {
+    return { entry: { name, version, file, byteSize }, meta: await readOnnxMetadata(file) };
+  } catch (e) {
+    throw new Error(`version ${version}: ${MODEL_FILE}: ${reasonOf(e)}`, { cause: e });
+  }
+}
+
+async function loadEntry(name: string, dir: string): Promise<ModelEntry> {
+  const warnings: string[] = [];
+  try {
+    const draft = await readConfigDraft(dir);
+    for (const field of draft?.unknownFields ?? []) warnings.push(`${draft?.file ?? 'config'}: field '${field}' is not used by sluice and was ignored`);
+    checkIdentity(name, draft);
+    const versions = selectVersions(await listVersionFolders(dir), draft?.versionPolicy ?? { latest: { numVersions: 1 } });
+    // One at a time: decoding a large model is CPU work and memory, and most models serve one version.
+    const files: VersionFile[] = [];
+    for (const v of versions) files.push(await readVersion(name, dir, v));
+    const newest = files[files.length - 1];
+    if (newest === undefined) throw new Error('no versions to serve');
+    // The newest file completes the config (as Triton auto-completes from the version it loads first).
+    const sig = settleSignature(draft, newest.meta, newest.entry.version);
+    for (const f of files.slice(0, -1)) checkSignature(draft, sig, f.meta, f.entry.version);
+    const config = normalizeConfig(name, draft, sig);
+    return { name, config, versions: files.map((f) => f.entry), error: '', warnings };
+  } catch (e) {
+    return { name, config: undefined, versions: [], error: reasonOf(e), warnings };
+  }
+}
+
+async function isDirectory(path: string): Promise<boolean> {
+  try {
+    return (await stat(path)).isDirectory();
+  } catch (e) {
+    if (isMissing(e)) return false;
+    throw e;
+  }
+}
+
+/**
+ * Reads one model's folder. Throws InvalidModelName before the name touches the file system, and
+ * ModelNotFound when there is no such folder; every other problem is the entry's `error`.
+ */
+export async function readModelEntry(root: string, name: string): Promise<ModelEntry> {
+  if (!MODEL_NAME_PATTERN.test(name)) throw InvalidModelName(name);
+  const dir = join(resolve(root), name);
+  if (!(await isDirectory(dir))) throw ModelNotFound(name);
+  return loadEntry(name, dir);
+}
+
+/**
+ * Scans a Triton-layout repository: every folder of the root is a model (hidden ones, starting with
+ * '.', are skipped). A broken model is an entry with its error; the others load. Entries are sorted by
+ * name. Throws an Error naming the folder when the root itself cannot be listed.
+ */
+export async function scanRepository(root: string): Promise<Map<string, ModelEntry>> {
+  const abs = resolve(root);
+  let names: string[];
+  try {
+    names = (await readdir(abs, { withFileTypes: true })).map((e) => e.name).filter((n) => !n.startsWith('.'));
+  } catch (e) {
+    // An operator's setting, not a request: a plain Error that says which folder and why.
+    throw new Error(`model repository '${abs}' cannot be read: ${reasonOf(e)}`, { cause: e });
+  }
+  const entries: ModelEntry[] = [];
+  for (const name of names.sort()) {
+    if (!MODEL_NAME_PATTERN.test(name)) {
+      // Folders only: stray files (a README, the generator) are not models.
+      if (await isDirectory(join(abs, name))) entries.push({ name, config: undefined, versions: [], error: InvalidModelName(name).message, warnings: [] });
+      continue;
+    }
+    const dir = join(abs, name);
+    if (await isDirectory(dir)) entries.push(await loadEntry(name, dir));
+  }
+  return new Map(entries.map((e) => [e.name, e]));
+}

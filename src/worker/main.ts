@@ -1,0 +1,156 @@
+/**
+ * The worker process: `node --import tsx src/worker/main.ts --listen unix:/tmp/w0.sock ...` when the
+ * gateway forks a local worker, or `sluice worker --listen 0.0.0.0:9000` on a remote worker host.
+ * When forked with an IPC channel it reports {type:'ready', address} once listening and models named by
+ * --load-model are loaded; SIGTERM, SIGINT or the parent going away drain it and exit 0.
+ */
+import { hostname } from 'node:os';
+import { pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import { createLogger } from '../telemetry/logger.ts';
+import { startWorkerHost, type WorkerHostOptions } from './host.ts';
+
+/** The IPC message a forked worker sends once it serves. */
+export interface WorkerReadyMessage {
+  readonly type: 'ready';
+  readonly address: string;
+}
+
+const HELP = `Usage: sluice worker [flags]
+
+Runs a worker host: ONNX Runtime sessions behind the worker protocol (docs/worker-protocol.md), for a
+gateway started with --worker http://HOST:PORT (or unix:/path.sock).
+
+Flags:
+  --listen ADDR             host:port or unix:/path.sock (default 0.0.0.0:9000)
+  --model-repository DIR    model repository in Triton layout (default ./models)
+  --device cpu|cuda         execution provider (default cpu)
+  --device-id N             GPU device id for --device cuda (default 0)
+  --cuda-fallback cpu|fail  when the CUDA provider cannot load: run on cpu, or fail models (default cpu)
+  --intra-op-threads N      ONNX Runtime threads per session; 0 = every core (default 0)
+  --memory-budget SIZE      hot-model cache budget, e.g. 2gb (default 2gb)
+  --load-model NAME         load the latest version of NAME at start (repeatable)
+  --id NAME                 worker name in logs and /health (default host-pid)
+  --log-level LEVEL         fatal|error|warn|info|debug|trace (default info)
+  --help                    this text
+`;
+
+const UNITS: Record<string, number> = { '': 1, b: 1, k: 1024, kb: 1024, m: 1024 ** 2, mb: 1024 ** 2, g: 1024 ** 3, gb: 1024 ** 3 };
+
+function parseSize(text: string): number | undefined {
+  const m = /^(\d+(?:\.\d+)?)([a-z]*)$/i.exec(text.trim());
+  const unit = m ? UNITS[m[2]!.toLowerCase()] : undefined;
+  if (!m || unit === undefined) return undefined;
+  const n = Math.floor(Number(m[1]) * unit);
+  return Number.isSafeInteger(n) && n > 0 ? n : undefined;
+}
+
+function choice<T extends string>(flag: string, value: string, choices: readonly T[]): T {
+  if (!(choices as readonly string[]).includes(value)) throw new RangeError(`--${flag}: '${value}' is not one of ${choices.join(', ')}`);
+  return value as T;
+}
+
+function int(flag: string, value: string, min: number): number {
+  if (!/^\d+$/.test(value) || Number(value) < min) throw new RangeError(`--${flag}: '${value}' is not an integer >= ${min}`);
+  return Number(value);
+}
+
+type ParsedOptions = Omit<WorkerHostOptions, 'logger'> & { readonly logLevel: string };
+
+/** Parses worker flags; throws RangeError (or parseArgs' TypeError) naming the bad flag. */
+export function parseWorkerArgs(argv: readonly string[]): ParsedOptions {
+  const { values } = parseArgs({
+    args: [...argv],
+    strict: true,
+    allowPositionals: false,
+    options: {
+      listen: { type: 'string', default: '0.0.0.0:9000' },
+      'model-repository': { type: 'string', default: './models' },
+      device: { type: 'string', default: 'cpu' },
+      'device-id': { type: 'string', default: '0' },
+      'cuda-fallback': { type: 'string', default: 'cpu' },
+      'intra-op-threads': { type: 'string', default: '0' },
+      'memory-budget': { type: 'string', default: '2gb' },
+      'load-model': { type: 'string', multiple: true, default: [] },
+      id: { type: 'string', default: `${hostname()}-${process.pid}` },
+      'log-level': { type: 'string', default: 'info' },
+    },
+  });
+  const budget = parseSize(values['memory-budget']);
+  if (budget === undefined) throw new RangeError(`--memory-budget: '${values['memory-budget']}' is not a size (e.g. 2147483648, 512mb, 2gb)`);
+  return {
+    listen: values.listen,
+    modelRepository: values['model-repository'],
+    id: values.id,
+    device: choice('device', values.device, ['cpu', 'cuda'] as const),
+    deviceId: int('device-id', values['device-id'], 0),
+    cudaFallback: choice('cuda-fallback', values['cuda-fallback'], ['cpu', 'fail'] as const),
+    intraOpThreads: int('intra-op-threads', values['intra-op-threads'], 0),
+    memoryBudgetBytes: budget,
+    loadModels: values['load-model'].flatMap((s) => s.split(',')).map((s) => s.trim()).filter((s) => s !== ''),
+    logLevel: choice('log-level', values['log-level'], ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const),
+  };
+}
+
+/** Runs a worker until a signal (or the parent's exit) drains it; resolves with the exit code. */
+export async function runWorkerCli(argv: string[]): Promise<number> {
+  if (argv.includes('--help') || argv.includes('-h')) {
+    process.stdout.write(HELP);
+    return 0;
+  }
+  let parsed: ParsedOptions;
+  try {
+    parsed = parseWorkerArgs(argv);
+  } catch (e) {
+    process.stderr.write(`sluice worker: ${(e as Error).message}\n\n${HELP}`);
+    return 2;
+  }
+  const { logLevel, ...options } = parsed;
+  const logger = createLogger(logLevel);
+  let host;
+  try {
+    host = await startWorkerHost({ ...options, logger });
+  } catch (e) {
+    logger.fatal({ err: (e as Error).message, listen: options.listen }, 'worker failed to start');
+    logger.flush();
+    return 1;
+  }
+  const running = host;
+  if (process.send) process.send({ type: 'ready', address: running.address } satisfies WorkerReadyMessage);
+  return new Promise<number>((resolve) => {
+    let stopping = false;
+    const stop = (why: string): void => {
+      if (stopping) return;
+      stopping = true;
+      logger.info({ why }, 'worker draining');
+      running.close().then(
+        () => {
+          logger.flush();
+          if (process.connected) process.disconnect();
+          resolve(0);
+        },
+        (e: unknown) => {
+          logger.error({ err: (e as Error).message }, 'worker drain failed');
+          logger.flush();
+          resolve(1);
+        },
+      );
+    };
+    process.once('SIGTERM', () => stop('SIGTERM'));
+    process.once('SIGINT', () => stop('SIGINT'));
+    // A forked worker whose gateway died must not linger holding memory (and a GPU).
+    process.once('disconnect', () => stop('parent disconnected'));
+  });
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  runWorkerCli(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (e: unknown) => {
+      process.stderr.write(`sluice worker: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+      process.exitCode = 1;
+    },
+  );
+}

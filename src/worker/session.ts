@@ -1,0 +1,232 @@
+/**
+ * One ONNX Runtime session and the conversions between sluice tensors (raw little-endian bytes) and
+ * onnxruntime-node tensors (typed arrays). The SessionFactory owns the choice of execution provider,
+ * including the CUDA probe and its fallback.
+ */
+import { availableParallelism } from 'node:os';
+import * as ort from 'onnxruntime-node';
+import { elementSize, fromOrtTypeName, ortTypeName, type DataType } from '../core/datatypes.ts';
+import { DatatypeMismatch, InferenceFailed, InvalidTensorData, MissingInput, ModelLoadFailed, ShapeMismatch, Unimplemented, UnknownInput, UnknownOutput } from '../core/errors.ts';
+import { isBytesData, type Tensor } from '../core/tensor.ts';
+import type { Logger } from '../telemetry/logger.ts';
+
+/** Where sessions run. */
+export interface DeviceOptions {
+  readonly device: 'cpu' | 'cuda';
+  readonly deviceId: number;
+  /** What to do when the CUDA provider cannot load: run on the CPU, or fail the model. */
+  readonly cudaFallback: 'cpu' | 'fail';
+  /** ONNX Runtime intra-op threads per session; 0 = every core of this machine. */
+  readonly intraOpThreads: number;
+  readonly logger: Logger;
+}
+
+/** Outputs of one run with the time spent in each stage. */
+export interface RunResult {
+  readonly outputs: Tensor[];
+  readonly computeInputNs: number;
+  readonly computeInferNs: number;
+  readonly computeOutputNs: number;
+}
+
+type TypedArrayCtor = new (buffer: ArrayBufferLike, byteOffset: number, length: number) => ort.Tensor.DataType;
+
+const TYPED_ARRAYS: Partial<Record<DataType, TypedArrayCtor>> = {
+  BOOL: Uint8Array,
+  UINT8: Uint8Array,
+  INT8: Int8Array,
+  UINT16: Uint16Array,
+  INT16: Int16Array,
+  // onnxruntime-node represents float16 as Uint16Array: the raw bits pass through untouched.
+  FP16: Uint16Array,
+  UINT32: Uint32Array,
+  INT32: Int32Array,
+  FP32: Float32Array,
+  UINT64: BigUint64Array,
+  INT64: BigInt64Array,
+  FP64: Float64Array,
+};
+
+const utf8 = new TextDecoder('utf-8', { fatal: true });
+const utf8Encoder = new TextEncoder();
+
+/**
+ * A sluice tensor as an ORT tensor. Fixed-size data becomes a typed-array view over the same bytes when
+ * its offset is aligned to the element size; a misaligned view is impossible in JS, so then (only) the
+ * bytes are copied into a fresh buffer. Assumes a little-endian host, as ONNX Runtime itself does.
+ */
+export function toOrtTensor(t: Tensor): ort.Tensor {
+  if (isBytesData(t.data)) return new ort.Tensor('string', toStrings(t.name, t.data), t.shape);
+  const Ctor = TYPED_ARRAYS[t.datatype];
+  if (!Ctor) throw Unimplemented(`datatype ${t.datatype} in onnxruntime-node (tensor '${t.name}')`);
+  const size = elementSize(t.datatype);
+  const bytes = t.data.byteOffset % size === 0 ? t.data : t.data.slice();
+  const view = new Ctor(bytes.buffer, bytes.byteOffset, bytes.byteLength / size);
+  return new ort.Tensor(ortTypeName(t.datatype) as 'float32', view as Float32Array, t.shape);
+}
+
+/**
+ * BYTES elements as JS strings. onnxruntime-node passes strings to C++ as UTF-8 C strings, so an element
+ * with invalid UTF-8 would be silently replaced and one with a NUL byte silently cut: both are refused.
+ */
+function toStrings(name: string, elements: readonly Uint8Array[]): string[] {
+  return elements.map((e, i) => {
+    if (e.includes(0)) throw InvalidTensorData(name, `BYTES element ${i} contains a NUL byte, which ONNX Runtime string tensors cannot carry`);
+    try {
+      return utf8.decode(e);
+    } catch {
+      throw InvalidTensorData(name, `BYTES element ${i} is not valid UTF-8, which ONNX Runtime string tensors require`);
+    }
+  });
+}
+
+/** An ORT output tensor back as raw bytes (a view, no copy) or UTF-8 elements for strings. */
+export function fromOrtTensor(name: string, value: ort.Tensor): Tensor {
+  const datatype = fromOrtTypeName(value.type);
+  if (!datatype) throw Unimplemented(`output '${name}' of ONNX Runtime type ${value.type}`);
+  const shape = value.dims.map(Number);
+  if (datatype === 'BYTES') {
+    return { name, datatype, shape, data: (value.data as string[]).map((s) => utf8Encoder.encode(s)) };
+  }
+  const data = value.data as Exclude<ort.Tensor.DataType, string[]>;
+  return { name, datatype, shape, data: new Uint8Array(data.buffer, data.byteOffset, data.byteLength) };
+}
+
+interface InputSpec {
+  readonly datatype: DataType | undefined;
+  readonly rank: number | undefined;
+}
+
+/** A loaded model: run() serves batches, release() frees native memory. */
+export class ModelSession {
+  readonly model: string;
+  readonly provider: 'cpu' | 'cuda';
+  readonly inputNames: readonly string[];
+  readonly outputNames: readonly string[];
+  #session: ort.InferenceSession;
+  #inputs = new Map<string, InputSpec>();
+
+  constructor(model: string, session: ort.InferenceSession, provider: 'cpu' | 'cuda') {
+    this.model = model;
+    this.provider = provider;
+    this.#session = session;
+    this.inputNames = session.inputNames;
+    this.outputNames = session.outputNames;
+    for (const m of session.inputMetadata) {
+      this.#inputs.set(m.name, m.isTensor ? { datatype: fromOrtTypeName(m.type), rank: m.shape.length || undefined } : { datatype: undefined, rank: undefined });
+    }
+  }
+
+  /**
+   * Runs one batch. Inputs are checked against the model's own signature first, so a wrong name, type
+   * or rank is an INVALID_ARG error naming the tensor rather than ONNX Runtime's message.
+   */
+  async run(inputs: readonly Tensor[], outputs: readonly string[]): Promise<RunResult> {
+    const t0 = process.hrtime.bigint();
+    const feeds: Record<string, ort.Tensor> = {};
+    for (const t of inputs) {
+      const spec = this.#inputs.get(t.name);
+      if (!spec) throw UnknownInput(t.name, this.model);
+      if (spec.datatype && spec.datatype !== t.datatype) throw DatatypeMismatch(t.name, this.model, spec.datatype, t.datatype);
+      if (spec.rank !== undefined && spec.rank !== t.shape.length) throw ShapeMismatch(t.name, this.model, `rank ${spec.rank}`, JSON.stringify(t.shape));
+      feeds[t.name] = toOrtTensor(t);
+    }
+    for (const name of this.inputNames) {
+      if (!feeds[name]) throw MissingInput(this.model, this.inputNames.length, inputs.length, name);
+    }
+    const fetches = outputs.length > 0 ? [...outputs] : [...this.outputNames];
+    for (const name of fetches) if (!this.outputNames.includes(name)) throw UnknownOutput(name, this.model);
+    const t1 = process.hrtime.bigint();
+    let results: ort.InferenceSession.ReturnType;
+    try {
+      results = await this.#session.run(feeds, fetches);
+    } catch (e) {
+      throw InferenceFailed(this.model, (e as Error).message);
+    }
+    const t2 = process.hrtime.bigint();
+    const out = fetches.map((name) => fromOrtTensor(name, results[name]!));
+    const t3 = process.hrtime.bigint();
+    return { outputs: out, computeInputNs: Number(t1 - t0), computeInferNs: Number(t2 - t1), computeOutputNs: Number(t3 - t2) };
+  }
+
+  async release(): Promise<void> {
+    await this.#session.release();
+  }
+}
+
+/**
+ * Creates sessions on the configured device. onnxruntime-node has no automatic CUDA fallback (creation
+ * with the cuda provider throws when its library is missing), so the first CUDA session doubles as a
+ * probe: if it fails but the same model opens on the CPU, the provider is what failed, and the result is
+ * remembered so later models do not repeat the failing attempt.
+ */
+export class SessionFactory {
+  #options: DeviceOptions;
+  #cudaUsable: boolean | undefined;
+  #cudaError = '';
+
+  constructor(options: DeviceOptions) {
+    this.#options = options;
+  }
+
+  /** The provider sessions actually use (cuda until a probe shows it cannot load). */
+  get provider(): 'cpu' | 'cuda' {
+    return this.#options.device === 'cuda' && this.#cudaUsable !== false ? 'cuda' : 'cpu';
+  }
+
+  async open(model: string, file: string): Promise<ModelSession> {
+    const { device, cudaFallback, logger } = this.#options;
+    if (device === 'cuda' && this.#cudaUsable !== false) {
+      if (this.#cudaUsable === undefined) {
+        // Before the first session only: the native logger prints its own error line when the provider
+        // library is absent; the clear message below replaces it.
+        ort.env.logLevel = 'fatal';
+      }
+      try {
+        const session = await ort.InferenceSession.create(file, this.#sessionOptions('cuda'));
+        this.#cudaUsable = true;
+        return new ModelSession(model, session, 'cuda');
+      } catch (e) {
+        if (this.#cudaUsable === true) throw ModelLoadFailed(model, (e as Error).message);
+        const cpu = await this.#tryCpu(file);
+        if (!cpu) throw ModelLoadFailed(model, (e as Error).message);
+        this.#cudaUsable = false;
+        this.#cudaError = (e as Error).message;
+        if (cudaFallback === 'fail') {
+          await cpu.release();
+          logger.error({ model, deviceId: this.#options.deviceId, err: this.#cudaError }, 'CUDA execution provider cannot load; cuda-fallback=fail, so models fail to load');
+        } else {
+          logger.warn({ model, deviceId: this.#options.deviceId, err: this.#cudaError }, 'CUDA execution provider cannot load; falling back to the CPU provider (cuda-fallback=cpu)');
+          return new ModelSession(model, cpu, 'cpu');
+        }
+      }
+    }
+    if (device === 'cuda' && cudaFallback === 'fail') {
+      throw ModelLoadFailed(model, `the CUDA execution provider cannot load on device ${this.#options.deviceId} and cuda-fallback is 'fail': ${this.#cudaError}`);
+    }
+    try {
+      return new ModelSession(model, await ort.InferenceSession.create(file, this.#sessionOptions('cpu')), 'cpu');
+    } catch (e) {
+      throw ModelLoadFailed(model, (e as Error).message);
+    }
+  }
+
+  async #tryCpu(file: string): Promise<ort.InferenceSession | undefined> {
+    try {
+      return await ort.InferenceSession.create(file, this.#sessionOptions('cpu'));
+    } catch {
+      return undefined;
+    }
+  }
+
+  #sessionOptions(provider: 'cpu' | 'cuda'): ort.InferenceSession.SessionOptions {
+    const threads = this.#options.intraOpThreads > 0 ? this.#options.intraOpThreads : availableParallelism();
+    return {
+      executionProviders: provider === 'cuda' ? [{ name: 'cuda', deviceId: this.#options.deviceId }] : ['cpu'],
+      intraOpNumThreads: threads,
+      // Batches run one at a time per worker: parallel branches would only compete with intra-op threads.
+      interOpNumThreads: 1,
+      graphOptimizationLevel: 'all',
+    };
+  }
+}
