@@ -57,7 +57,7 @@ function coerce(spec: OptionSpec, raw: unknown, source: Source): unknown {
       throw new ConfigError(`${where}: '${String(raw)}' is not true or false`);
     }
     case 'list': {
-      const items = Array.isArray(raw) ? raw.map(String) : typeof raw === 'string' ? raw.split(',') : undefined;
+      const items = Array.isArray(raw) ? raw.flatMap((v) => String(v).split(',')) : typeof raw === 'string' ? raw.split(',') : undefined;
       if (!items) throw new ConfigError(`${where}: expected a list`);
       return items.map((s) => s.trim()).filter((s) => s !== '');
     }

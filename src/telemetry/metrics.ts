@@ -19,10 +19,13 @@ export const UNKNOWN_MODEL_LABEL = '_unknown';
 /** Snapshots read at scrape time (set by the composition root once the components exist). */
 export interface MetricSources {
   queueDepth?: () => Iterable<readonly [model: string, depth: number]>;
+  /** Each model's max_queue_size, so that depth / limit shows how close a queue is to shedding. */
+  queueLimits?: () => Iterable<readonly [model: string, maxQueueSize: number]>;
   workers?: () => Iterable<WorkerSnapshot>;
   gpus?: () => Iterable<GpuSnapshot>;
 }
 
+/** One worker's live state, read at scrape time. */
 export interface WorkerSnapshot {
   readonly worker: string;
   readonly up: boolean;
@@ -31,10 +34,13 @@ export interface WorkerSnapshot {
   readonly memoryBudgetBytes: number;
 }
 
+/** One GPU's memory and utilization (from nvidia-smi; see gpu.ts). */
 export interface GpuSnapshot {
+  /** The GPU index as nvidia-smi reports it. */
   readonly gpu: string;
   readonly memoryUsedBytes: number;
   readonly memoryTotalBytes: number;
+  /** 0..1 */
   readonly utilization: number;
 }
 
@@ -43,6 +49,9 @@ export const LATENCY_BUCKETS: readonly number[] = [
   0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0015, 0.002, 0.003, 0.004, 0.005, 0.006, 0.0075, 0.01, 0.0125, 0.015,
   0.02, 0.025, 0.03, 0.04, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 0.75, 1, 2, 5, 10,
 ];
+
+/** Reasons the scheduler sheds a request (the reason label of sluice_requests_shed_total). */
+export const SHED_REASONS: readonly string[] = ['queue_full', 'timeout', 'cancelled'];
 
 const BATCH_BUCKETS: readonly number[] = [...Array.from({ length: 32 }, (_, i) => i + 1), 48, 64, 128];
 
@@ -74,28 +83,42 @@ export class Metrics {
     const registry = new Registry();
     this.registry = registry;
     const registers = [registry];
+    const sources = this.sources;
+    // Prometheus best practice: a counter that exists at 0 lets rate() and alerts see "none yet" instead
+    // of "no data". Rare-event counters are created at 0 for every model the scheduler reports.
+    const zeroFill = (counter: Counter<string>, extras: readonly Readonly<Record<string, string>>[]): void => {
+      const models = new Set<string>();
+      for (const [model] of sources.queueDepth?.() ?? []) models.add(model);
+      for (const [model] of sources.queueLimits?.() ?? []) models.add(model);
+      for (const model of models) for (const extra of extras) counter.inc({ ...extra, model }, 0);
+    };
     this.requestDuration = new Histogram({ name: 'sluice_request_duration_seconds', help: 'End-to-end request latency from arrival to response, by model, protocol and status.', labelNames: ['model', 'protocol', 'status'], buckets: [...LATENCY_BUCKETS], registers });
-    this.requestDurationSummary = new Summary({ name: 'sluice_request_duration_summary_seconds', help: 'End-to-end latency of successful requests over a sliding 60 s window (per-instance P50/P95/P99).', labelNames: ['model', 'protocol'], percentiles: [0.5, 0.95, 0.99], maxAgeSeconds: 60, ageBuckets: 6, registers });
+    this.requestDurationSummary = new Summary({ name: 'sluice_request_duration_quantiles_seconds', help: 'End-to-end latency of successful requests over a sliding 60 s window (per-instance P50/P95/P99).', labelNames: ['model', 'protocol'], percentiles: [0.5, 0.95, 0.99], maxAgeSeconds: 60, ageBuckets: 6, registers });
     this.requests = new Counter({ name: 'sluice_requests_total', help: 'Inference requests finished, by model, protocol and status.', labelNames: ['model', 'protocol', 'status'], registers });
     this.queueDuration = new Histogram({ name: 'sluice_queue_duration_seconds', help: 'Time requests spent queued before their batch was sent to a worker.', labelNames: ['model'], buckets: [...LATENCY_BUCKETS], registers });
-    this.requestsShed = new Counter({ name: 'sluice_requests_shed_total', help: 'Requests dropped by the scheduler before running, by reason (queue_full, timeout, cancelled).', labelNames: ['model', 'reason'], registers });
+    this.requestsShed = new Counter({ name: 'sluice_requests_shed_total', help: 'Requests dropped by the scheduler before running, by reason (queue_full, timeout, cancelled).', labelNames: ['model', 'reason'], registers, collect() { zeroFill(this, SHED_REASONS.map((reason) => ({ reason }))); } });
     this.batchSize = new Histogram({ name: 'sluice_batch_size_rows', help: 'Rows per executed batch.', labelNames: ['model'], buckets: [...BATCH_BUCKETS], registers });
     this.batches = new Counter({ name: 'sluice_batches_total', help: 'Batches executed (Triton execution_count).', labelNames: ['model'], registers });
     this.inferences = new Counter({ name: 'sluice_inferences_total', help: 'Rows inferred (Triton inference_count).', labelNames: ['model'], registers });
     this.batchCompute = new Histogram({ name: 'sluice_batch_compute_duration_seconds', help: 'Worker compute time per batch (ONNX Runtime session.run plus tensor copies).', labelNames: ['model'], buckets: [...LATENCY_BUCKETS], registers });
-    this.workerRestarts = new Counter({ name: 'sluice_worker_restarts_total', help: 'Local worker processes respawned after they died.', labelNames: ['worker'], registers });
-    this.batchRetries = new Counter({ name: 'sluice_batch_retries_total', help: 'Batches retried on another worker after a worker failure.', labelNames: ['model'], registers });
-    this.modelLoads = new Counter({ name: 'sluice_model_loads_total', help: 'Model loads on workers, by result (success, failure).', labelNames: ['model', 'result'], registers });
-    this.modelEvictions = new Counter({ name: 'sluice_model_evictions_total', help: 'Models evicted from a worker hot-model cache to stay within its memory budget.', labelNames: ['model'], registers });
+    this.workerRestarts = new Counter({ name: 'sluice_worker_restarts_total', help: 'Local worker processes respawned after they died.', labelNames: ['worker'], registers, collect() { for (const w of sources.workers?.() ?? []) this.inc({ worker: w.worker }, 0); } });
+    this.batchRetries = new Counter({ name: 'sluice_batch_retries_total', help: 'Batches retried on another worker after a worker failure.', labelNames: ['model'], registers, collect() { zeroFill(this, [{}]); } });
+    this.modelLoads = new Counter({ name: 'sluice_model_loads_total', help: 'Model loads on workers, by result (success, failure).', labelNames: ['model', 'result'], registers, collect() { zeroFill(this, [{ result: 'success' }, { result: 'failure' }]); } });
+    this.modelEvictions = new Counter({ name: 'sluice_model_evictions_total', help: 'Models evicted from a worker hot-model cache to stay within its memory budget.', labelNames: ['model'], registers, collect() { zeroFill(this, [{}]); } });
     this.modelLoadDuration = new Histogram({ name: 'sluice_model_load_duration_seconds', help: 'Time to load a model into a worker, warmup included.', labelNames: ['model'], buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60], registers });
-    this.cacheLookups = new Counter({ name: 'sluice_model_cache_lookups_total', help: 'Hot-model cache lookups per batch, by result (hit, miss).', labelNames: ['model', 'result'], registers });
-
-    const sources = this.sources;
+    this.cacheLookups = new Counter({ name: 'sluice_model_cache_lookups_total', help: 'Hot-model cache lookups per batch, by result (hit, miss).', labelNames: ['model', 'result'], registers, collect() { zeroFill(this, [{ result: 'hit' }, { result: 'miss' }]); } });
     new Gauge({
       name: 'sluice_queue_depth', help: 'Requests waiting in the model queue.', labelNames: ['model'], registers,
       collect() {
         this.reset();
         for (const [model, depth] of sources.queueDepth?.() ?? []) this.set({ model }, depth);
+      },
+    });
+    new Gauge({
+      name: 'sluice_queue_max_size', help: 'Largest number of requests the model queue holds before it sheds (max_queue_size).', labelNames: ['model'], registers,
+      collect() {
+        this.reset();
+        for (const [model, max] of sources.queueLimits?.() ?? []) this.set({ model }, max);
       },
     });
     const workerGauge = (name: string, help: string, pick: (w: WorkerSnapshot) => number): void => {
@@ -116,7 +139,11 @@ export class Metrics {
         name, help, labelNames: ['gpu'], registers,
         collect() {
           this.reset();
-          for (const g of sources.gpus?.() ?? []) this.set({ gpu: g.gpu }, pick(g));
+          for (const g of sources.gpus?.() ?? []) {
+            // A field the driver cannot report (NaN) is left out rather than exported as a made-up value.
+            const value = pick(g);
+            if (Number.isFinite(value)) this.set({ gpu: g.gpu }, value);
+          }
         },
       });
     };
@@ -144,7 +171,8 @@ export function statusOfKind(kind: string, code?: string): RequestStatus {
   switch (kind) {
     case 'INVALID_ARG': return 'invalid';
     case 'NOT_FOUND': return 'not_found';
-    case 'RESOURCE_EXHAUSTED': return 'queue_full';
+    // Only a full queue is load shedding; a model too large for a worker's memory budget is a capacity problem.
+    case 'RESOURCE_EXHAUSTED': return code === undefined || code === 'SLUICE_QUEUE_FULL' ? 'queue_full' : 'unavailable';
     case 'DEADLINE_EXCEEDED': return 'timeout';
     case 'CANCELLED': return 'cancelled';
     case 'UNIMPLEMENTED':

@@ -31,6 +31,7 @@ test('repeatable flags and comma-separated environment lists', () => {
   const c = loadConfig({ argv: ['--load-model', 'simple', '--load-model', 'mlp', '--model-control-mode', 'explicit'], env: { SLUICE_GPUS: '0,1' } });
   assert.deepEqual(c.loadModels, ['simple', 'mlp']);
   assert.deepEqual(c.workers.gpus, [0, 1]);
+  assert.deepEqual(loadConfig({ argv: ['--gpus', '2,3', '--workers=-1'], env: {} }).workers.gpus, [2, 3]);
   assert.equal(c.modelControlMode, 'explicit');
 });
 

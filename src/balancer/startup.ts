@@ -1,0 +1,105 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { availableParallelism, tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+import type { Config } from '../config/schema.ts';
+import type { Logger } from '../telemetry/logger.ts';
+import { LocalWorker } from './local-worker.ts';
+import { PooledWorker } from './pooled-worker.ts';
+import { WorkerClient, type WorkerClientTimeouts } from './worker-client.ts';
+
+/** Generous on purpose: a batch on a cold worker includes loading the model. */
+export const DEFAULT_TIMEOUTS: WorkerClientTimeouts = {
+  connectMs: 5_000,
+  healthMs: 2_000,
+  batchMs: 60_000,
+  loadMs: 300_000,
+};
+
+/** What the pool hears from the supervisor of its local workers. */
+export interface WorkerLifecycleEvents {
+  onReady(worker: PooledWorker): void;
+  onExit(worker: PooledWorker, reason: string): void;
+  onRestart(worker: PooledWorker): void;
+}
+
+export interface StartedWorkers {
+  /** Local workers first (w0, w1, ...), then remote ones in configuration order. */
+  readonly workers: readonly PooledWorker[];
+  /** Removes the private socket folder (after the local workers stopped). */
+  readonly cleanup: () => void;
+}
+
+/** Local worker processes to run: -1 means one per configured GPU on cuda, else one. */
+export function localWorkerCount(config: Config): number {
+  const w = config.workers;
+  if (w.count >= 0) return w.count;
+  return w.device === 'cuda' && w.gpus.length > 0 ? w.gpus.length : 1;
+}
+
+/** ONNX Runtime threads per local worker: as configured, else the cores shared out so none oversubscribes. */
+export function intraOpThreads(config: Config, localWorkers: number, cores = availableParallelism()): number {
+  if (config.workers.intraOpThreads > 0) return config.workers.intraOpThreads;
+  return Math.max(1, Math.floor(cores / Math.max(1, localWorkers)));
+}
+
+/** Flags for local worker i (all but --listen and --id, which the supervisor adds). */
+export function localWorkerArgs(config: Config, index: number, localWorkers: number): string[] {
+  const w = config.workers;
+  return [
+    // Absolute, so the worker does not depend on the directory it was started from.
+    '--model-repository', resolve(config.modelRepository),
+    '--device', w.device,
+    // More workers than GPUs share them round the list.
+    '--device-id', String(w.gpus.length > 0 ? w.gpus[index % w.gpus.length] : 0),
+    '--cuda-fallback', w.cudaFallback,
+    '--intra-op-threads', String(intraOpThreads(config, localWorkers)),
+    '--memory-budget', String(w.memoryBudgetBytes),
+    '--log-level', config.logLevel,
+  ];
+}
+
+/**
+ * Starts the local workers (each on a unix socket in a private temporary folder) and makes a client
+ * for every worker, local and remote. Fails naming the worker that did not start, after stopping the
+ * ones that did.
+ */
+export async function startWorkers(config: Config, log: Logger, events: WorkerLifecycleEvents, timeouts = DEFAULT_TIMEOUTS): Promise<StartedWorkers> {
+  const count = localWorkerCount(config);
+  const { connectionsPerWorker, maxInflightBatches } = config.workers;
+  const dir = count > 0 ? mkdtempSync(join(tmpdir(), 'sluice-')) : undefined;
+  const cleanup = (): void => {
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  };
+  const workers: PooledWorker[] = [];
+  for (let i = 0; i < count; i++) {
+    const id = `w${i}`;
+    const ref: { pooled?: PooledWorker } = {};
+    const local = new LocalWorker({
+      id,
+      socketPath: join(dir!, `${id}.sock`),
+      args: localWorkerArgs(config, i, count),
+      logger: log,
+      events: {
+        onReady: () => ref.pooled && events.onReady(ref.pooled),
+        onExit: (reason) => ref.pooled && events.onExit(ref.pooled, reason),
+        onRestart: () => ref.pooled && events.onRestart(ref.pooled),
+      },
+    });
+    ref.pooled = new PooledWorker(id, new WorkerClient(id, local.address, connectionsPerWorker, timeouts), maxInflightBatches, local);
+    workers.push(ref.pooled);
+  }
+  for (const url of config.workers.remote) {
+    // The URL names the worker in logs and metrics: an operator recognises it at once.
+    workers.push(new PooledWorker(url, new WorkerClient(url, url, connectionsPerWorker, timeouts), maxInflightBatches));
+  }
+  const results = await Promise.allSettled(workers.map(async (w) => w.local?.start()));
+  const failed = results.findIndex((r) => r.status === 'rejected');
+  if (failed >= 0) {
+    await Promise.all(workers.map(async (w) => w.local?.stop()));
+    await Promise.all(workers.map((w) => w.client.close()));
+    cleanup();
+    throw new Error(`local worker ${workers[failed]!.id} failed to start: ${((results[failed] as PromiseRejectedResult).reason as Error).message}`);
+  }
+  log.info({ local: count, remote: config.workers.remote.length }, `${count} local and ${config.workers.remote.length} remote workers`);
+  return { workers, cleanup };
+}

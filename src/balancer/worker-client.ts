@@ -1,0 +1,176 @@
+import type { Readable } from 'node:stream';
+import { Pool } from 'undici';
+import type { SluiceError } from '../core/errors.ts';
+import type { BatchJob } from '../core/execution.ts';
+import {
+  FRAME_CONTENT_TYPE,
+  WORKER_PATHS,
+  chunksByteLength,
+  decodeInferResponse,
+  encodeInferRequest,
+  errorFromWorker,
+  type FrameResult,
+  type LoadResult,
+  type ModelRef,
+  type UnloadResult,
+  type WorkerHealth,
+} from '../worker/protocol.ts';
+
+/** Timeouts of one worker's client; every call is bounded by one of them. */
+export interface WorkerClientTimeouts {
+  readonly connectMs: number;
+  readonly healthMs: number;
+  /** A batch, including a model load the worker does first on a cache miss. */
+  readonly batchMs: number;
+  readonly loadMs: number;
+}
+
+/**
+ * The worker could not be reached or did not answer (refused, reset, closed, timed out, or sent a reply
+ * that is not a frame). Such a failure says nothing about the batch, so the batch may run elsewhere.
+ */
+export class TransportError extends Error {
+  readonly worker: string;
+  constructor(worker: string, reason: string, options?: ErrorOptions) {
+    super(reason, options);
+    this.name = 'TransportError';
+    this.worker = worker;
+  }
+}
+
+/** The worker answered with an error (its SluiceError, rebuilt); `status` is the HTTP status. */
+export class WorkerAnswerError extends Error {
+  readonly status: number;
+  readonly error: SluiceError;
+  constructor(status: number, error: SluiceError) {
+    super(error.message);
+    this.name = 'WorkerAnswerError';
+    this.status = status;
+    this.error = error;
+  }
+}
+
+/**
+ * Speaks src/worker/protocol.ts to one worker over an undici Pool of persistent connections: a unix
+ * socket for `unix:/path` and TCP for `http://host:port`, the same code either way.
+ */
+export class WorkerClient {
+  readonly worker: string;
+  readonly address: string;
+  readonly #pool: Pool;
+  readonly #timeouts: WorkerClientTimeouts;
+
+  constructor(worker: string, address: string, connections: number, timeouts: WorkerClientTimeouts) {
+    this.worker = worker;
+    this.address = address;
+    this.#timeouts = timeouts;
+    const url = new URL(address);
+    const common = {
+      connections,
+      // One request per connection at a time: a pipelined batch would wait behind a long one anyway, and
+      // a dropped connection would take every request queued on it down with it.
+      pipelining: 1,
+      connectTimeout: timeouts.connectMs,
+      headersTimeout: timeouts.batchMs,
+      bodyTimeout: timeouts.batchMs,
+      keepAliveTimeout: 60_000,
+    };
+    if (url.protocol === 'unix:') {
+      this.#pool = new Pool('http://localhost', { ...common, socketPath: url.pathname });
+    } else if (url.protocol === 'http:') {
+      this.#pool = new Pool(url.origin, common);
+    } else {
+      throw new Error(`worker address '${address}' must be http://host:port or unix:/path`);
+    }
+  }
+
+  async health(): Promise<WorkerHealth> {
+    const body = await this.#call('GET', WORKER_PATHS.health, undefined, this.#timeouts.healthMs);
+    return this.#json(body, WORKER_PATHS.health) as WorkerHealth;
+  }
+
+  async load(ref: ModelRef): Promise<LoadResult> {
+    const body = await this.#call('POST', WORKER_PATHS.load, jsonBody(ref), this.#timeouts.loadMs);
+    return this.#json(body, WORKER_PATHS.load) as LoadResult;
+  }
+
+  async unload(ref: ModelRef): Promise<UnloadResult> {
+    const body = await this.#call('POST', WORKER_PATHS.unload, jsonBody(ref), this.#timeouts.healthMs);
+    return this.#json(body, WORKER_PATHS.unload) as UnloadResult;
+  }
+
+  /** Runs one batch; `cancel` fails it early (the pool cancels the batches of a worker it ejects). */
+  async infer(job: BatchJob, cancel?: AbortSignal): Promise<FrameResult> {
+    const chunks = encodeInferRequest(job);
+    const body = await this.#call('POST', WORKER_PATHS.infer, { chunks, type: FRAME_CONTENT_TYPE }, this.#timeouts.batchMs, cancel);
+    try {
+      return decodeInferResponse(body);
+    } catch (e) {
+      throw new TransportError(this.worker, `sent an unreadable batch result: ${(e as Error).message}`, { cause: e });
+    }
+  }
+
+  /** Closes idle connections and fails requests still queued in the pool (after a drain, nothing is). */
+  async close(): Promise<void> {
+    await this.#pool.destroy().catch(() => undefined);
+  }
+
+  async #call(method: 'GET' | 'POST', path: string, body: { chunks: Buffer[]; type: string } | undefined, timeoutMs: number, cancel?: AbortSignal): Promise<Buffer> {
+    // headersTimeout restarts on a slow trickle of bytes; this timer bounds the whole exchange. One
+    // short-lived controller per request, fed by the caller's signal through a listener removed below:
+    // AbortSignal.any over a long-lived signal leaks its dependants on Node 20.
+    const ac = new AbortController();
+    const timer = setTimeout(() => ac.abort(new DOMException(`no answer within ${timeoutMs} ms`, 'TimeoutError')), timeoutMs);
+    timer.unref();
+    const forward = (): void => ac.abort(cancel?.reason);
+    if (cancel?.aborted) forward();
+    else cancel?.addEventListener('abort', forward, { once: true });
+    let status: number;
+    let payload: Buffer;
+    try {
+      const res = await this.#pool.request({
+        method,
+        path,
+        headers: body ? { 'content-type': body.type, 'content-length': String(chunksByteLength(body.chunks)) } : {},
+        // undici writes an iterable body chunk by chunk (its documented body types include Iterable; its
+        // typings lag): the tensors go out without being concatenated into one more copy.
+        body: body ? (body.chunks as unknown as Readable) : null,
+        headersTimeout: timeoutMs,
+        bodyTimeout: timeoutMs,
+        signal: ac.signal,
+      });
+      status = res.statusCode;
+      payload = Buffer.from(await res.body.arrayBuffer());
+    } catch (e) {
+      throw new TransportError(this.worker, describeTransportFailure(e, timeoutMs), { cause: e });
+    } finally {
+      clearTimeout(timer);
+      cancel?.removeEventListener('abort', forward);
+    }
+    if (status !== 200) throw new WorkerAnswerError(status, errorFromWorker(this.worker, status, payload));
+    return payload;
+  }
+
+  #json(body: Buffer, path: string): unknown {
+    try {
+      return JSON.parse(body.toString('utf8'));
+    } catch (e) {
+      throw new TransportError(this.worker, `answered ${path} with invalid JSON: ${(e as Error).message}`, { cause: e });
+    }
+  }
+}
+
+function jsonBody(value: unknown): { chunks: Buffer[]; type: string } {
+  return { chunks: [Buffer.from(JSON.stringify(value), 'utf8')], type: 'application/json' };
+}
+
+/** A short human reason for a failed exchange, naming the system error code where there is one. */
+export function describeTransportFailure(e: unknown, timeoutMs: number): string {
+  const err = e as { name?: string; code?: string; message?: string };
+  if (err.name === 'TimeoutError' || err.code === 'UND_ERR_HEADERS_TIMEOUT' || err.code === 'UND_ERR_BODY_TIMEOUT') {
+    return `no answer within ${timeoutMs} ms`;
+  }
+  if (err.code === 'UND_ERR_CONNECT_TIMEOUT') return 'connect timed out';
+  const code = err.code ? `${err.code}: ` : '';
+  return `${code}${err.message ?? String(e)}`;
+}

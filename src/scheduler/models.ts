@@ -1,0 +1,285 @@
+import type { Config } from '../config/schema.ts';
+import { ModelNotReady, ModelVersionNotFound, toSluiceError } from '../core/errors.ts';
+import type { Executor } from '../core/execution.ts';
+import type { ModelConfig, ModelState } from '../core/model.ts';
+import { readModelEntry, scanRepository, type ModelEntry } from '../repository/repository.ts';
+import type { Logger } from '../telemetry/logger.ts';
+import type { Metrics } from '../telemetry/metrics.ts';
+import { DynamicBatcher } from './batcher.ts';
+import { ModelStatsRecorder } from './stats.ts';
+import { compareVersions } from './versions.ts';
+
+/** One version of a model as the service serves it. */
+export interface VersionSlot {
+  readonly version: string;
+  state: ModelState;
+  /** Why the version is not READY ('' when it is). */
+  reason: string;
+  /** The config it was loaded with (set once READY). */
+  config: ModelConfig | undefined;
+  batcher: DynamicBatcher | undefined;
+}
+
+/** One model name of the repository and what is loaded of it. */
+export interface ModelSlot {
+  readonly name: string;
+  /** The entry last applied (undefined for a name only seen in a scan, never loaded). */
+  entry: ModelEntry | undefined;
+  /** Whether the control mode wants it loaded (readiness waits only on wanted models). */
+  wanted: boolean;
+  /** Why no version serves, when that is the model's fault rather than one version's. */
+  reason: string;
+  readonly versions: Map<string, VersionSlot>;
+  /** Fingerprint of the applied entry: a poll reloads the model only when it changes. */
+  fingerprint: string;
+  /** Serializes load and unload of this model. */
+  op: Promise<void>;
+}
+
+export interface ModelTableOptions {
+  readonly config: Config;
+  readonly executor: Executor;
+  readonly metrics: Metrics;
+  readonly logger: Logger;
+}
+
+function fingerprintOf(entry: ModelEntry): string {
+  return JSON.stringify({ config: entry.config, versions: entry.versions, error: entry.error });
+}
+
+function versionStrings(entry: ModelEntry): string[] {
+  return entry.versions.map((v) => String(v.version));
+}
+
+/**
+ * The models of the repository and their loaded versions: loading (executor.load, so the model is hot
+ * before the first request), unloading (after the version's queue drains), and reloading what a poll
+ * found changed. A broken model or version is UNAVAILABLE with its reason while the rest serve.
+ */
+export class ModelTable {
+  readonly #o: ModelTableOptions;
+  readonly #slots = new Map<string, ModelSlot>();
+  readonly #stats = new Map<string, ModelStatsRecorder>();
+  #closedError: Error | undefined;
+
+  constructor(options: ModelTableOptions) {
+    this.#o = options;
+  }
+
+  get(name: string): ModelSlot | undefined {
+    return this.#slots.get(name);
+  }
+
+  slots(): IterableIterator<ModelSlot> {
+    return this.#slots.values();
+  }
+
+  /** Every batcher that may still hold requests (READY and UNLOADING versions). */
+  batchers(): DynamicBatcher[] {
+    const out: DynamicBatcher[] = [];
+    for (const slot of this.#slots.values()) for (const v of slot.versions.values()) if (v.batcher) out.push(v.batcher);
+    return out;
+  }
+
+  /** Stats of a version; kept across reloads, as counters should be. */
+  statsFor(name: string, version: string): ModelStatsRecorder {
+    const key = `${name}\u0000${version}`;
+    let s = this.#stats.get(key);
+    if (!s) {
+      s = new ModelStatsRecorder(name, version);
+      this.#stats.set(key, s);
+    }
+    return s;
+  }
+
+  hasStats(name: string, version: string): boolean {
+    return this.#stats.has(`${name}\u0000${version}`);
+  }
+
+  /** Scans the repository and records every name it finds (without loading anything). */
+  async scan(): Promise<Map<string, ModelEntry>> {
+    const entries = await scanRepository(this.#o.config.modelRepository);
+    for (const [name, entry] of entries) {
+      const slot = this.#ensure(name);
+      // A loaded model keeps the entry it was loaded from; others show what is on disk now.
+      if (!slot.wanted) slot.entry = entry;
+    }
+    // Names gone from disk that hold nothing loaded are forgotten (loaded ones leave through unload).
+    for (const slot of [...this.#slots.values()]) {
+      if (!entries.has(slot.name) && !slot.wanted && slot.versions.size === 0) this.#slots.delete(slot.name);
+    }
+    return entries;
+  }
+
+  /** Whether any wanted model still has a version loading. */
+  loading(): boolean {
+    for (const slot of this.#slots.values()) {
+      if (!slot.wanted) continue;
+      for (const v of slot.versions.values()) if (v.state === 'LOADING') return true;
+    }
+    return false;
+  }
+
+  /** Loads a model (reading its entry from disk when none is given); queued behind any other change to it. */
+  async load(name: string, entry?: ModelEntry): Promise<void> {
+    // A name the repository lacks must not become a slot: hasModel() bounds metric labels by it.
+    const first = entry ?? (this.#slots.has(name) ? undefined : await readModelEntry(this.#o.config.modelRepository, name));
+    const slot = this.#ensure(name);
+    await this.#serialize(slot, async () => {
+      await this.#apply(slot, first ?? (await readModelEntry(this.#o.config.modelRepository, name)));
+    });
+  }
+
+  /** Unloads every version once its queue drains; the name stays known (state UNAVAILABLE, 'unloaded'). */
+  unload(name: string, forget = false): Promise<void> {
+    const slot = this.#slots.get(name);
+    if (!slot) return Promise.resolve();
+    return this.#serialize(slot, async () => {
+      slot.wanted = false;
+      await Promise.all([...slot.versions.keys()].map((v) => this.#retire(slot, v)));
+      slot.reason = 'unloaded';
+      if (forget) this.#slots.delete(name);
+    });
+  }
+
+  /** Applies a rescan: new and changed models load, vanished ones unload. */
+  async sync(entries: ReadonlyMap<string, ModelEntry>, wanted: (name: string) => boolean): Promise<void> {
+    const work: Promise<void>[] = [];
+    for (const slot of [...this.#slots.values()]) {
+      if (!entries.has(slot.name)) work.push(this.unload(slot.name, true));
+    }
+    for (const [name, entry] of entries) {
+      const slot = this.#ensure(name);
+      if (!wanted(name)) continue;
+      if (!slot.wanted || slot.fingerprint !== fingerprintOf(entry)) work.push(this.load(name, entry));
+    }
+    await Promise.all(work);
+  }
+
+  /**
+   * The ready version a request for `version` ('' = the latest ready one) runs on. Throws
+   * ModelVersionNotFound for a version the model does not serve, ModelNotReady for one not READY.
+   */
+  resolve(slot: ModelSlot, version: string): VersionSlot {
+    const name = slot.name;
+    if (version === '') {
+      let best: VersionSlot | undefined;
+      for (const v of slot.versions.values()) {
+        if (v.state === 'READY' && (!best || compareVersions(v.version, best.version) > 0)) best = v;
+      }
+      if (!best) throw ModelNotReady(name, this.whyNotReady(slot));
+      return best;
+    }
+    const v = slot.versions.get(version);
+    if (!v) {
+      // On disk but not loaded (unloaded, or its model failed as a whole): not ready, rather than unknown.
+      if (slot.entry?.versions.some((e) => e.version === version)) throw ModelNotReady(name, this.whyNotReady(slot));
+      throw ModelVersionNotFound(name, version);
+    }
+    if (v.state !== 'READY') throw ModelNotReady(name, `version ${version} is ${v.state}${v.reason ? `: ${v.reason}` : ''}`);
+    return v;
+  }
+
+  whyNotReady(slot: ModelSlot): string {
+    if (slot.reason) return slot.reason;
+    const reasons = [...slot.versions.values()].filter((v) => v.state !== 'READY').map((v) => `version ${v.version} is ${v.state}${v.reason ? `: ${v.reason}` : ''}`);
+    return reasons.length > 0 ? reasons.join('; ') : 'not loaded';
+  }
+
+  /** Rejects every queued request and stops the batchers' timers. */
+  close(error: Error): void {
+    this.#closedError = error;
+    for (const b of this.batchers()) b.close(error);
+  }
+
+  #ensure(name: string): ModelSlot {
+    let slot = this.#slots.get(name);
+    if (!slot) {
+      slot = { name, entry: undefined, wanted: false, reason: 'unloaded', versions: new Map(), fingerprint: '', op: Promise.resolve() };
+      this.#slots.set(name, slot);
+    }
+    return slot;
+  }
+
+  #serialize(slot: ModelSlot, fn: () => Promise<void>): Promise<void> {
+    const run = slot.op.then(fn);
+    // The chain continues past a failure; the caller still sees it through `run`.
+    slot.op = run.catch(() => undefined);
+    return run;
+  }
+
+  async #apply(slot: ModelSlot, entry: ModelEntry): Promise<void> {
+    const { logger } = this.#o;
+    const changed = slot.fingerprint !== fingerprintOf(entry);
+    slot.entry = entry;
+    slot.wanted = true;
+    slot.fingerprint = fingerprintOf(entry);
+    for (const w of entry.warnings) logger.warn({ model: slot.name }, w);
+    const config = entry.config;
+    // The repository already applied the version policy: these are the versions to serve.
+    const want = config && !entry.error ? versionStrings(entry) : [];
+    if (!config || entry.error || want.length === 0) {
+      slot.reason = entry.error || (!config ? 'the model has no usable configuration' : 'no version is available under the version policy');
+      logger.error({ model: slot.name, reason: slot.reason }, 'model is unavailable');
+      await Promise.all([...slot.versions.keys()].map((v) => this.#retire(slot, v)));
+      return;
+    }
+    slot.reason = '';
+    const retire = [...slot.versions.values()].filter((v) => !want.includes(v.version) || (changed && v.state !== 'LOADING'));
+    await Promise.all(retire.map((v) => this.#retire(slot, v.version)));
+    await Promise.all(want.map((v) => this.#loadVersion(slot, v, config)));
+  }
+
+  async #loadVersion(slot: ModelSlot, version: string, config: ModelConfig): Promise<void> {
+    const existing = slot.versions.get(version);
+    if (existing && existing.state === 'READY') return;
+    const vs: VersionSlot = { version, state: 'LOADING', reason: '', config: undefined, batcher: undefined };
+    slot.versions.set(version, vs);
+    const started = performance.now();
+    try {
+      await this.#o.executor.load(slot.name, version);
+    } catch (e) {
+      vs.state = 'UNAVAILABLE';
+      vs.reason = toSluiceError(e).message;
+      this.#o.logger.error({ model: slot.name, version, reason: vs.reason }, 'model version failed to load');
+      return;
+    }
+    if (this.#closedError) {
+      vs.state = 'UNAVAILABLE';
+      vs.reason = 'the server is shutting down';
+      return;
+    }
+    vs.config = config;
+    vs.batcher = new DynamicBatcher({
+      model: slot.name, version, config,
+      executor: this.#o.executor, metrics: this.#o.metrics, stats: this.statsFor(slot.name, version),
+      logger: this.#o.logger,
+    });
+    vs.state = 'READY';
+    this.#o.logger.info({ model: slot.name, version, ms: Math.round(performance.now() - started) }, 'model version is ready');
+  }
+
+  /** Stops routing to a version, lets its queue drain (bounded by the drain timeout), then unloads it. */
+  async #retire(slot: ModelSlot, version: string): Promise<void> {
+    const vs = slot.versions.get(version);
+    if (!vs) return;
+    vs.state = 'UNLOADING';
+    if (vs.batcher) {
+      const batcher = vs.batcher;
+      let timer: NodeJS.Timeout | undefined;
+      const bounded = new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, this.#o.config.drainTimeoutMs);
+        timer.unref();
+      });
+      await Promise.race([batcher.drain(), bounded]);
+      clearTimeout(timer);
+      batcher.close(ModelNotReady(slot.name, `version ${version} was unloaded`));
+    }
+    try {
+      await this.#o.executor.unload(slot.name, version);
+    } catch (e) {
+      this.#o.logger.warn({ model: slot.name, version, err: toSluiceError(e).message }, 'unloading a model version failed');
+    }
+    if (slot.versions.get(version) === vs) slot.versions.delete(version);
+  }
+}

@@ -1,0 +1,43 @@
+import { DEFAULT_MAX_QUEUE_SIZE, type ModelConfig, type QueuePolicy } from '../core/model.ts';
+import type { BatchLimits } from './select.ts';
+
+/** Priority levels a model has: at least one, so a model without priorities has the single level 1. */
+export function levelCount(config: ModelConfig): number {
+  return Math.max(1, config.dynamicBatching.priorityLevels);
+}
+
+/**
+ * The level a request's priority 0 ("default") maps to. Triton requires a default level whenever
+ * levels are configured; when a config omits it, the lowest level keeps explicit priorities ahead.
+ */
+export function defaultLevel(config: ModelConfig): number {
+  const levels = levelCount(config);
+  const d = config.dynamicBatching.defaultPriorityLevel;
+  return d >= 1 && d <= levels ? d : levels;
+}
+
+/** The queue policy of one level: its own if the config sets one, else the model's default. */
+export function queuePolicyOf(config: ModelConfig, level: number): QueuePolicy {
+  return config.dynamicBatching.priorityQueuePolicy[level] ?? config.dynamicBatching.defaultQueuePolicy;
+}
+
+/** Triton's max_queue_size 0 means unbounded; sluice always bounds a queue. */
+export function maxQueueSizeOf(policy: QueuePolicy): number {
+  return policy.maxQueueSize > 0 ? policy.maxQueueSize : DEFAULT_MAX_QUEUE_SIZE;
+}
+
+/** The request's timeout in microseconds (0 = none): its own when the policy allows overriding, else the default. */
+export function timeoutUsOf(policy: QueuePolicy, requestTimeoutUs: number): number {
+  if (policy.allowTimeoutOverride && requestTimeoutUs > 0) return requestTimeoutUs;
+  return policy.defaultTimeoutUs;
+}
+
+/** The batch limits of a model. Padding to allowed sizes caps a batch at the largest allowed size. */
+export function batchLimitsOf(config: ModelConfig): BatchLimits {
+  const db = config.dynamicBatching;
+  let maxRows = config.maxBatchSize > 0 ? config.maxBatchSize : 1;
+  const allowed = db.allowedBatchSizes.filter((s) => Number.isSafeInteger(s) && s > 0);
+  if (config.maxBatchSize > 0 && allowed.length > 0) maxRows = Math.min(maxRows, Math.max(...allowed));
+  const preferred = [...new Set(db.preferredBatchSizes)].filter((s) => s > 0 && s <= maxRows).sort((a, b) => a - b);
+  return { batching: config.maxBatchSize > 0, maxRows, preferred, maxQueueDelayMs: Math.max(0, db.maxQueueDelayUs) / 1000 };
+}

@@ -1,0 +1,40 @@
+import type { InferRequest, InferResponse } from '../core/inference.ts';
+
+/**
+ * What validation learned about one request, so the batcher never re-reads the model config per
+ * request: how many rows it carries, which requests it may share a batch with, and what to return.
+ */
+export interface RequestPlan {
+  /** Rows the request carries (its inputs' leading dimension; 1 when the model does not batch). */
+  readonly rows: number;
+  /** Requests with equal keys have the same inputs with the same non-batch dims: they may share a batch. */
+  readonly shapeKey: string;
+  /** Resolved priority level, 1 (highest) .. the model's level count. */
+  readonly level: number;
+  /** Output names to return to this request, in the order it asked for them (all outputs when it named none). */
+  readonly outputs: readonly string[];
+  /** Whether the request asked for every output (so the batch computes them all). */
+  readonly allOutputs: boolean;
+}
+
+/**
+ * The queue and batcher of one model version (Triton's Scheduler {enqueue, inflight, stop}). The
+ * service owns one per loaded version and routes validated requests to it.
+ */
+export interface Scheduler {
+  /** Queues a validated request; settles with its own outputs or a SluiceError (queue full, timeout, ...). */
+  enqueue(request: InferRequest, plan: RequestPlan): Promise<InferResponse>;
+  /** Requests waiting in the queue. */
+  depth(): number;
+  /** Requests sent to the executor and not yet answered. */
+  inflight(): number;
+  /**
+   * Sends whatever the executor has room for now; returns whether a batch went out. The service calls
+   * it round-robin over every scheduler when capacity appears, so no model starves the others.
+   */
+  dispatchOne(): boolean;
+  /** Resolves once the queue is empty and nothing is in flight (queued requests still run). */
+  drain(): Promise<void>;
+  /** Stops the timers and rejects whatever is still queued with `error`; in-flight batches still settle. */
+  close(error: Error): void;
+}

@@ -1,0 +1,312 @@
+import { readFileSync } from 'node:fs';
+import type { Config } from '../config/schema.ts';
+import {
+  InvalidModelName,
+  InvalidVersion,
+  ModelControlDisabled,
+  ModelLoadFailed,
+  ModelNotFound,
+  ModelNotReady,
+  ModelVersionNotFound,
+  ShuttingDown,
+  isSluiceError,
+} from '../core/errors.ts';
+import type { Executor } from '../core/execution.ts';
+import type { InferRequest, InferResponse, InferenceService, ServerMetadata } from '../core/inference.ts';
+import { MODEL_NAME_PATTERN, VERSION_PATTERN, type ModelConfig, type ModelMetadata, type ModelStats, type RepositoryIndexEntry } from '../core/model.ts';
+import type { Logger } from '../telemetry/logger.ts';
+import type { Metrics } from '../telemetry/metrics.ts';
+import { ModelTable, type ModelSlot } from './models.ts';
+import { levelCount, maxQueueSizeOf, queuePolicyOf } from './policy.ts';
+import { validateRequest } from './validate.ts';
+import { compareVersions } from './versions.ts';
+
+/** What GatewayService is built from (the composition root passes the balancer's WorkerPool as executor). */
+export interface GatewayServiceOptions {
+  readonly config: Config;
+  readonly executor: Executor;
+  readonly metrics: Metrics;
+  readonly logger: Logger;
+}
+
+/** Protocol extensions sluice implements (GET /v2 and ServerMetadata report them). */
+export const EXTENSIONS: readonly string[] = ['binary_tensor_data', 'statistics', 'model_configuration', 'model_repository', 'schedule_policy'];
+
+/** package.json's version, looked up from this file so it works from src/ (tsx) and dist/src/ (built). */
+function packageVersion(): string {
+  for (const up of ['../../package.json', '../../../package.json']) {
+    try {
+      const pkg = JSON.parse(readFileSync(new URL(up, import.meta.url), 'utf8')) as { name?: string; version?: string };
+      if (pkg.name === 'sluice' && typeof pkg.version === 'string') return pkg.version;
+    } catch {
+      // not at this level: try the next one up
+    }
+  }
+  return '0.0.0';
+}
+
+function metadataShape(config: ModelConfig, dims: readonly number[]): number[] {
+  return config.maxBatchSize > 0 ? [-1, ...dims] : [...dims];
+}
+
+/**
+ * The InferenceService behind both front doors: model lifecycle per the control mode (none | explicit
+ * | poll), readiness, metadata, statistics, and inference through each version's dynamic batcher.
+ * Capacity from the executor is shared round-robin over every model's batcher so no model starves.
+ */
+export class GatewayService implements InferenceService {
+  readonly #o: GatewayServiceOptions;
+  readonly #table: ModelTable;
+  readonly #version = packageVersion();
+  #started = false;
+  #draining = false;
+  #closed = false;
+  #accepted = 0;
+  #drainWaiters: (() => void)[] = [];
+  #pollTimer: NodeJS.Timeout | undefined;
+  #polling = false;
+  #rr = 0;
+
+  constructor(options: GatewayServiceOptions) {
+    this.#o = options;
+    this.#table = new ModelTable(options);
+    options.executor.onCapacity(() => this.#onCapacity());
+  }
+
+  /** Scans the repository and loads models per the control mode; resolves once every load settled. */
+  async start(): Promise<void> {
+    const { config, logger } = this.#o;
+    const entries = await this.#table.scan();
+    for (const name of config.loadModels) {
+      if (!entries.has(name)) logger.error({ model: name }, `--load-model: '${name}' is not in the model repository`);
+    }
+    await Promise.all([...entries].filter(([name]) => this.#wanted(name)).map(([name, entry]) => this.#table.load(name, entry).catch(() => undefined)));
+    this.#started = true;
+    if (config.modelControlMode === 'poll' && !this.#closed) {
+      this.#pollTimer = setInterval(() => void this.#poll(), config.repositoryPollSeconds * 1000);
+      this.#pollTimer.unref();
+    }
+  }
+
+  serverMetadata(): ServerMetadata {
+    return { name: this.#o.config.serverName, version: this.#version, extensions: EXTENSIONS };
+  }
+
+  isLive(): boolean {
+    return !this.#closed;
+  }
+
+  isReady(): boolean {
+    return this.#started && !this.#draining && !this.#closed && !this.#table.loading();
+  }
+
+  hasModel(name: string): boolean {
+    return this.#table.get(name) !== undefined;
+  }
+
+  modelMetadata(name: string, version: string): ModelMetadata {
+    const { slot, config } = this.#configOf(name, version);
+    const ready = [...slot.versions.values()].filter((v) => v.state === 'READY').map((v) => v.version);
+    const versions = ready.length > 0 ? ready : (slot.entry?.versions ?? []).map((v) => String(v.version));
+    return {
+      name,
+      versions: versions.sort(compareVersions),
+      platform: config.platform,
+      inputs: config.inputs.map((i) => ({ name: i.name, datatype: i.datatype, shape: metadataShape(config, i.dims) })),
+      outputs: config.outputs.map((o) => ({ name: o.name, datatype: o.datatype, shape: metadataShape(config, o.dims) })),
+    };
+  }
+
+  modelReady(name: string, version: string): boolean {
+    const slot = this.#table.get(name);
+    if (!slot || this.#draining) return false;
+    if (version === '') return [...slot.versions.values()].some((v) => v.state === 'READY');
+    return slot.versions.get(version)?.state === 'READY';
+  }
+
+  modelConfig(name: string, version: string): ModelConfig {
+    return this.#configOf(name, version).config;
+  }
+
+  modelStats(name: string, version: string): readonly ModelStats[] {
+    const slots: ModelSlot[] = name === '' ? [...this.#table.slots()] : [this.#slot(name)];
+    if (name !== '' && version !== '') {
+      const slot = slots[0]!;
+      this.#checkVersion(slot, version);
+      if (!this.#table.hasStats(slot.name, version) && !slot.versions.has(version)) throw ModelVersionNotFound(slot.name, version);
+      return [this.#table.statsFor(slot.name, version).snapshot()];
+    }
+    const out: ModelStats[] = [];
+    for (const slot of slots) {
+      const versions = [...slot.versions.values()].filter((v) => v.state === 'READY').map((v) => v.version).sort(compareVersions);
+      for (const v of versions) out.push(this.#table.statsFor(slot.name, v).snapshot());
+    }
+    return out;
+  }
+
+  async repositoryIndex(readyOnly: boolean): Promise<readonly RepositoryIndexEntry[]> {
+    // A fresh scan, so models added to the repository since start show up (as Triton's index does).
+    await this.#table.scan().catch((e: unknown) => this.#o.logger.warn({ err: String(e) }, 'repository scan failed'));
+    const out: RepositoryIndexEntry[] = [];
+    const names = [...this.#table.slots()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+    for (const slot of names) {
+      const versions = [...slot.versions.values()].sort((a, b) => compareVersions(a.version, b.version));
+      if (versions.length === 0) {
+        if (!readyOnly) out.push({ name: slot.name, version: '', state: 'UNAVAILABLE', reason: slot.reason || 'unloaded' });
+        continue;
+      }
+      for (const v of versions) {
+        if (readyOnly && v.state !== 'READY') continue;
+        out.push({ name: slot.name, version: v.version, state: v.state, reason: v.reason });
+      }
+    }
+    return out;
+  }
+
+  async loadModel(name: string): Promise<void> {
+    this.#checkControl(name);
+    if (this.#draining || this.#closed) throw ShuttingDown();
+    try {
+      await this.#table.load(name);
+    } catch (e) {
+      // An unknown or invalid name keeps its own error (404 / 400); anything else is a failed load.
+      if (isSluiceError(e) && (e.kind === 'NOT_FOUND' || e.kind === 'INVALID_ARG')) throw e;
+      throw ModelLoadFailed(name, e instanceof Error ? e.message : String(e));
+    }
+    const slot = this.#slot(name);
+    if (![...slot.versions.values()].some((v) => v.state === 'READY')) throw ModelLoadFailed(name, this.#table.whyNotReady(slot));
+  }
+
+  async unloadModel(name: string): Promise<void> {
+    this.#checkControl(name);
+    this.#slot(name);
+    await this.#table.unload(name);
+  }
+
+  async infer(request: InferRequest): Promise<InferResponse> {
+    if (this.#draining || this.#closed) throw ShuttingDown();
+    const slot = this.#slot(request.model);
+    if (request.version !== '') this.#checkVersion(slot, request.version);
+    const v = this.#table.resolve(slot, request.version);
+    const plan = validateRequest(v.config!, request);
+    this.#accepted++;
+    try {
+      return await v.batcher!.enqueue(request, plan);
+    } finally {
+      this.#accepted--;
+      if (this.#accepted === 0 && this.#draining) this.#wakeDrain();
+    }
+  }
+
+  /** Queue depth per model (summed over its versions), for the sluice_queue_depth gauge. */
+  *queueDepths(): IterableIterator<readonly [string, number]> {
+    for (const slot of this.#table.slots()) {
+      let depth = 0;
+      let live = false;
+      for (const v of slot.versions.values()) {
+        if (!v.batcher) continue;
+        live = true;
+        depth += v.batcher.depth();
+      }
+      if (live) yield [slot.name, depth];
+    }
+  }
+
+  /** Queue capacity per model (every level of every live version), for the sluice_queue_max_size gauge. */
+  *queueLimits(): IterableIterator<readonly [string, number]> {
+    for (const slot of this.#table.slots()) {
+      let max = 0;
+      for (const v of slot.versions.values()) {
+        if (!v.batcher || !v.config) continue;
+        for (let level = 1; level <= levelCount(v.config); level++) max += maxQueueSizeOf(queuePolicyOf(v.config, level));
+      }
+      if (max > 0) yield [slot.name, max];
+    }
+  }
+
+  /** Refuses new requests (ShuttingDown, and not ready) and resolves once every accepted request is answered. */
+  drain(): Promise<void> {
+    this.#draining = true;
+    if (this.#accepted === 0) return Promise.resolve();
+    return new Promise((resolve) => this.#drainWaiters.push(resolve));
+  }
+
+  /** Stops the poll timer and the batchers' timers; anything still queued is rejected with ShuttingDown. */
+  close(): void {
+    this.#closed = true;
+    if (this.#pollTimer) clearInterval(this.#pollTimer);
+    this.#pollTimer = undefined;
+    this.#table.close(ShuttingDown());
+  }
+
+  #wanted(name: string): boolean {
+    const { modelControlMode, loadModels } = this.#o.config;
+    if (modelControlMode === 'explicit') return loadModels.includes(name);
+    return loadModels.length === 0 || loadModels.includes(name);
+  }
+
+  async #poll(): Promise<void> {
+    if (this.#polling || this.#closed || this.#draining) return;
+    this.#polling = true;
+    try {
+      const entries = await this.#table.scan();
+      if (!this.#closed) await this.#table.sync(entries, (name) => this.#wanted(name));
+    } catch (e) {
+      this.#o.logger.warn({ err: e instanceof Error ? e.message : String(e) }, 'repository poll failed');
+    } finally {
+      this.#polling = false;
+    }
+  }
+
+  #onCapacity(): void {
+    const batchers = this.#table.batchers();
+    const n = batchers.length;
+    if (n === 0) return;
+    // Round-robin rounds of one batch per model until none can send: each batch takes requests off a
+    // queue, so the loop ends; rotating the start keeps the first model from always winning.
+    let progress = true;
+    while (progress) {
+      progress = false;
+      for (let i = 0; i < n; i++) if (batchers[(this.#rr + i) % n]!.dispatchOne()) progress = true;
+      this.#rr = (this.#rr + 1) % n;
+    }
+  }
+
+  #wakeDrain(): void {
+    const waiters = this.#drainWaiters;
+    this.#drainWaiters = [];
+    for (const w of waiters) w();
+  }
+
+  #slot(name: string): ModelSlot {
+    const slot = this.#table.get(name);
+    if (!slot) throw ModelNotFound(name);
+    return slot;
+  }
+
+  #checkVersion(slot: ModelSlot, version: string): void {
+    if (!VERSION_PATTERN.test(version)) throw InvalidVersion(version);
+    const onDisk = slot.entry?.versions.some((v) => String(v.version) === version) ?? false;
+    if (!onDisk && !slot.versions.has(version)) throw ModelVersionNotFound(slot.name, version);
+  }
+
+  #configOf(name: string, version: string): { slot: ModelSlot; config: ModelConfig } {
+    const slot = this.#slot(name);
+    if (version !== '') {
+      this.#checkVersion(slot, version);
+      const loaded = slot.versions.get(version)?.config;
+      if (loaded) return { slot, config: loaded };
+    } else {
+      const ready = [...slot.versions.values()].filter((v) => v.config).sort((a, b) => compareVersions(b.version, a.version))[0];
+      if (ready?.config) return { slot, config: ready.config };
+    }
+    const config = slot.entry?.config;
+    if (!config) throw ModelNotReady(name, this.#table.whyNotReady(slot));
+    return { slot, config };
+  }
+
+  #checkControl(name: string): void {
+    if (this.#o.config.modelControlMode !== 'explicit') throw ModelControlDisabled();
+    if (!MODEL_NAME_PATTERN.test(name)) throw InvalidModelName(name);
+  }
+}
