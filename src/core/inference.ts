@@ -29,6 +29,9 @@ export interface InferResponse {
   readonly model: string;
   readonly version: string;
   readonly outputs: readonly Tensor[];
+  /** Which worker ran the request's batch, and that batch's rows (for request logs). */
+  readonly worker?: string;
+  readonly batchRows?: number;
 }
 
 export interface ServerMetadata {

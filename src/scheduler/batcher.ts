@@ -241,7 +241,7 @@ export class DynamicBatcher implements Scheduler {
     const end = performance.now();
     items.forEach((p, i) => {
       stats.success(nsBetween(p.arrivalMs, end));
-      p.resolve({ id: p.request.id, model: p.request.model, version, outputs: shares[i]! });
+      p.resolve({ id: p.request.id, model: p.request.model, version, outputs: shares[i]!, worker: result.worker, batchRows: rows });
     });
   }
 

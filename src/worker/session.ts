@@ -60,7 +60,8 @@ export function toOrtTensor(t: Tensor): ort.Tensor {
   const Ctor = TYPED_ARRAYS[t.datatype];
   if (!Ctor) throw Unimplemented(`datatype ${t.datatype} in onnxruntime-node (tensor '${t.name}')`);
   const size = elementSize(t.datatype);
-  const bytes = t.data.byteOffset % size === 0 ? t.data : t.data.slice();
+  // new Uint8Array(x) copies; Buffer#slice would return a view with the same misalignment.
+  const bytes = t.data.byteOffset % size === 0 ? t.data : new Uint8Array(t.data);
   const view = new Ctor(bytes.buffer, bytes.byteOffset, bytes.byteLength / size);
   return new ort.Tensor(ortTypeName(t.datatype) as 'float32', view as Float32Array, t.shape);
 }

@@ -1,0 +1,135 @@
+import http2, { type Http2ServerResponse } from 'node:http2';
+import { promisify } from 'node:util';
+import { deflate, gzip } from 'node:zlib';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
+import type { SluiceError } from '../../core/errors.ts';
+import type { InferenceService } from '../../core/inference.ts';
+import type { Logger } from '../../telemetry/logger.ts';
+import { UNKNOWN_MODEL_LABEL, type Metrics, type RequestStatus } from '../../telemetry/metrics.ts';
+import { decodeContentEncoding } from './body.ts';
+import { decodeInferBody, decodeRawBody, parseHeaderLength, type InferContext, type RawInputSpec } from './infer-request.ts';
+import { encodeInferResponse } from './infer-response.ts';
+import { checkModelParams, type ModelParams } from './routes.ts';
+import { requestStatusOfError, requestStatusOfHttp } from './status.ts';
+
+const gzipAsync = promisify(gzip);
+const deflateAsync = promisify(deflate);
+
+/** What the infer route needs from the server. */
+export interface InferRouteOptions {
+  readonly service: InferenceService;
+  readonly metrics: Metrics;
+  readonly logger: Logger;
+  readonly bodyLimitBytes: number;
+}
+
+/** Per-request state of an infer request, kept on the Fastify request. */
+export interface InferState {
+  readonly arrivalMs: number;
+  readonly abort: AbortController;
+  /** The client's request id once the body is decoded (for logs). */
+  id: string;
+  /** Which worker ran it, in a batch of how many rows (for logs). */
+  worker?: string;
+  batchRows?: number;
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** Set by the infer routes' onRequest hook. */
+    inferState: InferState | null;
+    /** The SluiceError the request failed with, if any (for the metric's status label). */
+    sluiceError: SluiceError | null;
+  }
+}
+
+/**
+ * The response encoding the client accepts, gzip preferred: responses are compressed only when asked
+ * (Accept-Encoding) and only here, where tensors make bodies large.
+ */
+export function negotiateEncoding(header: string | string[] | undefined): 'gzip' | 'deflate' | undefined {
+  if (header === undefined) return undefined;
+  const accepted = new Set<string>();
+  for (const part of (Array.isArray(header) ? header.join(',') : header).split(',')) {
+    const [token = '', ...params] = part.trim().toLowerCase().split(';');
+    const q = params.map((p) => p.trim()).find((p) => p.startsWith('q='));
+    if (q !== undefined && !(Number(q.slice(2)) > 0)) continue;
+    accepted.add(token.trim());
+  }
+  if (accepted.has('gzip') || accepted.has('x-gzip')) return 'gzip';
+  if (accepted.has('deflate')) return 'deflate';
+  return undefined;
+}
+
+function rawInputOf(service: InferenceService, model: string, version: string): RawInputSpec | undefined {
+  const inputs = service.modelMetadata(model, version).inputs;
+  return inputs.length === 1 ? inputs[0] : undefined;
+}
+
+/**
+ * Whether the whole response went out. HTTP/1: 'finish' happened (writableFinished). HTTP/2: the
+ * compatibility layer emits 'finish' even for a stream the client reset, so the stream's own close code
+ * decides: the response was sent and the stream closed without error.
+ */
+function responseCompleted(res: FastifyReply['raw'] | Http2ServerResponse): boolean {
+  if (!('stream' in res)) return res.writableFinished;
+  return res.headersSent && res.stream.rstCode === http2.constants.NGHTTP2_NO_ERROR;
+}
+
+/**
+ * Records the request once, when its response is written or its client goes away: the metric
+ * (model label bounded by the repository), and one debug line.
+ */
+function watchCompletion(req: FastifyRequest<{ Params: ModelParams }>, reply: FastifyReply, opts: InferRouteOptions, state: InferState): void {
+  const res = reply.raw;
+  res.once('close', () => {
+    const finished = responseCompleted(res);
+    if (!finished) state.abort.abort();
+    const name = req.params.model;
+    const model = opts.service.hasModel(name) ? name : UNKNOWN_MODEL_LABEL;
+    const err = req.sluiceError;
+    const status: RequestStatus = !finished ? 'cancelled' : err ? requestStatusOfError(err) : requestStatusOfHttp(res.statusCode);
+    const seconds = (performance.now() - state.arrivalMs) / 1000;
+    opts.metrics.observeRequest(model, 'http', status, seconds);
+    opts.logger.debug({ id: state.id, model: name, status: finished ? res.statusCode : 499, ms: seconds * 1000, http: req.raw.httpVersion, worker: state.worker, batchRows: state.batchRows }, finished ? 'infer' : 'infer abandoned by the client');
+  });
+}
+
+async function handleInfer(req: FastifyRequest<{ Params: ModelParams }>, reply: FastifyReply, opts: InferRouteOptions): Promise<FastifyReply> {
+  const state = req.inferState!;
+  const { model, version } = checkModelParams(req.params);
+  const limit = opts.bodyLimitBytes;
+  const body = await decodeContentEncoding((req.body as Buffer | undefined) ?? Buffer.alloc(0), req.headers, limit);
+  const headerLength = parseHeaderLength(req.headers['inference-header-content-length'], body.byteLength);
+  const ctx: InferContext = { model, version, arrivalMs: state.arrivalMs, signal: state.abort.signal };
+  const decoded = headerLength === 0 ? decodeRawBody(body, rawInputOf(opts.service, model, version), ctx) : decodeInferBody(body, headerLength, ctx);
+  state.id = decoded.request.id;
+  const response = await opts.service.infer(decoded.request);
+  state.worker = response.worker;
+  state.batchRows = response.batchRows;
+  const encoded = encodeInferResponse(response, decoded.encoding);
+  reply.code(200).type(encoded.contentType).header('vary', 'accept-encoding');
+  if (encoded.headerLength !== undefined) reply.header('inference-header-content-length', String(encoded.headerLength));
+  const encoding = negotiateEncoding(req.headers['accept-encoding']);
+  if (encoding === undefined) return reply.send(encoded.body);
+  const compressed = encoding === 'gzip' ? await gzipAsync(encoded.body) : await deflateAsync(encoded.body);
+  return reply.header('content-encoding', encoding).send(compressed);
+}
+
+/** POST /v2/models/{m}[/versions/{v}]/infer. */
+export function registerInferRoutes(app: FastifyInstance, opts: InferRouteOptions): void {
+  for (const url of ['/v2/models/:model/infer', '/v2/models/:model/versions/:version/infer']) {
+    app.route<{ Params: ModelParams }>({
+      method: 'POST',
+      url,
+      onRequest: (req, reply, done) => {
+        const state: InferState = { arrivalMs: performance.now(), abort: new AbortController(), id: '' };
+        req.inferState = state;
+        watchCompletion(req, reply, opts, state);
+        done();
+      },
+      handler: (req, reply) => handleInfer(req, reply, opts),
+    });
+  }
+}
+

@@ -1,0 +1,114 @@
+import type { Server } from 'node:http';
+import http2, { type Http2ServerRequest } from 'node:http2';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { Config } from '../../config/schema.ts';
+import { isSluiceError, toSluiceError } from '../../core/errors.ts';
+import type { InferenceService } from '../../core/inference.ts';
+import type { Logger } from '../../telemetry/logger.ts';
+import type { Metrics } from '../../telemetry/metrics.ts';
+import { readBody } from './body.ts';
+import { registerInferRoutes } from './infer-route.ts';
+import { registerRoutes } from './routes.ts';
+import { httpStatusOfError } from './status.ts';
+import { HttpTransport, type RequestHandler } from './transport.ts';
+
+/** The running REST front door. */
+export interface HttpServer {
+  readonly port: number;
+  /** Stops accepting, lets requests in flight finish (bounded by drainTimeoutMs), then closes. */
+  close(): Promise<void>;
+}
+
+/** What the REST front door is built from. */
+export interface HttpServerOptions {
+  readonly config: Config;
+  readonly service: InferenceService;
+  readonly metrics: Metrics;
+  readonly logger: Logger;
+}
+
+function errorParts(err: unknown): { status: number; message: string; sluice: ReturnType<typeof toSluiceError> | null } {
+  if (isSluiceError(err)) return { status: httpStatusOfError(err), message: err.message, sluice: err };
+  const fe = err as Partial<FastifyError>;
+  // Fastify's own errors (bad URL encoding, ...) carry a 4xx status and a message meant for the client.
+  if (typeof fe.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) return { status: fe.statusCode, message: fe.message ?? 'bad request', sluice: null };
+  const wrapped = toSluiceError(err);
+  return { status: httpStatusOfError(wrapped), message: wrapped.message, sluice: wrapped };
+}
+
+function sendError(logger: Logger, err: unknown, req: FastifyRequest, reply: FastifyReply): FastifyReply | undefined {
+  const { status, message, sluice } = errorParts(err);
+  req.sluiceError = sluice;
+  const params = req.params as { model?: string } | undefined;
+  const fields = { id: req.inferState?.id ?? '', model: params?.model, status, url: req.url, code: sluice?.code };
+  if (status >= 500 && status !== 503) logger.error({ ...fields, err }, message);
+  else logger.warn(fields, message);
+  // The client is gone: nothing can be written, and the completion hook has already counted it.
+  if (reply.raw.destroyed) return undefined;
+  // An oversize body is left unread: close the connection after the answer rather than drain it.
+  if (status === 413 && req.raw.httpVersionMajor === 1) reply.header('connection', 'close');
+  if (status === 413 && req.raw.httpVersionMajor === 2) {
+    // HTTP/2's equivalent: once the answer is out, RST_STREAM(NO_ERROR) tells the client to stop sending.
+    const stream = (req.raw as unknown as Http2ServerRequest).stream;
+    reply.raw.once('finish', () => stream.close(http2.constants.NGHTTP2_NO_ERROR));
+  }
+  return reply.code(status).type('application/json').send(JSON.stringify({ error: message }));
+}
+
+/**
+ * Starts the REST front door (Open Inference Protocol / KServe v2 with Triton's extensions) on
+ * config.host:config.http.port: HTTP/1.1 and h2c on one port, or TLS with ALPN when a certificate is set.
+ */
+export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServer> {
+  const { config, service, metrics, logger } = opts;
+  const limit = config.http.bodyLimitBytes;
+  let transport: HttpTransport | undefined;
+  // Typed as Fastify's logger so that the instance type is the default one the route modules take.
+  const fastifyLogger: FastifyBaseLogger = logger;
+  const app = Fastify({
+    serverFactory: (handler) => {
+      transport = new HttpTransport(handler as unknown as RequestHandler, { host: config.host, port: config.http.port, tls: config.http.tls, keepAliveTimeoutMs: config.http.keepAliveTimeoutMs, requestTimeoutMs: config.http.requestTimeoutMs, logger });
+      // Fastify only needs a server object to hang on to; HTTP/2 requests reach the same handler.
+      return transport.server as Server;
+    },
+    loggerInstance: fastifyLogger,
+    // Fastify's per-request info lines are replaced by this module's own debug line per request.
+    logController: new LogController({ disableRequestLogging: true }),
+    bodyLimit: limit,
+    routerOptions: { maxParamLength: 512 },
+    frameworkErrors: (err, req, reply) => {
+      sendError(logger, err, req, reply);
+    },
+  });
+  app.decorateRequest('inferState', null);
+  app.decorateRequest('sluiceError', null);
+  // Bodies are read as raw Buffers whatever their content type (curl -d sends form-urlencoded, Triton's
+  // client octet-stream): the infer route parses the JSON header itself, and only that slice.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', (req, payload, done) => {
+    readBody(payload, req.headers, limit).then((b) => done(null, b), (e: Error) => done(e, undefined));
+  });
+  // Fastify parses no body that comes without a content type and without a length (HTTP/2 allows
+  // both): read those here, so every POST handler sees its body.
+  app.addHook('preHandler', async (req) => {
+    if (req.body === undefined && req.method === 'POST') req.body = await readBody(req.raw, req.headers, limit);
+  });
+  app.setErrorHandler((err, req, reply) => sendError(logger, err, req, reply));
+  app.setNotFoundHandler((req, reply) => reply.code(404).type('application/json').send(JSON.stringify({ error: `no route for ${req.method} ${req.url.slice(0, 200)}` })));
+  app.addHook('onResponse', (req, reply, done) => {
+    if (req.inferState === null) logger.debug({ method: req.method, url: req.url, status: reply.statusCode, http: req.raw.httpVersion }, 'request');
+    done();
+  });
+  registerRoutes(app, service);
+  registerInferRoutes(app, { service, metrics, logger, bodyLimitBytes: limit });
+  await app.ready();
+  const port = await transport!.listen();
+  let closing: Promise<void> | undefined;
+  return {
+    port,
+    close: () => (closing ??= (async () => {
+      await transport!.close(config.drainTimeoutMs);
+      await app.close();
+    })()),
+  };
+}

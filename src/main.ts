@@ -1,0 +1,72 @@
+import type { Config } from './config/schema.ts';
+import type { InferenceService } from './core/inference.ts';
+import { WorkerPool } from './balancer/pool.ts';
+import { startGrpcServer } from './frontdoor/grpc/server.ts';
+import { startHttpServer } from './frontdoor/http/server.ts';
+import { GatewayService } from './scheduler/service.ts';
+import { startGpuSampler } from './telemetry/gpu.ts';
+import { createLogger, type Logger } from './telemetry/logger.ts';
+import { Metrics } from './telemetry/metrics.ts';
+import { startMetricsServer } from './telemetry/server.ts';
+
+/** A running sluice: its bound ports and an orderly shutdown. */
+export interface Sluice {
+  readonly ports: { readonly http: number; readonly grpc: number; readonly metrics: number };
+  readonly service: InferenceService;
+  readonly metrics: Metrics;
+  /** Stops accepting, answers everything already accepted, then stops workers and servers. */
+  close(): Promise<void>;
+}
+
+/**
+ * The composition root: builds every layer from one Config and wires them. Order matters: workers
+ * first (nothing can be served without them), then the service loads models, then the doors open.
+ */
+export async function startSluice(config: Config, opts: { logger?: Logger } = {}): Promise<Sluice> {
+  const logger = opts.logger ?? createLogger(config.logLevel);
+  const metrics = new Metrics();
+  const gpus = startGpuSampler({ logger: logger.child({ component: 'gpu' }) });
+  const pool = await WorkerPool.create({ config, metrics, logger: logger.child({ component: 'balancer' }) });
+  const service = new GatewayService({ config, executor: pool, metrics, logger: logger.child({ component: 'scheduler' }) });
+  const cleanup: (() => Promise<void>)[] = [];
+  try {
+    await service.start();
+    metrics.sources.queueDepth = () => service.queueDepths();
+    metrics.sources.queueLimits = () => service.queueLimits();
+    metrics.sources.workers = () => pool.snapshot();
+    metrics.sources.gpus = () => gpus.snapshot();
+    const metricsServer = await startMetricsServer({ host: config.host, port: config.metrics.port, metrics });
+    cleanup.push(() => metricsServer.close());
+    const http = await startHttpServer({ config, service, metrics, logger: logger.child({ component: 'http' }) });
+    cleanup.push(() => http.close());
+    const grpc = await startGrpcServer({ config, service, metrics, logger: logger.child({ component: 'grpc' }) });
+    cleanup.push(() => grpc.close());
+    logger.info({ http: http.port, grpc: grpc.port, metrics: metricsServer.port, repository: config.modelRepository }, 'sluice is serving');
+
+    let closing: Promise<void> | undefined;
+    const close = async (): Promise<void> => {
+      const drained = service.drain();
+      const bounded = new Promise<void>((resolve) => setTimeout(resolve, config.drainTimeoutMs).unref());
+      await Promise.race([drained, bounded]);
+      // Front doors close after the drain so that every accepted request gets its answer written.
+      await grpc.close();
+      await http.close();
+      service.close();
+      await pool.close();
+      await metricsServer.close();
+      gpus.stop();
+    };
+    return {
+      ports: { http: http.port, grpc: grpc.port, metrics: metricsServer.port },
+      service,
+      metrics,
+      close: () => (closing ??= close()),
+    };
+  } catch (e) {
+    for (const c of cleanup.reverse()) await c().catch(() => undefined);
+    service.close();
+    await pool.close();
+    gpus.stop();
+    throw e;
+  }
+}
