@@ -1,0 +1,148 @@
+import { execFileSync } from 'node:child_process';
+import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { cpus, tmpdir, totalmem, type as osType, release } from 'node:os';
+import { dirname, join } from 'node:path';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+import { parseArgs } from 'node:util';
+import { parseDuration } from '../options.ts';
+import { modelMetadata } from '../prepare.ts';
+import { generateVariants } from '../workload.ts';
+import type { Section } from './markdown.ts';
+import type { BenchTiming, ModelWorkload } from './measure.ts';
+import { startServerProcess, type ServerProcess } from './processes.ts';
+import { batchingThroughput, oneClientLatency, overhead, protocols, workerBusy, type BenchEnv } from './sections.ts';
+import { sloSearch } from './slo.ts';
+
+const ROOT = fileURLToPath(new URL('../../', import.meta.url));
+const SECTIONS = ['a', 'b', 'c', 'd', 'e', 'f'] as const;
+
+const USAGE = `Usage: npm run bench [-- --quick] [--repeats N] [--duration T] [--warmup T] [--only a,b,...] [--out FILE]
+
+Runs every benchmark comparison side by side (medians of repeated runs) and writes docs/benchmarks.md:
+(a) batching on vs max batch size 1 vs a naive server, (b) P50 at one client, (c) worker busy fraction,
+(d) REST JSON vs binary vs gRPC, (e) sluice vs bare Fastify / grpc-js echo, (f) highest rate with P99 < 10 ms.
+--quick: one repeat of short steps (about a minute), marked as a smoke run in the output.
+`;
+
+function machine(): string {
+  const cpu = cpus();
+  let commit = 'unknown';
+  try {
+    commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  } catch {
+    // Not a git checkout: the commit stays unknown.
+  }
+  return `${cpu.length} × ${cpu[0]?.model ?? 'unknown CPU'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM, ${osType()} ${release()}, Node.js ${process.version}, sluice commit ${commit} (plus uncommitted work)`;
+}
+
+async function unbatchedRepository(): Promise<string> {
+  // The same mlp file under a config that caps batches at one row: "the same gateway with batching off".
+  const dir = await mkdtemp(join(tmpdir(), 'sluice-bench-repo-'));
+  await mkdir(join(dir, 'mlp', '1'), { recursive: true });
+  await symlink(join(ROOT, 'models', 'mlp', '1', 'model.onnx'), join(dir, 'mlp', '1', 'model.onnx'));
+  await writeFile(join(dir, 'mlp', 'config.pbtxt'), 'name: "mlp"\nmax_batch_size: 1\n');
+  return dir;
+}
+
+const sluiceFlags = (repo: string): string[] => ['--host', '127.0.0.1', '--http-port', '0', '--grpc-port', '0', '--metrics-port', '0', '--model-repository', repo, '--log-level', 'warn'];
+
+/** `npm run bench [-- flags]`: starts the servers, runs the comparisons, writes the markdown. */
+export async function runBench(argv: string[]): Promise<number> {
+  const { values } = parseArgs({ args: argv, options: { quick: { type: 'boolean' }, repeats: { type: 'string' }, duration: { type: 'string' }, warmup: { type: 'string' }, only: { type: 'string' }, out: { type: 'string' }, help: { type: 'boolean' } } });
+  if (values.help) {
+    process.stdout.write(USAGE);
+    return 0;
+  }
+  const quick = values.quick === true;
+  const only = new Set((values.only ?? SECTIONS.join(',')).split(',').map((s) => s.trim()));
+  const timing: BenchTiming = {
+    repeats: Number(values.repeats ?? (quick ? 1 : 3)),
+    durationMs: parseDuration('duration', values.duration ?? (quick ? '1s' : '5s'), 600_000),
+    warmupMs: parseDuration('warmup', values.warmup ?? (quick ? '500ms' : '1500ms'), 600_000),
+    log: (line) => process.stderr.write(`${line}\n`),
+  };
+  if (!Number.isInteger(timing.repeats) || timing.repeats < 1 || timing.repeats > 20) throw new Error('--repeats must be an integer from 1 to 20');
+  const out = values.out ?? join(ROOT, 'docs', 'benchmarks.md');
+  const started = new Date();
+  const servers: ServerProcess[] = [];
+  const repo = await unbatchedRepository();
+  const sections: Section[] = [];
+  try {
+    timing.log('starting servers: sluice, sluice with max batch size 1, naive server, Fastify echo, grpc-js echo');
+    const a = await startServerProcess('sluice', 'sluice', sluiceFlags(join(ROOT, 'models')));
+    servers.push(a);
+    const b = await startServerProcess('sluice (max batch size 1)', 'sluice', sluiceFlags(repo));
+    servers.push(b);
+    const sluiceUrl = `http://127.0.0.1:${a.ports['http']}`;
+    const workloads = new Map<string, Promise<ModelWorkload>>();
+    const workload = (model: string): Promise<ModelWorkload> => {
+      let w = workloads.get(model);
+      if (!w) {
+        w = modelMetadata({ protocol: 'json', url: sluiceUrl, grpcUrl: undefined, model, version: '', timeoutMs: 30_000 })
+          .then((meta) => ({ meta, variants: generateVariants(meta, { seed: 1, variants: 8, batch: 1, shapes: {} }) }));
+        workloads.set(model, w);
+      }
+      return w;
+    };
+    const mlp = await workload('mlp');
+    const naive = await startServerProcess('naive server', 'naive', ['--model-file', join(ROOT, 'models', 'mlp', '1', 'model.onnx'), '--model', 'mlp', '--input-name', mlp.meta.inputs[0]!.name]);
+    servers.push(naive);
+    const echoHttp = await startServerProcess('Fastify echo', 'echo-http', []);
+    servers.push(echoHttp);
+    const echoGrpc = await startServerProcess('grpc-js echo', 'echo-grpc', []);
+    servers.push(echoGrpc);
+    const env: BenchEnv = {
+      sluice: { http: sluiceUrl, grpc: `127.0.0.1:${a.ports['grpc']}`, metrics: `http://127.0.0.1:${a.ports['metrics']}/metrics` },
+      unbatched: { http: `http://127.0.0.1:${b.ports['http']}`, metrics: `http://127.0.0.1:${b.ports['metrics']}/metrics` },
+      naive: `http://127.0.0.1:${naive.ports['http']}`,
+      echoHttp: `http://127.0.0.1:${echoHttp.ports['http']}`,
+      echoGrpc: `127.0.0.1:${echoGrpc.ports['grpc']}`,
+      workload,
+    };
+    const run = async (id: string, title: string, fn: () => Promise<Section>): Promise<void> => {
+      if (!only.has(id)) return;
+      timing.log(`(${id}) ${title}`);
+      sections.push(await fn());
+    };
+    await run('a', 'batching on vs off vs naive', async () => (await batchingThroughput(env, timing)).section);
+    await run('b', 'P50 at one client', () => oneClientLatency(env, timing));
+    await run('c', 'worker busy fraction', () => workerBusy(env, timing));
+    await run('d', 'protocols', () => protocols(env, timing));
+    await run('e', 'sluice vs bare echo servers', () => overhead(env, timing));
+    await run('f', 'SLO search', () => sloSearch(env, timing, quick ? 5 : 10));
+  } finally {
+    for (const s of servers.reverse()) await s.stop();
+    await rm(repo, { recursive: true, force: true });
+  }
+  const seconds = (Date.now() - started.getTime()) / 1000;
+  const command = `npm run bench${argv.length > 0 ? ` -- ${argv.join(' ')}` : ''}`;
+  const doc = [
+    '# Benchmarks',
+    '',
+    quick
+      ? '> **Smoke run** (`--quick`: one repeat of 1 s steps) on a machine shared with other work at the time. These numbers show that the suite runs end to end; they are not a measure of sluice. `npm run bench` (3 repeats of 5 s steps, about 10 minutes) on a quiet machine replaces this file.\n'
+      : '',
+    `- Machine: ${machine()}`,
+    `- Command: \`${command}\``,
+    `- Date: ${started.toISOString()}; the run took ${seconds.toFixed(0)} s`,
+    `- Method: each comparison runs its contenders side by side in one run, interleaved, ${timing.repeats} repeat(s) of ${timing.warmupMs / 1000} s warm-up + ${timing.durationMs / 1000} s measured; tables show medians. Latencies are client-side (HDR histogram, microsecond resolution), open-loop latencies counted from each request's intended send time. Every server runs in its own process, one sluice worker process per gateway, and all of them share the machine's cores with the load generator (\`sluice loadtest\`'s drivers: autocannon for HTTP/1.1 closed loops, grpc-js for gRPC).`,
+    '',
+    ...sections.flatMap((s) => [`## ${s.title}`, '', s.body, '']),
+  ].join('\n');
+  await mkdir(dirname(out), { recursive: true });
+  await writeFile(out, doc);
+  timing.log(`wrote ${out} (${seconds.toFixed(0)} s)`);
+  return 0;
+}
+
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href) {
+  runBench(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (e: unknown) => {
+      process.stderr.write(`bench failed: ${(e as Error).stack ?? String(e)}\n`);
+      process.exitCode = 1;
+    },
+  );
+}

@@ -1,0 +1,103 @@
+import { createDriver, type Driver } from '../driver.ts';
+import { planCheck } from '../prepare.ts';
+import { runStep } from '../step.ts';
+import type { LoadProtocol, StepResult, StepSpec, WorkTensor } from '../types.ts';
+import type { ModelMeta } from '../workload.ts';
+
+/** A server and protocol a benchmark drives. */
+export interface Target {
+  readonly name: string;
+  readonly protocol: LoadProtocol;
+  readonly url?: string;
+  readonly grpcUrl?: string;
+  readonly metricsUrl?: string;
+  /** Check sampled answers (off for echo servers, whose answers are not inferences). */
+  readonly check: boolean;
+}
+
+/** The workload of one model: its metadata (from sluice) and the seeded input sets every target gets. */
+export interface ModelWorkload {
+  readonly meta: ModelMeta;
+  readonly variants: readonly (readonly WorkTensor[])[];
+}
+
+/** How long each measurement runs and how many times. */
+export interface BenchTiming {
+  readonly warmupMs: number;
+  readonly durationMs: number;
+  readonly repeats: number;
+  readonly log: (line: string) => void;
+}
+
+/** Every run of one (target, step) pair, and the medians a comparison reads. */
+export interface Measured {
+  readonly target: Target;
+  readonly spec: StepSpec;
+  readonly runs: readonly StepResult[];
+  readonly qps: number;
+  readonly p50: number;
+  readonly p99: number;
+  readonly errors: number;
+  readonly wrong: number;
+  /** The run whose QPS is the median (its server view is reported). */
+  readonly medianRun: StepResult;
+}
+
+export function median(values: readonly number[]): number {
+  const s = [...values].sort((a, b) => a - b);
+  if (s.length === 0) return NaN;
+  const mid = Math.floor(s.length / 2);
+  return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
+}
+
+function medianOf(target: Target, spec: StepSpec, runs: StepResult[]): Measured {
+  const byQps = [...runs].sort((a, b) => a.qps - b.qps);
+  return {
+    target, spec, runs,
+    qps: median(runs.map((r) => r.qps)),
+    p50: median(runs.map((r) => r.latencyMs.p50)),
+    p99: median(runs.map((r) => r.latencyMs.p99)),
+    errors: runs.reduce((n, r) => n + r.errorCount, 0),
+    wrong: runs.reduce((n, r) => n + r.wrong, 0),
+    medianRun: byQps[Math.floor((byQps.length - 1) / 2)]!,
+  };
+}
+
+async function open(target: Target, model: string, w: ModelWorkload): Promise<{ driver: Driver; check: Awaited<ReturnType<typeof planCheck>>['check'] }> {
+  const driver = createDriver({
+    protocol: target.protocol, url: target.url, grpcUrl: target.grpcUrl, model, version: '', variants: w.variants,
+    timeoutMs: 60_000, connections: target.protocol === 'h2c' ? 4 : 1, maxOutstanding: 1024, lateThresholdMs: 5, checkEvery: 16,
+  });
+  try {
+    const plan = await planCheck(driver, w.meta, w.variants, { enabled: target.check, rtol: 1e-3 });
+    return { driver, check: plan.check };
+  } catch (e) {
+    await driver.close();
+    throw e;
+  }
+}
+
+/**
+ * Measures each (target, step) pair `repeats` times, interleaved (A B C A B C ...) so that a slow
+ * moment of a shared machine spreads over every contender instead of hitting one.
+ */
+export async function measureSideBySide(model: string, w: ModelWorkload, pairs: readonly { target: Target; spec: StepSpec }[], t: BenchTiming): Promise<Measured[]> {
+  const opened = [];
+  try {
+    for (const p of pairs) opened.push(await open(p.target, model, w));
+    const runs: StepResult[][] = pairs.map(() => []);
+    for (let r = 0; r < t.repeats; r++) {
+      for (let i = 0; i < pairs.length; i++) {
+        const { target, spec } = pairs[i]!;
+        const { driver, check } = opened[i]!;
+        const res = await runStep(driver, spec, { warmupMs: t.warmupMs, durationMs: t.durationMs, drainTimeoutMs: 30_000, maxRequests: 50_000_000, check, metricsUrl: target.metricsUrl, model });
+        runs[i]!.push(res);
+        const errors = res.errorCount > 0 ? `, ${res.errorCount} errors ${JSON.stringify(res.errors)}` : '';
+        t.log(`  ${target.name} ${res.label} run ${r + 1}/${t.repeats}: ${res.qps.toFixed(0)} req/s, p50 ${res.latencyMs.p50.toFixed(2)} ms, p99 ${res.latencyMs.p99.toFixed(2)} ms${errors}`);
+      }
+    }
+    return pairs.map((p, i) => medianOf(p.target, p.spec, runs[i]!));
+  } finally {
+    for (const o of opened) await o.driver.close();
+  }
+}

@@ -1,0 +1,137 @@
+import type { LoadProtocol, StepSpec } from '../types.ts';
+import { mdTable, n0, n2, ratio, verdict, type Section } from './markdown.ts';
+import { measureSideBySide, type BenchTiming, type Measured, type ModelWorkload, type Target } from './measure.ts';
+
+/** The servers of one benchmark run and the model workloads they share. */
+export interface BenchEnv {
+  /** sluice with the sample repository (dynamic batching on). */
+  readonly sluice: { readonly http: string; readonly grpc: string; readonly metrics: string };
+  /** The same gateway on a repository copy whose mlp has max_batch_size 1: batching off. */
+  readonly unbatched: { readonly http: string; readonly metrics: string };
+  readonly naive: string;
+  readonly echoHttp: string;
+  readonly echoGrpc: string;
+  workload(model: string): Promise<ModelWorkload>;
+}
+
+/** Connections of the throughput comparisons (the issue's 256 for batching; 64 elsewhere). */
+export const SATURATION_CONNECTIONS = 256;
+export const PROTOCOL_CONCURRENCY = 64;
+
+const closed = (concurrency: number): StepSpec => ({ mode: 'closed', concurrency });
+
+function sluiceTarget(env: BenchEnv, protocol: LoadProtocol, name = `sluice ${protocol}`): Target {
+  return { name, protocol, url: env.sluice.http, grpcUrl: env.sluice.grpc, metricsUrl: env.sluice.metrics, check: true };
+}
+
+const errorsNote = (ms: readonly Measured[]): string => {
+  const bad = ms.filter((m) => m.errors > 0 || m.wrong > 0);
+  return bad.length === 0 ? 'No errors; every sampled answer checked right.' : `Errors: ${bad.map((m) => `${m.target.name}: ${m.errors} (${m.wrong} wrong answers)`).join('; ')}.`;
+};
+
+/** (a) Requests/s on mlp with JSON bodies at 256 connections: batching on, batching off, naive server. */
+export async function batchingThroughput(env: BenchEnv, t: BenchTiming): Promise<{ section: Section; on: Measured; off: Measured }> {
+  const w = await env.workload('mlp');
+  const spec = closed(SATURATION_CONNECTIONS);
+  const [on, off, naive] = await measureSideBySide('mlp', w, [
+    { target: sluiceTarget(env, 'json', 'sluice, batching on'), spec },
+    { target: { name: 'sluice, max batch size 1', protocol: 'json', url: env.unbatched.http, metricsUrl: env.unbatched.metrics, check: true }, spec },
+    { target: { name: 'naive Fastify + onnxruntime-node (worker thread)', protocol: 'json', url: env.naive, check: true }, spec },
+  ], t);
+  const rows = [on!, off!, naive!].map((m) => [m.target.name, n0(m.qps), n2(m.p50), n2(m.p99), n2(m.medianRun.server?.meanBatchSize), ratio(m.qps / naive!.qps)]);
+  const r = on!.qps / naive!.qps;
+  return {
+    on: on!,
+    off: off!,
+    section: {
+      title: '(a) Dynamic batching vs batching off vs a naive server (mlp, REST JSON, 256 connections)',
+      body: [
+        mdTable(['server', 'req/s', 'P50 ms', 'P99 ms', 'mean batch', 'vs naive'], rows),
+        '',
+        verdict('batching >= 4x the naive server\'s requests/s', r >= 4, ratio(r)),
+        `Batching on vs max batch size 1: ${ratio(on!.qps / off!.qps)}. ${errorsNote([on!, off!, naive!])}`,
+      ].join('\n'),
+    },
+  };
+}
+
+/** (b) P50 at one client: batching must not tax an idle server (the batcher is work-conserving). */
+export async function oneClientLatency(env: BenchEnv, t: BenchTiming): Promise<Section> {
+  const w = await env.workload('mlp');
+  const [on, off] = await measureSideBySide('mlp', w, [
+    { target: sluiceTarget(env, 'json', 'sluice, batching on'), spec: closed(1) },
+    { target: { name: 'sluice, max batch size 1', protocol: 'json', url: env.unbatched.http, metricsUrl: env.unbatched.metrics, check: true }, spec: closed(1) },
+  ], t);
+  const r = on!.p50 / off!.p50;
+  return {
+    title: '(b) P50 at one client, batching on vs off (mlp, REST JSON, 1 connection)',
+    body: [
+      mdTable(['server', 'req/s', 'P50 ms', 'P99 ms', 'mean batch'], [on!, off!].map((m) => [m.target.name, n0(m.qps), n2(m.p50), n2(m.p99), n2(m.medianRun.server?.meanBatchSize)])),
+      '',
+      verdict('P50 with batching within 10% of batching off', r <= 1.1, `${ratio(r)} of batching off`),
+      errorsNote([on!, off!]),
+    ].join('\n'),
+  };
+}
+
+/** (c) Worker busy fraction at saturation on the compute-bound cnn with binary inputs. */
+export async function workerBusy(env: BenchEnv, t: BenchTiming): Promise<Section> {
+  const w = await env.workload('cnn');
+  const [m] = await measureSideBySide('cnn', w, [{ target: sluiceTarget(env, 'binary'), spec: closed(PROTOCOL_CONCURRENCY) }], t);
+  const busy = m!.runs.map((r) => r.server?.busyFraction).filter((b): b is number => b !== undefined);
+  const sorted = [...busy].sort((a, b) => a - b);
+  const med = sorted.length > 0 ? sorted[Math.floor((sorted.length - 1) / 2)] : undefined;
+  const s = m!.medianRun.server;
+  return {
+    title: `(c) Worker busy fraction at saturation (cnn, REST binary, ${PROTOCOL_CONCURRENCY} connections)`,
+    body: [
+      mdTable(['req/s', 'P50 ms', 'P99 ms', 'mean batch', 'compute ms/batch', 'workers', 'busy fraction'], [[n0(m!.qps), n2(m!.p50), n2(m!.p99), n2(s?.meanBatchSize), n2(s?.meanComputeMs), s?.workers === undefined ? '–' : String(s.workers), n2(med)]]),
+      '',
+      'Busy fraction: the delta of sluice_batch_compute_duration_seconds_sum over the step, divided by wall time and by the number of workers up.',
+      verdict('busy fraction >= 0.9', med === undefined ? undefined : med >= 0.9, n2(med)),
+      errorsNote([m!]),
+    ].join('\n'),
+  };
+}
+
+/** (d) REST JSON vs REST binary vs gRPC on the same model and concurrency. */
+export async function protocols(env: BenchEnv, t: BenchTiming): Promise<Section> {
+  const rows: string[][] = [];
+  const all: Measured[] = [];
+  for (const model of ['simple', 'mlp']) {
+    const w = await env.workload(model);
+    const ms = await measureSideBySide(model, w, (['json', 'binary', 'grpc'] as const).map((p) => ({ target: sluiceTarget(env, p), spec: closed(PROTOCOL_CONCURRENCY) })), t);
+    all.push(...ms);
+    for (const m of ms) rows.push([model, m.target.protocol, n0(m.qps), n2(m.p50), n2(m.p99), n2(m.medianRun.server?.meanBatchSize), ratio(m.qps / ms[0]!.qps)]);
+  }
+  return {
+    title: `(d) REST JSON vs REST binary vs gRPC (${PROTOCOL_CONCURRENCY} in flight)`,
+    body: [mdTable(['model', 'protocol', 'req/s', 'P50 ms', 'P99 ms', 'mean batch', 'vs JSON'], rows), '', errorsNote(all)].join('\n'),
+  };
+}
+
+/** (e) sluice against bare servers that echo the same payload: the cost of the whole pipeline. */
+export async function overhead(env: BenchEnv, t: BenchTiming): Promise<Section> {
+  const w = await env.workload('simple');
+  const spec = closed(PROTOCOL_CONCURRENCY);
+  const [sj, ej, sg, eg] = await measureSideBySide('simple', w, [
+    { target: sluiceTarget(env, 'json'), spec },
+    { target: { name: 'bare Fastify JSON echo', protocol: 'json', url: env.echoHttp, check: false }, spec },
+    { target: sluiceTarget(env, 'grpc', 'sluice gRPC ModelInfer'), spec },
+    { target: { name: 'bare grpc-js unary echo', protocol: 'grpc', grpcUrl: env.echoGrpc, check: false }, spec },
+  ], t);
+  const rj = sj!.qps / ej!.qps;
+  const rg = sg!.qps / eg!.qps;
+  return {
+    title: `(e) sluice vs bare Fastify and bare grpc-js on the same payload (simple, ${PROTOCOL_CONCURRENCY} in flight)`,
+    body: [
+      mdTable(['pair', 'sluice req/s', 'echo req/s', 'sluice / echo', 'sluice P99 ms', 'echo P99 ms'], [
+        ['REST JSON', n0(sj!.qps), n0(ej!.qps), ratio(rj), n2(sj!.p99), n2(ej!.p99)],
+        ['gRPC ModelInfer (raw contents)', n0(sg!.qps), n0(eg!.qps), ratio(rg), n2(sg!.p99), n2(eg!.p99)],
+      ]),
+      '',
+      verdict('sluice gRPC >= 0.7 of the grpc-js echo server\'s calls/s', rg >= 0.7, ratio(rg)),
+      errorsNote([sj!, sg!]),
+    ].join('\n'),
+  };
+}

@@ -1,0 +1,91 @@
+import type { Driver } from './driver.ts';
+import type { Timing } from './loops.ts';
+import { NO_PROGRESS, type Progress } from './progress.ts';
+import { Recorder } from './recorder.ts';
+import { DepthSampler, scrape, serverView, type Snapshot } from './scrape.ts';
+import type { OutputCheck, StepResult, StepSpec } from './types.ts';
+
+/** How every step of a run is timed and observed. */
+export interface StepSettings {
+  readonly warmupMs: number;
+  readonly durationMs: number;
+  readonly drainTimeoutMs: number;
+  readonly maxRequests: number;
+  readonly check: OutputCheck | undefined;
+  /** Prometheus endpoint of the server, for its own view of the step. */
+  readonly metricsUrl: string | undefined;
+  readonly model: string;
+  readonly progress?: Progress;
+  readonly signal?: AbortSignal;
+}
+
+export function stepLabel(spec: StepSpec): string {
+  return spec.mode === 'closed' ? `c=${spec.concurrency}` : `r=${Number(spec.rate.toFixed(1))}/s`;
+}
+
+/**
+ * Runs one step: warm-up, then measurement, with the server scraped at the start of measurement, once
+ * a second during it (queue depth) and at the end. Warm-up requests reach the server but not the results.
+ */
+export async function runStep(driver: Driver, spec: StepSpec, s: StepSettings): Promise<StepResult> {
+  const label = stepLabel(spec);
+  const progress = s.progress ?? NO_PROGRESS;
+  const scrapeUrl = s.metricsUrl;
+  let before: Snapshot | undefined;
+  if (scrapeUrl && s.warmupMs === 0) before = await scrape(scrapeUrl);
+  const startMs = performance.now();
+  const timing: Timing = { startMs, warmupMs: s.warmupMs, durationMs: s.durationMs, drainTimeoutMs: s.drainTimeoutMs, maxRequests: s.maxRequests };
+  const recorder = new Recorder(startMs + s.warmupMs, spec.mode === 'open' ? 'due' : 'completion');
+  let sampler: DepthSampler | undefined;
+  let beforeTaken: Promise<void> = Promise.resolve();
+  const startMeasuring = (): void => {
+    if (!scrapeUrl) return;
+    sampler = new DepthSampler(scrapeUrl, s.model, 1000);
+    if (!before) beforeTaken = scrape(scrapeUrl).then((snap) => void (before = snap));
+  };
+  const measureTimer = setTimeout(startMeasuring, s.warmupMs);
+  measureTimer.unref();
+  const totalS = (s.warmupMs + s.durationMs) / 1000;
+  const ticker = setInterval(() => {
+    const { qps, p99Ms } = recorder.takeInterval();
+    progress.update(label, (performance.now() - startMs) / 1000, totalS, qps, p99Ms, recorder.errorsSeen);
+  }, 1000);
+  ticker.unref();
+
+  let loop;
+  try {
+    loop = spec.mode === 'closed'
+      ? await driver.closed(spec.concurrency, recorder, timing, s.check, s.signal)
+      : await driver.open(spec.rate, recorder, timing, s.check);
+  } finally {
+    clearTimeout(measureTimer);
+    clearInterval(ticker);
+    progress.done();
+  }
+  await beforeTaken;
+  const after = scrapeUrl ? await scrape(scrapeUrl) : undefined;
+  const depth = sampler?.stop() ?? { mean: undefined, max: undefined };
+  const stats = recorder.stats();
+  recorder.destroy();
+  const seconds = Math.max(s.durationMs, stats.spanMs) / 1000;
+  return {
+    label,
+    spec,
+    protocol: driver.protocol,
+    seconds,
+    qps: stats.ok / seconds,
+    responses: stats.responses,
+    ok: stats.ok,
+    errors: stats.errors,
+    errorCount: stats.errorCount,
+    sent: loop.sent,
+    aborted: loop.aborted,
+    late: loop.late,
+    maxSendLagMs: loop.maxSendLagMs,
+    checked: stats.checked,
+    wrong: stats.wrong,
+    latencyMs: stats.latencyMs,
+    percentiles: stats.percentiles,
+    server: before && after ? serverView(before, after, s.model, depth) : undefined,
+  };
+}
