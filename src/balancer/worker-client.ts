@@ -132,9 +132,7 @@ export class WorkerClient {
         method,
         path,
         headers: body ? { 'content-type': body.type, 'content-length': String(chunksByteLength(body.chunks)) } : {},
-        // undici writes an iterable body chunk by chunk (its documented body types include Iterable; its
-        // typings lag): the tensors go out without being concatenated into one more copy.
-        body: body ? (body.chunks as unknown as Readable) : null,
+        body: body ? coalesce(body.chunks) : null,
         headersTimeout: timeoutMs,
         bodyTimeout: timeoutMs,
         signal: ac.signal,
@@ -158,6 +156,18 @@ export class WorkerClient {
       throw new TransportError(this.worker, `answered ${path} with invalid JSON: ${(e as Error).message}`, { cause: e });
     }
   }
+}
+
+/** Up to this size a body is copied into one buffer: one socket write (one wake-up of the worker) instead of one per tensor. */
+const COALESCE_BYTES = 1024 * 1024;
+
+function coalesce(chunks: Buffer[]): Buffer | Readable {
+  const length = chunksByteLength(chunks);
+  if (chunks.length === 1) return chunks[0]!;
+  if (length <= COALESCE_BYTES) return Buffer.concat(chunks, length);
+  // undici writes an iterable body chunk by chunk (its documented body types include Iterable; its
+  // typings lag): large tensors go out without one more copy.
+  return chunks as unknown as Readable;
 }
 
 function jsonBody(value: unknown): { chunks: Buffer[]; type: string } {

@@ -17,6 +17,9 @@ import {
 import { repositoryResolver } from './resolve.ts';
 import { SessionFactory } from './session.ts';
 
+/** Answers up to this size are copied into one buffer so they leave in a single write. */
+const COALESCE_BYTES = 1024 * 1024;
+
 /** Everything a worker host needs; main.ts builds it from flags. */
 export interface WorkerHostOptions {
   /** 'unix:/path/to.sock' or 'host:port' (port 0 = any free port). */
@@ -269,9 +272,17 @@ class Host implements WorkerHost {
         lease.release();
       }
       const chunks = encodeInferResponse({ ...result, cacheHit: lease.cacheHit });
-      b.res.writeHead(200, { 'content-type': FRAME_CONTENT_TYPE, 'content-length': chunksByteLength(chunks) });
-      for (const c of chunks) b.res.write(c);
-      b.res.end();
+      const length = chunksByteLength(chunks);
+      b.res.writeHead(200, { 'content-type': FRAME_CONTENT_TYPE, 'content-length': length });
+      // Every socket write wakes the gateway: a small answer goes out as one write, a large one corked.
+      if (length <= COALESCE_BYTES) {
+        b.res.end(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, length));
+      } else {
+        b.res.cork();
+        for (const c of chunks) b.res.write(c);
+        b.res.end();
+        b.res.uncork();
+      }
     } catch (e) {
       const err = toSluiceError(e);
       if (err.kind === 'INTERNAL') this.#log.error({ model, version, code: err.code, err: err.message }, 'batch failed');

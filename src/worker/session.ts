@@ -228,6 +228,9 @@ export class SessionFactory {
       // Batches run one at a time per worker: parallel branches would only compete with intra-op threads.
       interOpNumThreads: 1,
       graphOptimizationLevel: 'all',
+      // ONNX Runtime's pool threads spin after each run by default. On a box whose cores the gateway and
+      // other workers share, that spinning steals the CPU they need to feed this worker its next batch.
+      extra: process.env['SLUICE_ORT_SPIN'] === '1' ? {} : { session: { intra_op: { allow_spinning: '0' }, inter_op: { allow_spinning: '0' } } },
     };
   }
 }

@@ -1,0 +1,107 @@
+import type { handleUnaryCall, sendUnaryData, ServerUnaryCall, UntypedServiceImplementation } from '@grpc/grpc-js';
+import { toSluiceError, Unimplemented } from '../../core/errors.ts';
+import type { InferenceService } from '../../core/inference.ts';
+import type { Logger } from '../../telemetry/logger.ts';
+import { checkModelRef } from './codec.ts';
+import { modelInferHandler, modelStreamInferHandler, type InferDeps, type StreamRegistry } from './infer.ts';
+import { modelConfigMessage, modelMetadataMessage, modelStatsMessage } from './messages.ts';
+import { toServiceError } from './status.ts';
+
+type Msg = Record<string, unknown>;
+
+interface NameVersion {
+  name: string;
+  version: string;
+}
+
+interface RepositoryRequest {
+  repository_name: string;
+  model_name: string;
+  parameters: Record<string, unknown>;
+}
+
+/**
+ * Wraps a method body: its value (or promise) is the reply; anything thrown becomes the gRPC status of
+ * its error kind, with the catalog's message as details.
+ */
+function unary<Req>(logger: Logger, method: string, body: (request: Req) => Msg | Promise<Msg>): handleUnaryCall<Req, Msg> {
+  return (call: ServerUnaryCall<Req, Msg>, callback: sendUnaryData<Msg>): void => {
+    // Through then() so that a synchronous throw takes the same path as a rejection.
+    Promise.resolve(call.request).then(body).then(
+      (reply) => callback(null, reply),
+      (e: unknown) => {
+        const error = toSluiceError(e);
+        if (error.kind === 'INTERNAL') logger.error({ method, code: error.code }, error.message);
+        callback(toServiceError(error));
+      },
+    );
+  };
+}
+
+/** The extensions sluice declares in the proto for wire compatibility but does not serve. */
+const UNSUPPORTED: Readonly<Record<string, string>> = {
+  SystemSharedMemoryStatus: 'SystemSharedMemoryStatus (the system shared-memory extension; send tensors in raw_input_contents)',
+  SystemSharedMemoryRegister: 'SystemSharedMemoryRegister (the system shared-memory extension; send tensors in raw_input_contents)',
+  SystemSharedMemoryUnregister: 'SystemSharedMemoryUnregister (the system shared-memory extension; send tensors in raw_input_contents)',
+  CudaSharedMemoryStatus: 'CudaSharedMemoryStatus (the CUDA shared-memory extension; send tensors in raw_input_contents)',
+  CudaSharedMemoryRegister: 'CudaSharedMemoryRegister (the CUDA shared-memory extension; send tensors in raw_input_contents)',
+  CudaSharedMemoryUnregister: 'CudaSharedMemoryUnregister (the CUDA shared-memory extension; send tensors in raw_input_contents)',
+  TraceSetting: 'TraceSetting (the trace extension; sluice exports Prometheus metrics on its metrics port instead)',
+  LogSettings: 'LogSettings (the logging extension; set the level with --log-level at start)',
+};
+
+/** Every method of inference.GRPCInferenceService, bound to the service. */
+export function serviceImplementation(deps: InferDeps & { readonly streams: StreamRegistry }): UntypedServiceImplementation {
+  const service: InferenceService = deps.service;
+  const log = deps.logger;
+  const impl: UntypedServiceImplementation = {
+    ServerLive: unary(log, 'ServerLive', () => ({ live: service.isLive() })),
+    ServerReady: unary(log, 'ServerReady', () => ({ ready: service.isReady() })),
+    ModelReady: unary(log, 'ModelReady', (r: NameVersion) => {
+      checkModelRef(r.name, r.version);
+      return { ready: service.modelReady(r.name, r.version) };
+    }),
+    ServerMetadata: unary(log, 'ServerMetadata', () => {
+      const m = service.serverMetadata();
+      return { name: m.name, version: m.version, extensions: [...m.extensions] };
+    }),
+    ModelMetadata: unary(log, 'ModelMetadata', (r: NameVersion) => {
+      checkModelRef(r.name, r.version);
+      return modelMetadataMessage(service.modelMetadata(r.name, r.version));
+    }),
+    ModelConfig: unary(log, 'ModelConfig', (r: NameVersion) => {
+      checkModelRef(r.name, r.version);
+      return { config: modelConfigMessage(service.modelConfig(r.name, r.version)) };
+    }),
+    ModelStatistics: unary(log, 'ModelStatistics', (r: NameVersion) => {
+      // An empty name asks for every model; a version without a name means nothing.
+      if (r.name !== '') checkModelRef(r.name, r.version);
+      return { model_stats: service.modelStats(r.name, r.name === '' ? '' : r.version).map(modelStatsMessage) };
+    }),
+    RepositoryIndex: unary(log, 'RepositoryIndex', async (r: { ready: boolean }) => {
+      const entries = await service.repositoryIndex(r.ready);
+      return { models: entries.map((e) => ({ name: e.name, version: e.version, state: e.state, reason: e.reason })) };
+    }),
+    RepositoryModelLoad: unary(log, 'RepositoryModelLoad', async (r: RepositoryRequest) => {
+      checkModelRef(r.model_name, '');
+      if (Object.keys(r.parameters).length > 0) {
+        throw Unimplemented(`RepositoryModelLoad with parameters (${Object.keys(r.parameters).join(', ')}; place the config and files in the model repository instead)`);
+      }
+      await service.loadModel(r.model_name);
+      return {};
+    }),
+    RepositoryModelUnload: unary(log, 'RepositoryModelUnload', async (r: RepositoryRequest) => {
+      checkModelRef(r.model_name, '');
+      await service.unloadModel(r.model_name);
+      return {};
+    }),
+    ModelInfer: modelInferHandler(deps),
+    ModelStreamInfer: modelStreamInferHandler(deps, deps.streams),
+  };
+  for (const [method, what] of Object.entries(UNSUPPORTED)) {
+    impl[method] = unary(log, method, () => {
+      throw Unimplemented(what);
+    });
+  }
+  return impl;
+}

@@ -1,0 +1,176 @@
+import { performance } from 'node:perf_hooks';
+import type { sendUnaryData, ServerDuplexStream, ServerUnaryCall } from '@grpc/grpc-js';
+import { RequestTimeout, toSluiceError, type SluiceError } from '../../core/errors.ts';
+import type { InferenceService } from '../../core/inference.ts';
+import type { Logger } from '../../telemetry/logger.ts';
+import { statusOfKind, UNKNOWN_MODEL_LABEL, type Metrics } from '../../telemetry/metrics.ts';
+import { decodeInferRequest, encodeInferResponse } from './codec.ts';
+import type { ModelInferRequestMsg, ModelInferResponseMsg, ModelStreamInferResponseMsg } from './proto.ts';
+import { grpcStatusOf, toServiceError } from './status.ts';
+
+/** What the inference handlers need. */
+export interface InferDeps {
+  readonly service: InferenceService;
+  readonly metrics: Metrics;
+  readonly logger: Logger;
+}
+
+/**
+ * Requests one stream may have in the scheduler at once. Beyond it the stream stops reading, so HTTP/2
+ * flow control pushes back on the client instead of sluice queueing without bound.
+ */
+export const MAX_STREAM_INFLIGHT = 64;
+
+/** The call's deadline in epoch milliseconds; grpc-js reports Infinity when the client set none. */
+function deadlineOf(deadline: Date | number): number {
+  return deadline instanceof Date ? deadline.getTime() : deadline;
+}
+
+/** Microseconds left to a deadline (0 = none). */
+function remainingUs(deadlineAtMs: number): number {
+  if (!Number.isFinite(deadlineAtMs)) return 0;
+  // At least 1 us: a deadline already behind us must still read as "expired", never as "none".
+  return Math.max(1, Math.floor((deadlineAtMs - Date.now()) * 1000));
+}
+
+/**
+ * grpc-js starts its deadline timer when the headers arrive and cancels the call when it fires; timers
+ * may fire a millisecond early against Date.now(). A cancel this close to the deadline is the deadline.
+ */
+const DEADLINE_SLACK_MS = 5;
+
+/** Metrics must never keep a reply from being sent: a failing lookup counts the request as unknown. */
+function knownModel(service: InferenceService, name: string): boolean {
+  try {
+    return service.hasModel(name);
+  } catch {
+    return false;
+  }
+}
+
+type Outcome = { ok: true; reply: ModelInferResponseMsg } | { ok: false; error: SluiceError };
+
+/**
+ * Decodes, runs and encodes one request, then records it in the metrics: exactly once per request,
+ * whatever happens. A request cancelled because its deadline passed is reported as the timeout it is.
+ */
+async function runOne(deps: InferDeps, msg: ModelInferRequestMsg, arrivalMs: number, signal: AbortSignal, deadlineAtMs: number): Promise<Outcome> {
+  let outcome: Outcome;
+  const deadlineUs = remainingUs(deadlineAtMs);
+  try {
+    const request = decodeInferRequest(msg, { arrivalMs, signal, deadlineUs });
+    const response = await deps.service.infer(request);
+    outcome = { ok: true, reply: encodeInferResponse(response) };
+  } catch (e) {
+    let error = toSluiceError(e);
+    if (error.kind === 'CANCELLED' && Date.now() >= deadlineAtMs - DEADLINE_SLACK_MS) {
+      error = RequestTimeout(msg.model_name, deadlineUs);
+    }
+    outcome = { ok: false, error };
+  }
+  const name = msg.model_name;
+  const label = name !== '' && knownModel(deps.service, name) ? name : UNKNOWN_MODEL_LABEL;
+  const seconds = (performance.now() - arrivalMs) / 1000;
+  deps.metrics.observeRequest(label, 'grpc', outcome.ok ? 'success' : statusOfKind(outcome.error.kind, outcome.error.code), seconds);
+  if (!outcome.ok) {
+    const { error } = outcome;
+    const fields = { model: name, id: msg.id, code: error.code, grpcStatus: grpcStatusOf(error.kind) };
+    if (error.kind === 'INTERNAL') deps.logger.error(fields, error.message);
+    else deps.logger.debug(fields, error.message);
+  }
+  return outcome;
+}
+
+/** ModelInfer: one request, one reply. */
+export function modelInferHandler(deps: InferDeps) {
+  return (call: ServerUnaryCall<ModelInferRequestMsg, ModelInferResponseMsg>, callback: sendUnaryData<ModelInferResponseMsg>): void => {
+    const arrivalMs = performance.now();
+    const controller = new AbortController();
+    // Fires on client cancel, on the deadline (grpc-js answers DEADLINE_EXCEEDED and closes the stream)
+    // and on a lost connection; the scheduler drops the request if it is still queued.
+    call.once('cancelled', () => controller.abort());
+    void runOne(deps, call.request, arrivalMs, controller.signal, deadlineOf(call.getDeadline())).then((outcome) => {
+      if (outcome.ok) callback(null, outcome.reply);
+      else callback(toServiceError(outcome.error));
+    });
+  };
+}
+
+/** Lets the server end idle streams when it shuts down. */
+export interface StreamRegistry {
+  add(drain: () => void): void;
+  delete(drain: () => void): void;
+}
+
+/**
+ * ModelStreamInfer: every request message is answered by one response message, in order of completion.
+ * A failed request is answered with error_message (and its id, so the client can match it) and the
+ * stream stays open. At most MAX_STREAM_INFLIGHT requests run at once; reading pauses beyond that, and
+ * also while the client is not reading responses.
+ */
+export function modelStreamInferHandler(deps: InferDeps, registry: StreamRegistry) {
+  return (call: ServerDuplexStream<ModelInferRequestMsg, ModelStreamInferResponseMsg>): void => {
+    const controllers = new Set<AbortController>();
+    let inflight = 0;
+    let inputEnded = false;
+    let finished = false;
+    let writeBlocked = false;
+    let draining = false;
+
+    const finish = (): void => {
+      if (finished) return;
+      finished = true;
+      registry.delete(drain);
+      if (!call.cancelled) call.end();
+    };
+    const maybeFinish = (): void => {
+      if ((inputEnded || draining) && inflight === 0) finish();
+    };
+    const maybeResume = (): void => {
+      if (!draining && !writeBlocked && inflight < MAX_STREAM_INFLIGHT && call.isPaused()) call.resume();
+    };
+    function drain(): void {
+      draining = true;
+      call.pause();
+      maybeFinish();
+    }
+    registry.add(drain);
+
+    call.on('data', (msg: ModelInferRequestMsg) => {
+      const arrivalMs = performance.now();
+      const controller = new AbortController();
+      controllers.add(controller);
+      inflight++;
+      if (inflight >= MAX_STREAM_INFLIGHT) call.pause();
+      void runOne(deps, msg, arrivalMs, controller.signal, deadlineOf(call.getDeadline())).then((outcome) => {
+        controllers.delete(controller);
+        inflight--;
+        if (!finished && !call.cancelled) {
+          const reply: ModelStreamInferResponseMsg = outcome.ok
+            ? { error_message: '', infer_response: outcome.reply }
+            : { error_message: outcome.error.message, infer_response: { model_name: msg.model_name, model_version: msg.model_version, id: msg.id, outputs: [], raw_output_contents: [] } };
+          if (!call.write(reply)) writeBlocked = true;
+        }
+        maybeResume();
+        maybeFinish();
+      });
+    });
+    call.on('drain', () => {
+      writeBlocked = false;
+      maybeResume();
+    });
+    call.on('end', () => {
+      inputEnded = true;
+      maybeFinish();
+    });
+    call.on('cancelled', () => {
+      for (const c of controllers) c.abort();
+      finished = true;
+      registry.delete(drain);
+    });
+    call.on('error', (e: Error) => {
+      deps.logger.debug({ err: e }, 'ModelStreamInfer stream error');
+      for (const c of controllers) c.abort();
+    });
+  };
+}
