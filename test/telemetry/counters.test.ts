@@ -116,11 +116,12 @@ void test('request counters, histogram counts and batch counters equal what was 
     assert.equal(restLines.length, 9, 'one debug line per REST request, with its id');
     for (const l of restLines) assert.equal(l['model'], 'simple');
   });
-  await t.test('request log lines name the worker that ran the batch', { todo: 'neither front door logs the worker; gRPC logs only failures at debug' }, () => {
+  await t.test('request log lines name the worker that ran the batch', () => {
     const restLines = logLines.filter((l) => typeof l['id'] === 'string' && String(l['id']).startsWith('rest-simple-'));
     assert.ok(restLines.length > 0);
     for (const l of restLines) assert.equal(typeof l['worker'], 'string', JSON.stringify(l));
     const grpcLines = logLines.filter((l) => typeof l['id'] === 'string' && String(l['id']).startsWith('grpc-simple-'));
     assert.equal(grpcLines.length, 7, 'one debug line per gRPC request');
+    for (const l of grpcLines) if (l['status'] === 'OK') assert.equal(typeof l['worker'], 'string', JSON.stringify(l));
   });
 });

@@ -56,11 +56,15 @@ type Outcome = { ok: true; reply: ModelInferResponseMsg } | { ok: false; error: 
  */
 async function runOne(deps: InferDeps, msg: ModelInferRequestMsg, arrivalMs: number, signal: AbortSignal, deadlineAtMs: number): Promise<Outcome> {
   let outcome: Outcome;
+  let worker: string | undefined;
+  let batchRows: number | undefined;
   const deadlineUs = remainingUs(deadlineAtMs);
   try {
     const request = decodeInferRequest(msg, { arrivalMs, signal, deadlineUs });
     const response = await deps.service.infer(request);
     outcome = { ok: true, reply: encodeInferResponse(response) };
+    worker = response.worker;
+    batchRows = response.batchRows;
   } catch (e) {
     let error = toSluiceError(e);
     if (error.kind === 'CANCELLED' && Date.now() >= deadlineAtMs - DEADLINE_SLACK_MS) {
@@ -72,9 +76,11 @@ async function runOne(deps: InferDeps, msg: ModelInferRequestMsg, arrivalMs: num
   const label = name !== '' && knownModel(deps.service, name) ? name : UNKNOWN_MODEL_LABEL;
   const seconds = (performance.now() - arrivalMs) / 1000;
   deps.metrics.observeRequest(label, 'grpc', outcome.ok ? 'success' : statusOfKind(outcome.error.kind, outcome.error.code), seconds);
-  if (!outcome.ok) {
+  if (outcome.ok) {
+    deps.logger.debug({ id: msg.id, model: name, status: 'OK', ms: seconds * 1000, worker, batchRows }, 'infer');
+  } else {
     const { error } = outcome;
-    const fields = { model: name, id: msg.id, code: error.code, grpcStatus: grpcStatusOf(error.kind) };
+    const fields = { model: name, id: msg.id, code: error.code, grpcStatus: grpcStatusOf(error.kind), ms: seconds * 1000 };
     if (error.kind === 'INTERNAL') deps.logger.error(fields, error.message);
     else deps.logger.debug(fields, error.message);
   }
