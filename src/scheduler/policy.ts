@@ -34,6 +34,18 @@ export function timeoutUsOf(policy: QueuePolicy, requestTimeoutUs: number): numb
 
 /** The batch limits of a model. Padding to allowed sizes caps a batch at the largest allowed size. */
 export function batchLimitsOf(config: ModelConfig): BatchLimits {
+  // Validation asks for every request: configs are frozen, so the answer is computed once per config.
+  let limits = limitsCache.get(config);
+  if (!limits) {
+    limits = computeBatchLimits(config);
+    limitsCache.set(config, limits);
+  }
+  return limits;
+}
+
+const limitsCache = new WeakMap<ModelConfig, BatchLimits>();
+
+function computeBatchLimits(config: ModelConfig): BatchLimits {
   const db = config.dynamicBatching;
   let maxRows = config.maxBatchSize > 0 ? config.maxBatchSize : 1;
   const allowed = db.allowedBatchSizes.filter((s) => Number.isSafeInteger(s) && s > 0);
