@@ -8,7 +8,7 @@ import type { ModelConfig } from '../core/model.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import type { WorkerModelInfo } from './protocol.ts';
 import type { ModelResolver } from './resolve.ts';
-import type { ModelSession } from './session.ts';
+import type { SessionHandle } from './session.ts';
 import { runWarmup } from './warmup.ts';
 
 /**
@@ -24,14 +24,14 @@ export function estimateFootprint(fileBytes: number): number {
   return FOOTPRINT_FILE_FACTOR * fileBytes + FOOTPRINT_SESSION_OVERHEAD_BYTES;
 }
 
-/** Opens sessions (SessionFactory in production). */
+/** Opens sessions (OrtThread in the worker host, SessionFactory where ONNX Runtime runs on the calling thread). */
 export interface SessionOpener {
-  open(model: string, file: string): Promise<ModelSession>;
+  open(model: string, file: string): Promise<SessionHandle>;
 }
 
 /** A model held for one run: call release() exactly once when the run is over. */
 export interface Lease {
-  readonly session: ModelSession;
+  readonly session: SessionHandle;
   readonly config: ModelConfig | undefined;
   readonly cacheHit: boolean;
   release(): void;
@@ -61,7 +61,7 @@ interface Entry {
   readonly version: string;
   state: 'loading' | 'ready';
   ready: Promise<void>;
-  session: ModelSession | undefined;
+  session: SessionHandle | undefined;
   config: ModelConfig | undefined;
   bytes: number;
   /** Whether `bytes` counts against the budget yet (set once room was made). */

@@ -1,24 +1,33 @@
 /**
  * The worker's endpoint: a node:http server on a unix socket or TCP that serves the protocol of
- * protocol.ts. Batches run one at a time in arrival order: session.run blocks this event loop anyway, and
- * a queue in front of it keeps the order and a bound on waiting work visible.
+ * protocol.ts. ONNX Runtime runs in the worker's ORT thread (ort-thread.ts), so this event loop stays
+ * free to read the next batch while one runs, and to answer /health during long runs and loads.
+ * Batches run one at a time in arrival order; a queue here keeps the order and a bound on waiting work
+ * visible, and hands the thread one batch ahead so that it never waits for this thread between runs.
  */
 import { unlink } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { BodyTooLarge, InvalidRequest, MalformedBody, QueueFull, ShapeMismatch, ShuttingDown, Unimplemented, toSluiceError, type SluiceError } from '../core/errors.ts';
+import { MalformedBody, QueueFull, ShapeMismatch, ShuttingDown, Unimplemented, toSluiceError, type SluiceError } from '../core/errors.ts';
 import type { Tensor } from '../core/tensor.ts';
 import type { Logger } from '../telemetry/logger.ts';
-import { ModelCache } from './cache.ts';
+import { ModelCache, type Lease } from './cache.ts';
+import { readBody, sendJson } from './http-io.ts';
+import { OrtThread } from './ort-client.ts';
+import { packFrame } from './ort-messages.ts';
 import {
   FRAME_CONTENT_TYPE, WORKER_PATHS, chunksByteLength, decodeInferRequest, encodeInferResponse, encodeWorkerError, parseModelRef, workerStatusOf,
-  type InferFrameHeader, type LoadResult, type UnloadResult, type WorkerHealth,
+  type FrameResult, type InferFrameHeader, type LoadResult, type UnloadResult, type WorkerHealth,
 } from './protocol.ts';
 import { repositoryResolver } from './resolve.ts';
-import { SessionFactory } from './session.ts';
 
 /** Answers up to this size are copied into one buffer so they leave in a single write. */
 const COALESCE_BYTES = 1024 * 1024;
+/**
+ * Batches handed to the ORT thread at once: the running one and the next, so the next starts as soon as
+ * the running one ends. More would hold leases (and skip the check for abandoned batches) for nothing.
+ */
+const THREAD_DEPTH = 2;
 
 /** Everything a worker host needs; main.ts builds it from flags. */
 export interface WorkerHostOptions {
@@ -39,6 +48,12 @@ export interface WorkerHostOptions {
   readonly maxQueuedBatches?: number;
   /** Largest /infer body accepted (default 1 GiB). */
   readonly maxBodyBytes?: number;
+  /**
+   * Called once if the ONNX Runtime thread dies: batches in flight and queued fail with
+   * SLUICE_WORKER_FAILED, and so does every later batch. A worker process should then exit non-zero so
+   * that its gateway respawns it (runWorkerCli does).
+   */
+  readonly onFatal?: (err: SluiceError) => void;
 }
 
 /** A running worker host. */
@@ -54,7 +69,11 @@ const CONTROL_BODY_LIMIT = 64 * 1024;
 interface QueuedBatch {
   readonly header: InferFrameHeader;
   readonly inputs: Tensor[];
+  /** The request frame the inputs are slices of: its memory moves to the ORT thread. */
+  readonly body: Buffer;
   readonly res: ServerResponse;
+  /** process.hrtime.bigint() at acceptance, for the queue wait the answer reports. */
+  readonly enqueuedNs: bigint;
 }
 
 type Target = { readonly path: string } | { readonly host: string; readonly port: number };
@@ -83,11 +102,13 @@ class Host implements WorkerHost {
   #opts: WorkerHostOptions;
   #log: Logger;
   #cache: ModelCache;
-  #sessions: SessionFactory;
+  #ort: OrtThread;
   #server: Server;
   #queue: QueuedBatch[] = [];
   #pumping = false;
-  #running = false;
+  /** Batches handed to the ORT thread whose answers have not come back. */
+  #inThread = 0;
+  #fatal: SluiceError | undefined;
   #closing: Promise<void> | undefined;
   #active = 0;
   #idle: (() => void)[] = [];
@@ -96,27 +117,25 @@ class Host implements WorkerHost {
   constructor(opts: WorkerHostOptions) {
     this.#opts = opts;
     this.#log = opts.logger.child({ worker: opts.id });
-    const sessions = (this.#sessions = new SessionFactory({ device: opts.device, deviceId: opts.deviceId, cudaFallback: opts.cudaFallback, intraOpThreads: opts.intraOpThreads, logger: this.#log }));
-    this.#cache = new ModelCache({ budgetBytes: opts.memoryBudgetBytes, resolver: repositoryResolver(opts.modelRepository), opener: sessions, logger: this.#log });
+    this.#ort = new OrtThread({
+      device: opts.device, deviceId: opts.deviceId, cudaFallback: opts.cudaFallback, intraOpThreads: opts.intraOpThreads,
+      worker: opts.id, logger: this.#log, onDeath: (err) => this.#onThreadDeath(err),
+    });
+    this.#cache = new ModelCache({ budgetBytes: opts.memoryBudgetBytes, resolver: repositoryResolver(opts.modelRepository), opener: this.#ort, logger: this.#log });
     this.#server = createServer((req, res) => this.#handle(req, res));
     // Outlast the gateway's pooled keep-alive connections so that the client, not the server, closes them.
     this.#server.keepAliveTimeout = 65_000;
   }
 
   async listen(): Promise<void> {
-    const target = parseListen(this.#opts.listen);
-    if ('path' in target) {
-      // A socket file left by a crashed worker would make listen fail with EADDRINUSE.
-      await unlink(target.path).catch(() => undefined);
-      this.#socketPath = target.path;
+    let target: Target;
+    try {
+      target = await this.#bind();
+    } catch (e) {
+      // Nothing was loaded yet: the thread ends by itself once told to.
+      await this.#ort.close();
+      throw e;
     }
-    await new Promise<void>((resolve, reject) => {
-      this.#server.once('error', reject);
-      this.#server.listen('path' in target ? { path: target.path } : { host: target.host, port: target.port }, () => {
-        this.#server.off('error', reject);
-        resolve();
-      });
-    });
     if ('path' in target) {
       this.address = `unix:${target.path}`;
     } else {
@@ -134,6 +153,23 @@ class Host implements WorkerHost {
     }
   }
 
+  async #bind(): Promise<Target> {
+    const target = parseListen(this.#opts.listen);
+    if ('path' in target) {
+      // A socket file left by a crashed worker would make listen fail with EADDRINUSE.
+      await unlink(target.path).catch(() => undefined);
+      this.#socketPath = target.path;
+    }
+    await new Promise<void>((resolve, reject) => {
+      this.#server.once('error', reject);
+      this.#server.listen('path' in target ? { path: target.path } : { host: target.host, port: target.port }, () => {
+        this.#server.off('error', reject);
+        resolve();
+      });
+    });
+    return target;
+  }
+
   close(): Promise<void> {
     return (this.#closing ??= this.#close());
   }
@@ -144,6 +180,8 @@ class Host implements WorkerHost {
     // (never during a run: releasing under a running session aborts the process).
     await this.#whenIdle();
     await this.#cache.close();
+    // The releases the cache just sent are ahead of this in the thread's queue: it ends with nothing held.
+    await this.#ort.close();
     this.#server.closeAllConnections();
     if (this.#socketPath) await unlink(this.#socketPath).catch(() => undefined);
     this.#log.info('worker closed');
@@ -199,17 +237,18 @@ class Host implements WorkerHost {
       pid: process.pid,
       device: this.#opts.device,
       deviceId: this.#opts.deviceId,
-      provider: this.#sessions.provider,
+      provider: this.#ort.provider,
       models: s.models,
       memoryUsedBytes: s.memoryUsedBytes,
       memoryBudgetBytes: this.#opts.memoryBudgetBytes,
-      running: this.#running,
+      running: this.#inThread > 0,
       loads: s.loads,
       evictions: s.evictions,
       cacheHits: s.cacheHits,
       cacheMisses: s.cacheMisses,
       warmupRuns: s.warmupRuns,
-      queuedBatches: this.#queue.length,
+      // The batch handed to the thread ahead of the running one still waits: it counts as queued.
+      queuedBatches: this.#queue.length + Math.max(0, this.#inThread - 1),
     };
   }
 
@@ -227,12 +266,14 @@ class Host implements WorkerHost {
   }
 
   #enqueue(body: Buffer, res: ServerResponse): void {
+    const enqueuedNs = process.hrtime.bigint();
     const max = this.#opts.maxQueuedBatches ?? 1024;
     let batch: QueuedBatch;
     try {
+      if (this.#fatal) throw this.#fatal;
       const { header, inputs } = decodeInferRequest(body);
       if (this.#queue.length >= max) throw QueueFull(header.model, max);
-      batch = { header, inputs, res };
+      batch = { header, inputs, body, res, enqueuedNs };
     } catch (e) {
       this.#fail(res, toSluiceError(e));
       return;
@@ -241,88 +282,108 @@ class Host implements WorkerHost {
     this.#pump();
   }
 
+  /**
+   * Hands queued batches to the ORT thread in arrival order, keeping at most THREAD_DEPTH there. A batch
+   * whose model must load first waits for its load here, so later batches cannot overtake it.
+   */
   #pump(): void {
     if (this.#pumping) return;
     this.#pumping = true;
     void (async () => {
-      for (let b = this.#queue.shift(); b; b = this.#queue.shift()) {
+      while (this.#inThread < THREAD_DEPTH) {
+        const b = this.#queue.shift();
+        if (!b) break;
         // The gateway gave up on this batch (timeout, worker failover): running it would waste the slot.
         if (b.res.destroyed) continue;
-        await this.#run(b);
+        await this.#dispatch(b);
       }
       this.#pumping = false;
       this.#checkIdle();
     })();
   }
 
-  async #run(b: QueuedBatch): Promise<void> {
+  /** Takes a lease (loading the model if needed) and starts the run; the answer is sent when it ends. */
+  async #dispatch(b: QueuedBatch): Promise<void> {
     const { model, version, rows, outputs } = b.header;
+    let lease: Lease;
     try {
-      const lease = await this.#cache.acquire(model, version);
-      let result;
-      try {
-        const batching = (lease.config?.maxBatchSize ?? 0) > 0;
-        for (const t of b.inputs) {
-          if (batching && rows > 0 && t.shape[0] !== rows) throw ShapeMismatch(t.name, model, `${rows} rows (the batch's row count) in dimension 0`, JSON.stringify(t.shape));
-        }
-        this.#running = true;
-        result = await lease.session.run(b.inputs, outputs);
-      } finally {
-        this.#running = false;
-        lease.release();
-      }
-      const chunks = encodeInferResponse({ ...result, cacheHit: lease.cacheHit });
-      const length = chunksByteLength(chunks);
-      b.res.writeHead(200, { 'content-type': FRAME_CONTENT_TYPE, 'content-length': length });
-      // Every socket write wakes the gateway: a small answer goes out as one write, a large one corked.
-      if (length <= COALESCE_BYTES) {
-        b.res.end(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, length));
-      } else {
-        b.res.cork();
-        for (const c of chunks) b.res.write(c);
-        b.res.end();
-        b.res.uncork();
-      }
+      lease = await this.#cache.acquire(model, version);
     } catch (e) {
-      const err = toSluiceError(e);
-      if (err.kind === 'INTERNAL') this.#log.error({ model, version, code: err.code, err: err.message }, 'batch failed');
-      this.#fail(b.res, err);
+      this.#failBatch(b, e);
+      return;
     }
+    let run;
+    try {
+      const batching = (lease.config?.maxBatchSize ?? 0) > 0;
+      for (const t of b.inputs) {
+        if (batching && rows > 0 && t.shape[0] !== rows) throw ShapeMismatch(t.name, model, `${rows} rows (the batch's row count) in dimension 0`, JSON.stringify(t.shape));
+      }
+      const packed = packFrame(b.inputs, b.body);
+      run = lease.session.run(packed.tensors, outputs, { transfer: packed.transfer, enqueuedNs: b.enqueuedNs });
+    } catch (e) {
+      lease.release();
+      this.#failBatch(b, e);
+      return;
+    }
+    this.#inThread++;
+    run.then(
+      (result) => {
+        this.#runEnded(lease);
+        const { queueNs, ...timed } = result;
+        this.#answer(b.res, { ...timed, cacheHit: lease.cacheHit, ...(queueNs === undefined ? {} : { workerQueueNs: queueNs }) });
+      },
+      (e: unknown) => {
+        this.#runEnded(lease);
+        this.#failBatch(b, e);
+      },
+    );
+  }
+
+  #runEnded(lease: Lease): void {
+    lease.release();
+    this.#inThread--;
+    // The thread already holds the next batch; refill its slot before this answer is encoded and written.
+    this.#pump();
+  }
+
+  #answer(res: ServerResponse, result: FrameResult): void {
+    let chunks: Buffer[];
+    try {
+      chunks = encodeInferResponse(result);
+    } catch (e) {
+      this.#fail(res, toSluiceError(e));
+      return;
+    }
+    if (res.destroyed) return;
+    const length = chunksByteLength(chunks);
+    res.writeHead(200, { 'content-type': FRAME_CONTENT_TYPE, 'content-length': length });
+    // Every socket write wakes the gateway: a small answer goes out as one write, a large one corked.
+    if (length <= COALESCE_BYTES) {
+      res.end(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, length));
+    } else {
+      res.cork();
+      for (const c of chunks) res.write(c);
+      res.end();
+      res.uncork();
+    }
+  }
+
+  #failBatch(b: QueuedBatch, e: unknown): void {
+    const err = toSluiceError(e);
+    if (err.kind === 'INTERNAL') this.#log.error({ model: b.header.model, version: b.header.version, code: err.code, err: err.message }, 'batch failed');
+    this.#fail(b.res, err);
+  }
+
+  /** The ORT thread died: nothing can run any more, so every accepted batch fails now. */
+  #onThreadDeath(err: SluiceError): void {
+    this.#fatal = err;
+    this.#log.fatal({ err: err.message }, 'ONNX Runtime thread died');
+    for (const b of this.#queue.splice(0)) this.#fail(b.res, err);
+    this.#opts.onFatal?.(err);
   }
 
   #fail(res: ServerResponse, err: SluiceError): void {
     if (res.headersSent || res.destroyed) return;
     sendJson(res, workerStatusOf(err.kind), encodeWorkerError(err));
   }
-}
-
-function sendJson(res: ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body);
-  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
-  res.end(text);
-}
-
-/** Reads a whole body, refusing it as soon as it (or its declared length) passes `limit`. */
-function readBody(req: IncomingMessage, limit: number): Promise<Buffer> {
-  return new Promise((resolve, reject) => {
-    const declared = Number(req.headers['content-length'] ?? NaN);
-    if (declared > limit) {
-      req.resume();
-      reject(BodyTooLarge(limit));
-      return;
-    }
-    const chunks: Buffer[] = [];
-    let total = 0;
-    req.on('data', (c: Buffer) => {
-      total += c.byteLength;
-      if (total > limit) {
-        req.destroy();
-        reject(BodyTooLarge(limit));
-        return;
-      }
-      chunks.push(c);
-    });
-    req.on('end', () => resolve(Buffer.concat(chunks, total)));
-    req.on('error', (e) => reject(InvalidRequest(`request body could not be read: ${e.message}`)));
-  });
 }

@@ -107,9 +107,14 @@ export async function runWorkerCli(argv: string[]): Promise<number> {
   }
   const { logLevel, ...options } = parsed;
   const logger = createLogger(logLevel);
+  // The ORT thread may die during start-up loads, before the signal handlers below exist.
+  let diedEarly = false;
+  let onFatal = (): void => {
+    diedEarly = true;
+  };
   let host;
   try {
-    host = await startWorkerHost({ ...options, logger });
+    host = await startWorkerHost({ ...options, logger, onFatal: () => onFatal() });
   } catch (e) {
     logger.fatal({ err: (e as Error).message, listen: options.listen }, 'worker failed to start');
     logger.flush();
@@ -119,7 +124,7 @@ export async function runWorkerCli(argv: string[]): Promise<number> {
   if (process.send) process.send({ type: 'ready', address: running.address } satisfies WorkerReadyMessage);
   return new Promise<number>((resolve) => {
     let stopping = false;
-    const stop = (why: string): void => {
+    const stop = (why: string, code = 0): void => {
       if (stopping) return;
       stopping = true;
       logger.info({ why }, 'worker draining');
@@ -127,7 +132,7 @@ export async function runWorkerCli(argv: string[]): Promise<number> {
         () => {
           logger.flush();
           if (process.connected) process.disconnect();
-          resolve(0);
+          resolve(code);
         },
         (e: unknown) => {
           logger.error({ err: (e as Error).message }, 'worker drain failed');
@@ -140,6 +145,10 @@ export async function runWorkerCli(argv: string[]): Promise<number> {
     process.once('SIGINT', () => stop('SIGINT'));
     // A forked worker whose gateway died must not linger holding memory (and a GPU).
     process.once('disconnect', () => stop('parent disconnected'));
+    // Without its ONNX Runtime thread the worker can serve nothing: exiting non-zero makes the gateway
+    // respawn it (accepted batches have already failed with SLUICE_WORKER_FAILED).
+    onFatal = () => stop('ONNX Runtime thread died', 1);
+    if (diedEarly) onFatal();
   });
 }
 

@@ -114,6 +114,8 @@ export interface ResultFrameHeader {
   readonly computeInferNs: number;
   readonly computeOutputNs: number;
   readonly cacheHit: boolean;
+  /** Nanoseconds the batch waited inside the worker before its run started (absent from older workers). */
+  readonly workerQueueNs?: number;
 }
 
 /** What a worker returns for one batch (BatchResult without the worker name the client adds). */
@@ -123,6 +125,8 @@ export interface FrameResult {
   readonly computeInferNs: number;
   readonly computeOutputNs: number;
   readonly cacheHit: boolean;
+  /** Time waited in the worker's queue, when the worker reports it. */
+  readonly workerQueueNs?: number;
 }
 
 const KIND_STATUS: Readonly<Record<ErrorKind, number>> = {
@@ -205,6 +209,8 @@ export function encodeInferResponse(result: FrameResult): Buffer[] {
     computeInferNs: result.computeInferNs,
     computeOutputNs: result.computeOutputNs,
     cacheHit: result.cacheHit,
+    // Optional and unknown to older readers, which ignore fields they do not use: the format stays compatible.
+    ...(result.workerQueueNs === undefined ? {} : { workerQueueNs: result.workerQueueNs }),
   };
   return [headerChunk(header), ...chunks];
 }
@@ -226,6 +232,7 @@ export function decodeInferResponse(body: Buffer): FrameResult {
     computeInferNs: num('computeInferNs'),
     computeOutputNs: num('computeOutputNs'),
     cacheHit: json['cacheHit'],
+    ...(json['workerQueueNs'] === undefined ? {} : { workerQueueNs: num('workerQueueNs') }),
   };
 }
 

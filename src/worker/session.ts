@@ -1,14 +1,20 @@
 /**
  * One ONNX Runtime session and the conversions between sluice tensors (raw little-endian bytes) and
  * onnxruntime-node tensors (typed arrays). The SessionFactory owns the choice of execution provider,
- * including the CUDA probe and its fallback.
+ * including the CUDA probe and its fallback. In a worker process these live in the ORT thread
+ * (ort-thread.ts): every call here blocks the calling thread for the whole creation or run.
  */
 import { availableParallelism } from 'node:os';
 import * as ort from 'onnxruntime-node';
 import { elementSize, fromOrtTypeName, ortTypeName, type DataType } from '../core/datatypes.ts';
 import { DatatypeMismatch, InferenceFailed, InvalidTensorData, MissingInput, ModelLoadFailed, ShapeMismatch, Unimplemented, UnknownInput, UnknownOutput } from '../core/errors.ts';
 import { isBytesData, type Tensor } from '../core/tensor.ts';
-import type { Logger } from '../telemetry/logger.ts';
+
+/** The two log calls the factory makes; a pino Logger fits, and so does the ORT thread's forwarder. */
+export interface LogSink {
+  warn(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
+}
 
 /** Where sessions run. */
 export interface DeviceOptions {
@@ -18,7 +24,7 @@ export interface DeviceOptions {
   readonly cudaFallback: 'cpu' | 'fail';
   /** ONNX Runtime intra-op threads per session; 0 = every core of this machine. */
   readonly intraOpThreads: number;
-  readonly logger: Logger;
+  readonly logger: LogSink;
 }
 
 /** Outputs of one run with the time spent in each stage. */
@@ -27,6 +33,32 @@ export interface RunResult {
   readonly computeInputNs: number;
   readonly computeInferNs: number;
   readonly computeOutputNs: number;
+  /** Nanoseconds the batch waited in the worker between RunOptions.enqueuedNs and the start of its run. */
+  readonly queueNs?: number;
+}
+
+/** How a caller hands a batch over: `transfer` matters to the ORT thread proxy only. */
+export interface RunOptions {
+  /**
+   * ArrayBuffers the inputs lie in that the caller gives away: they move to the ORT thread without a
+   * copy and are detached here. Without it the proxy copies each tensor's bytes.
+   */
+  readonly transfer?: readonly ArrayBuffer[];
+  /** process.hrtime.bigint() when the worker accepted the batch, to report its queue wait. */
+  readonly enqueuedNs?: bigint;
+}
+
+/**
+ * A loaded model as the cache sees it: ModelSession in the thread that owns ONNX Runtime, ThreadSession
+ * (ort-client.ts) on the worker's main thread.
+ */
+export interface SessionHandle {
+  readonly model: string;
+  readonly provider: 'cpu' | 'cuda';
+  readonly inputNames: readonly string[];
+  readonly outputNames: readonly string[];
+  run(inputs: readonly Tensor[], outputs: readonly string[], options?: RunOptions): Promise<RunResult>;
+  release(): Promise<void>;
 }
 
 type TypedArrayCtor = new (buffer: ArrayBufferLike, byteOffset: number, length: number) => ort.Tensor.DataType;
@@ -98,8 +130,8 @@ interface InputSpec {
   readonly rank: number | undefined;
 }
 
-/** A loaded model: run() serves batches, release() frees native memory. */
-export class ModelSession {
+/** A loaded model: run() serves batches, release() frees native memory. Lives in the ORT thread. */
+export class ModelSession implements SessionHandle {
   readonly model: string;
   readonly provider: 'cpu' | 'cuda';
   readonly inputNames: readonly string[];
@@ -122,8 +154,9 @@ export class ModelSession {
    * Runs one batch. Inputs are checked against the model's own signature first, so a wrong name, type
    * or rank is an INVALID_ARG error naming the tensor rather than ONNX Runtime's message.
    */
-  async run(inputs: readonly Tensor[], outputs: readonly string[]): Promise<RunResult> {
+  async run(inputs: readonly Tensor[], outputs: readonly string[], options?: RunOptions): Promise<RunResult> {
     const t0 = process.hrtime.bigint();
+    const queueNs = options?.enqueuedNs === undefined ? undefined : Math.max(0, Number(t0 - options.enqueuedNs));
     const feeds: Record<string, ort.Tensor> = {};
     for (const t of inputs) {
       const spec = this.#inputs.get(t.name);
@@ -147,7 +180,8 @@ export class ModelSession {
     const t2 = process.hrtime.bigint();
     const out = fetches.map((name) => fromOrtTensor(name, results[name]!));
     const t3 = process.hrtime.bigint();
-    return { outputs: out, computeInputNs: Number(t1 - t0), computeInferNs: Number(t2 - t1), computeOutputNs: Number(t3 - t2) };
+    const result = { outputs: out, computeInputNs: Number(t1 - t0), computeInferNs: Number(t2 - t1), computeOutputNs: Number(t3 - t2) };
+    return queueNs === undefined ? result : { ...result, queueNs };
   }
 
   async release(): Promise<void> {

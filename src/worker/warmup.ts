@@ -8,7 +8,7 @@ import { elementSize, type DataType } from '../core/datatypes.ts';
 import { ModelLoadFailed } from '../core/errors.ts';
 import type { ModelConfig, WarmupInput, WarmupSpec } from '../core/model.ts';
 import { elementCount, type Tensor } from '../core/tensor.ts';
-import type { ModelSession } from './session.ts';
+import type { SessionHandle } from './session.ts';
 
 /** Warmup runs per sample are capped so a typo (count: 1000000) cannot hold a load forever. */
 export const MAX_WARMUP_COUNT = 1000;
@@ -79,7 +79,7 @@ function fillRandom(datatype: DataType, bytes: Uint8Array): void {
 }
 
 /** Runs every warmup sample of the config; returns how many runs were made. */
-export async function runWarmup(session: ModelSession, config: ModelConfig | undefined): Promise<number> {
+export async function runWarmup(session: SessionHandle, config: ModelConfig | undefined): Promise<number> {
   if (!config) return 0;
   let runs = 0;
   for (const spec of config.warmup) {
