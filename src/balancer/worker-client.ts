@@ -159,7 +159,7 @@ export class WorkerClient {
 }
 
 /** Up to this size a body is copied into one buffer: one socket write (one wake-up of the worker) instead of one per tensor. */
-const COALESCE_BYTES = 1024 * 1024;
+const COALESCE_BYTES = 64 * 1024;
 
 function coalesce(chunks: Buffer[]): Buffer | Readable {
   const length = chunksByteLength(chunks);

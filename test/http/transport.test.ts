@@ -106,16 +106,18 @@ test('transport: one port, keep-alive, timeouts, cancellation, metrics, graceful
       for (let i = 0; i < 200 && depth() < n; i++) await sleep(5);
       assert.ok(depth() >= n, `cnn queue depth reached ${n}`);
     };
-    const busy = [send(), send(), send(), send()];
+    // Enough 32-row work queued ahead (a dozen full batches) that the doomed request is still waiting
+    // when it is cancelled, however fast the worker runs.
+    const busy = Array.from({ length: 12 }, () => send());
     await untilDepth(1);
     // A one-row request uploads at once and waits behind the 32-row ones (they cannot share a batch).
     const small = cnnBody(1);
     const doomed = session.request({ ':method': 'POST', ':path': '/v2/models/cnn/infer', ...small.headers });
     doomed.on('error', () => undefined);
     doomed.end(Buffer.from(small.body.toString('latin1').replace('"INPUT0"', JSON.stringify(cnnInput)), 'latin1'));
-    await sleep(40);
+    await sleep(15);
     doomed.close(http2.constants.NGHTTP2_CANCEL);
-    assert.deepEqual(await Promise.all(busy), [200, 200, 200, 200]);
+    assert.deepEqual(await Promise.all(busy), busy.map(() => 200));
     for (let i = 0; i < 50 && await counter(sluice.metrics.registry, { model: 'cnn', status: 'cancelled' }) === before; i++) await sleep(20);
     assert.equal(await counter(sluice.metrics.registry, { model: 'cnn', status: 'cancelled' }) - before, 1);
     // The abort reached the scheduler: the queued request was dropped rather than run.
