@@ -125,6 +125,7 @@ export async function runBench(argv: string[]): Promise<number> {
     `- Machine: ${machine()}`,
     `- Command: \`${command}\``,
     `- Date: ${started.toISOString()}; the run took ${seconds.toFixed(0)} s`,
+    '- What these numbers mean, where the time goes and what limits them on this machine: [performance.md](performance.md) (written by hand, not by the suite).',
     `- Method: each comparison runs its contenders side by side in one run, interleaved, ${timing.repeats} repeat(s) of ${timing.warmupMs / 1000} s warm-up + ${timing.durationMs / 1000} s measured; tables show medians. Latencies are client-side (HDR histogram, microsecond resolution), open-loop latencies counted from each request's intended send time. Every server runs in its own process, one sluice worker process per gateway, and all of them share the machine's cores with the load generator (\`sluice loadtest\`'s drivers: autocannon for HTTP/1.1 closed loops, grpc-js for gRPC).`,
     '',
     ...sections.flatMap((s) => [`## ${s.title}`, '', s.body, '']),
