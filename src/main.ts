@@ -1,6 +1,7 @@
 import type { Config } from './config/schema.ts';
 import type { InferenceService } from './core/inference.ts';
 import { WorkerPool } from './balancer/pool.ts';
+import type { WorkerInfo } from './balancer/pooled-worker.ts';
 import { startGrpcServer } from './frontdoor/grpc/server.ts';
 import { startHttpServer } from './frontdoor/http/server.ts';
 import { GatewayService } from './scheduler/service.ts';
@@ -14,6 +15,8 @@ export interface Sluice {
   readonly ports: { readonly http: number; readonly grpc: number; readonly metrics: number };
   readonly service: InferenceService;
   readonly metrics: Metrics;
+  /** The workers as the balancer sees them (id, pid, health, in-flight batches, hot models). */
+  workers(): WorkerInfo[];
   /** Stops accepting, answers everything already accepted, then stops workers and servers. */
   close(): Promise<void>;
 }
@@ -60,6 +63,7 @@ export async function startSluice(config: Config, opts: { logger?: Logger } = {}
       ports: { http: http.port, grpc: grpc.port, metrics: metricsServer.port },
       service,
       metrics,
+      workers: () => pool.workers(),
       close: () => (closing ??= close()),
     };
   } catch (e) {
