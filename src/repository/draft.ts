@@ -96,3 +96,35 @@ export function checkDims(file: string, path: string, dims: readonly number[]): 
   dims.forEach((d, i) => checkInt(file, `${path}[${i}]`, d, -1));
   return dims;
 }
+
+/** What the version-policy reader needs from either config reader (config.json or config.pbtxt). */
+export interface FieldReader<R> {
+  readonly path: string;
+  int(key: string, min: number, max?: number): number | undefined;
+  ints(key: string, min: number, max?: number): number[] | undefined;
+  finish(): void;
+  child(key: string): R | undefined;
+}
+
+/** version_policy: exactly one of latest { num_versions }, all {}, specific { versions }. */
+export function readVersionPolicy<R extends FieldReader<R>>(file: string, r: R, numVersionsKey: string): VersionPolicy {
+  const latest = r.child('latest');
+  const all = r.child('all');
+  const specific = r.child('specific');
+  r.finish();
+  const given = [latest, all, specific].filter((m) => m !== undefined).length;
+  if (given !== 1) throw configError(file, r.path, `give exactly one of latest, all, specific (found ${given})`);
+  if (latest !== undefined) {
+    const numVersions = latest.int(numVersionsKey, 1) ?? 1;
+    latest.finish();
+    return { latest: { numVersions } };
+  }
+  if (specific !== undefined) {
+    const versions = specific.ints('versions', 1) ?? [];
+    specific.finish();
+    if (versions.length === 0) throw configError(file, specific.path, 'list at least one version');
+    return { specific: { versions } };
+  }
+  all?.finish();
+  return { all: {} };
+}

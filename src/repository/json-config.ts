@@ -1,7 +1,7 @@
 import { fromTritonTypeName, isDataType } from '../core/datatypes.ts';
 import type { DataType } from '../core/datatypes.ts';
-import type { VersionPolicy, WarmupInput } from '../core/model.ts';
-import { INSTANCE_KINDS, TIMEOUT_ACTIONS, checkDims, checkInt, configError } from './draft.ts';
+import type { WarmupInput } from '../core/model.ts';
+import { INSTANCE_KINDS, TIMEOUT_ACTIONS, checkDims, checkInt, configError, readVersionPolicy } from './draft.ts';
 import type { ConfigDraft, DynamicBatchingDraft, InstanceGroupDraft, QueuePolicyDraft, TensorDraft, WarmupDraft } from './draft.ts';
 
 const FILE = 'config.json';
@@ -95,6 +95,11 @@ class ObjectReader {
     return dt;
   }
 
+  /** The generic name the shared readers in draft.ts use. */
+  child(key: string): ObjectReader | undefined {
+    return this.object(key);
+  }
+
   object(key: string): ObjectReader | undefined {
     const v = this.#get(key);
     return v === undefined ? undefined : new ObjectReader(v, this.at(key), this.#unknown);
@@ -167,28 +172,6 @@ function readInstanceGroup(r: ObjectReader): InstanceGroupDraft {
   return group;
 }
 
-function readVersionPolicy(r: ObjectReader): VersionPolicy {
-  const latest = r.object('latest');
-  const all = r.object('all');
-  const specific = r.object('specific');
-  r.finish();
-  const given = [latest, all, specific].filter((m) => m !== undefined).length;
-  if (given !== 1) throw configError(FILE, r.path, `give exactly one of latest, all, specific (found ${given})`);
-  if (latest !== undefined) {
-    const numVersions = latest.int('numVersions', 1) ?? 1;
-    latest.finish();
-    return { latest: { numVersions } };
-  }
-  if (specific !== undefined) {
-    const versions = specific.ints('versions', 1) ?? [];
-    specific.finish();
-    if (versions.length === 0) throw configError(FILE, specific.path, 'list at least one version');
-    return { specific: { versions } };
-  }
-  all?.finish();
-  return { all: {} };
-}
-
 function readWarmup(r: ObjectReader): WarmupDraft {
   const name = r.string('name');
   if (name === undefined || name === '') throw configError(FILE, r.path, "every warmup sample needs a 'name'");
@@ -230,7 +213,7 @@ export function readJsonConfig(text: string): ConfigDraft {
     outputs: r.objects('outputs')?.map(readTensor),
     dynamicBatching: db && readDynamicBatching(db),
     instanceGroups: r.objects('instanceGroups')?.map(readInstanceGroup),
-    versionPolicy: vp && readVersionPolicy(vp),
+    versionPolicy: vp && readVersionPolicy(FILE, vp, 'numVersions'),
     warmup: r.objects('warmup')?.map(readWarmup),
     pinned: r.bool('pinned'),
     unknownFields,

@@ -1,7 +1,7 @@
 import { fromTritonTypeName } from '../core/datatypes.ts';
 import type { DataType } from '../core/datatypes.ts';
-import type { VersionPolicy, WarmupInput } from '../core/model.ts';
-import { INSTANCE_KINDS, TIMEOUT_ACTIONS, checkDims, configError, intProblem } from './draft.ts';
+import type { WarmupInput } from '../core/model.ts';
+import { INSTANCE_KINDS, TIMEOUT_ACTIONS, checkDims, configError, intProblem, readVersionPolicy } from './draft.ts';
 import type { ConfigDraft, DynamicBatchingDraft, InstanceGroupDraft, QueuePolicyDraft, TensorDraft, WarmupDraft } from './draft.ts';
 import { PbtxtSyntaxError, parsePbtxt } from './pbtxt.ts';
 import type { PbField, PbMessage, PbValue } from './pbtxt.ts';
@@ -109,6 +109,11 @@ class MessageReader {
     return dt;
   }
 
+  /** The generic name the shared readers in draft.ts use. */
+  child(key: string): MessageReader | undefined {
+    return this.message(key);
+  }
+
   message(name: string): MessageReader | undefined {
     const f = this.#one(name);
     return f === undefined ? undefined : this.#child(name, f, this.#at(name));
@@ -187,28 +192,6 @@ function readInstanceGroup(r: MessageReader): InstanceGroupDraft {
   return { count, kind, gpus };
 }
 
-function readVersionPolicy(r: MessageReader): VersionPolicy {
-  const latest = r.message('latest');
-  const all = r.message('all');
-  const specific = r.message('specific');
-  r.finish();
-  const given = [latest, all, specific].filter((m) => m !== undefined).length;
-  if (given !== 1) throw configError(FILE, r.path, `give exactly one of latest, all, specific (found ${given})`);
-  if (latest !== undefined) {
-    const numVersions = latest.int('num_versions', 1) ?? 1;
-    latest.finish();
-    return { latest: { numVersions } };
-  }
-  if (specific !== undefined) {
-    const versions = specific.ints('versions', 1) ?? [];
-    specific.finish();
-    if (versions.length === 0) throw configError(FILE, specific.path, 'list at least one version');
-    return { specific: { versions } };
-  }
-  all?.finish();
-  return { all: {} };
-}
-
 function readWarmup(r: MessageReader): WarmupDraft {
   const name = r.string('name');
   if (name === undefined || name === '') throw configError(FILE, r.path, "every warmup sample needs a 'name'");
@@ -267,7 +250,7 @@ export function readPbtxtConfig(text: string): ConfigDraft {
     ...(outputs.length > 0 && { outputs }),
     ...(db && { dynamicBatching: readDynamicBatching(db) }),
     ...(instanceGroups.length > 0 && { instanceGroups }),
-    ...(vp && { versionPolicy: readVersionPolicy(vp) }),
+    ...(vp && { versionPolicy: readVersionPolicy(FILE, vp, 'num_versions') }),
     ...(warmup.length > 0 && { warmup }),
     unknownFields,
   };
