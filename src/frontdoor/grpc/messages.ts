@@ -1,5 +1,6 @@
 import { tritonTypeName } from '../../core/datatypes.ts';
-import type { DurationStat, ModelConfig, ModelMetadata, ModelStats, QueuePolicy, TensorConfig, VersionPolicy } from '../../core/model.ts';
+import { tritonModelStats } from '../../core/statistics.ts';
+import type { ModelConfig, ModelMetadata, ModelStats, QueuePolicy, TensorConfig, VersionPolicy } from '../../core/model.ts';
 
 // Core types -> the reply messages of the non-inference methods (plain objects that proto-loader
 // serializes; enums by name, 64-bit integers as numbers, which protobufjs accepts).
@@ -68,33 +69,7 @@ export function modelMetadataMessage(m: ModelMetadata): Record<string, unknown> 
   return { name: m.name, versions: [...m.versions], platform: m.platform, inputs: m.inputs.map(t), outputs: m.outputs.map(t) };
 }
 
-function duration(d: DurationStat): Record<string, number> {
-  return { count: d.count, ns: d.ns };
-}
-
 /** One ModelStatistics entry (statistics extension). */
 export function modelStatsMessage(s: ModelStats): Record<string, unknown> {
-  return {
-    name: s.name,
-    version: s.version,
-    last_inference: s.lastInference,
-    inference_count: s.inferenceCount,
-    execution_count: s.executionCount,
-    inference_stats: {
-      success: duration(s.success),
-      fail: duration(s.fail),
-      queue: duration(s.queue),
-      compute_input: duration(s.computeInput),
-      compute_infer: duration(s.computeInfer),
-      compute_output: duration(s.computeOutput),
-      cache_hit: { count: 0, ns: 0 },
-      cache_miss: { count: 0, ns: 0 },
-    },
-    batch_stats: s.batchStats.map((b) => ({
-      batch_size: b.batchSize,
-      compute_input: duration(b.computeInput),
-      compute_infer: duration(b.computeInfer),
-      compute_output: duration(b.computeOutput),
-    })),
-  };
+  return tritonModelStats(s);
 }

@@ -1,5 +1,6 @@
 import { tritonTypeName } from '../../core/datatypes.ts';
-import type { DurationStat, ModelConfig, ModelStats, QueuePolicy, TensorConfig, VersionPolicy } from '../../core/model.ts';
+import { tritonModelStats } from '../../core/statistics.ts';
+import type { ModelConfig, ModelStats, QueuePolicy, TensorConfig, VersionPolicy } from '../../core/model.ts';
 
 /*
  * Triton's REST answers for the model-configuration and statistics extensions: the JSON form of its
@@ -80,37 +81,7 @@ export function modelConfigJson(c: ModelConfig): Json {
   return json;
 }
 
-function durationJson(d: DurationStat): Json {
-  return { count: d.count, ns: d.ns };
-}
-
-const ZERO: DurationStat = { count: 0, ns: 0 };
-
 /** One model_stats entry of Triton's statistics extension. */
 export function modelStatsJson(s: ModelStats): Json {
-  return {
-    name: s.name,
-    version: s.version,
-    last_inference: s.lastInference,
-    inference_count: s.inferenceCount,
-    execution_count: s.executionCount,
-    inference_stats: {
-      success: durationJson(s.success),
-      fail: durationJson(s.fail),
-      queue: durationJson(s.queue),
-      compute_input: durationJson(s.computeInput),
-      compute_infer: durationJson(s.computeInfer),
-      compute_output: durationJson(s.computeOutput),
-      // sluice has no response cache: always zero, present because clients index these fields.
-      cache_hit: durationJson(ZERO),
-      cache_miss: durationJson(ZERO),
-    },
-    batch_stats: s.batchStats.map((b) => ({
-      batch_size: b.batchSize,
-      compute_input: durationJson(b.computeInput),
-      compute_infer: durationJson(b.computeInfer),
-      compute_output: durationJson(b.computeOutput),
-    })),
-    memory_usage: [],
-  };
+  return tritonModelStats(s);
 }
