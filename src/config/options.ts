@@ -49,6 +49,8 @@ export const OPTIONS: readonly OptionSpec[] = [
   { flag: 'http-tls-cert', env: 'SLUICE_HTTP_TLS_CERT', path: 'http.tls.certFile', type: 'string', help: 'PEM certificate: serve HTTPS with ALPN h2 and http/1.1' },
   { flag: 'http-tls-key', env: 'SLUICE_HTTP_TLS_KEY', path: 'http.tls.keyFile', type: 'string', help: 'PEM private key for --http-tls-cert' },
   { flag: 'http-body-limit', env: 'SLUICE_HTTP_BODY_LIMIT', path: 'http.bodyLimitBytes', type: 'bytes', min: 1024, help: 'largest request body, e.g. 64mb' },
+  { flag: 'http-request-timeout-ms', env: 'SLUICE_HTTP_REQUEST_TIMEOUT_MS', path: 'http.requestTimeoutMs', type: 'int', min: 1000, max: 3_600_000, help: 'longest time to receive one whole HTTP request' },
+  { flag: 'http-keep-alive-timeout-ms', env: 'SLUICE_HTTP_KEEP_ALIVE_TIMEOUT_MS', path: 'http.keepAliveTimeoutMs', type: 'int', min: 100, max: 3_600_000, help: 'how long an idle keep-alive connection stays open' },
   { flag: 'grpc-port', env: 'SLUICE_GRPC_PORT', path: 'grpc.port', type: 'int', ...PORT, help: 'gRPC port (0 = any free port)' },
   { flag: 'grpc-tls-cert', env: 'SLUICE_GRPC_TLS_CERT', path: 'grpc.tls.certFile', type: 'string', help: 'PEM certificate for gRPC TLS' },
   { flag: 'grpc-tls-key', env: 'SLUICE_GRPC_TLS_KEY', path: 'grpc.tls.keyFile', type: 'string', help: 'PEM private key for --grpc-tls-cert' },

@@ -35,6 +35,13 @@ test('repeatable flags and comma-separated environment lists', () => {
   assert.equal(c.modelControlMode, 'explicit');
 });
 
+test('HTTP timeouts are settings like any other', () => {
+  const c = loadConfig({ argv: ['--http-request-timeout-ms', '5000'], env: { SLUICE_HTTP_KEEP_ALIVE_TIMEOUT_MS: '2500' } });
+  assert.equal(c.http.requestTimeoutMs, 5000);
+  assert.equal(c.http.keepAliveTimeoutMs, 2500);
+  assert.throws(() => loadConfig({ argv: ['--http-request-timeout-ms', '10'], env: {} }), /--http-request-timeout-ms: 10 is below the minimum 1000/);
+});
+
 test('log-verbose maps to debug; sizes take units', () => {
   const c = loadConfig({ argv: ['--log-verbose', '1', '--http-body-limit', '8mb'], env: {} });
   assert.equal(c.logLevel, 'debug');
