@@ -106,7 +106,7 @@ void test('higher priority levels leave first, arrival order within a level', as
 void test('a max queue delay holds a batch short of a preferred size, and a preferred size goes at once', async (t) => {
   keepAlive(t);
   const ex = executor(t);
-  const config = await sampleConfig('simple', { maxQueueDelayUs: 60_000, preferredBatchSizes: [4] });
+  const config = await sampleConfig('simple', { maxQueueDelayUs: 300_000, preferredBatchSizes: [4] });
   const rig = makeBatcher(ex, config);
   const started = performance.now();
   const four = [submit(rig, config, simpleRequest(1))];
@@ -115,15 +115,15 @@ void test('a max queue delay holds a batch short of a preferred size, and a pref
   assert.equal(ex.batches.length, 1, 'the preferred size is sent the moment it is reached');
   assert.equal(ex.batches[0]!.job.rows, 4);
   await Promise.all(four);
-  assert.ok(performance.now() - started < 50, 'the preferred batch did not wait out the delay');
+  assert.ok(performance.now() - started < 250, 'the preferred batch did not wait out the delay');
 
   const alone = simpleRequest(9);
   const res = await submit(rig, config, alone);
   const waited = performance.now() - alone.arrivalMs;
   checkSimple(res, 9, 1);
   assert.equal(ex.batches[1]!.job.rows, 1);
-  assert.ok(waited >= 55, `a batch short of any preferred size waits the delay from arrival (waited ${waited.toFixed(1)} ms)`);
-  assert.ok(waited < 1000, 'and not much longer');
+  assert.ok(waited >= 295, `a batch short of any preferred size waits the delay from arrival (waited ${waited.toFixed(1)} ms)`);
+  assert.ok(waited < 2000, 'and not much longer');
 });
 
 void test('requests whose non-batch dims differ never share a batch, and none starves', async (t) => {

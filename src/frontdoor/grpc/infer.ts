@@ -34,10 +34,15 @@ function remainingUs(deadlineAtMs: number): number {
 }
 
 /**
- * grpc-js starts its deadline timer when the headers arrive and cancels the call when it fires; timers
- * may fire a millisecond early against Date.now(). A cancel this close to the deadline is the deadline.
+ * A grpc-js client enforces its deadline itself and tells the server with the same RST_STREAM CANCEL
+ * that an explicit cancel sends, so the server cannot tell the two apart on the wire. The server's copy
+ * of the deadline is counted from when it read the headers, which lags the client's copy by the transit
+ * time plus any event-loop delay before the headers were read; a busy server reads the client's
+ * deadline cancel as arriving early. A cancel within this window before the deadline is the deadline.
  */
-const DEADLINE_SLACK_MS = 5;
+function deadlineSlackMs(budgetUs: number): number {
+  return Math.max(50, budgetUs / 1000 / 10);
+}
 
 /** Metrics must never keep a reply from being sent: a failing lookup counts the request as unknown. */
 function knownModel(service: InferenceService, name: string): boolean {
@@ -67,7 +72,7 @@ async function runOne(deps: InferDeps, msg: ModelInferRequestMsg, arrivalMs: num
     batchRows = response.batchRows;
   } catch (e) {
     let error = toSluiceError(e);
-    if (error.kind === 'CANCELLED' && Date.now() >= deadlineAtMs - DEADLINE_SLACK_MS) {
+    if (error.kind === 'CANCELLED' && deadlineUs > 0 && Date.now() >= deadlineAtMs - deadlineSlackMs(deadlineUs)) {
       error = RequestTimeout(msg.model_name, deadlineUs);
     }
     outcome = { ok: false, error };
