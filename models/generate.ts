@@ -1,15 +1,41 @@
 // Writes the sample models into a Triton-layout repository: <out>/<name>/1/model.onnx.
 //   node --import tsx models/generate.ts [--if-missing] [--out DIR] [name ...]
-// --if-missing returns at once when every file exists: it runs before every test run and at install.
+// --if-missing returns at once when every file exists and is current (see REVISIONS): it runs before
+// every test run and at install.
 // The committed configs (config.pbtxt / config.json) beside the models are copied when --out names
 // another folder, so a generated repository is the same as the sample one.
-import { copyFileSync, existsSync, mkdirSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, mkdirSync, readFileSync, renameSync, unlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const MODEL_NAMES = ['simple', 'simple_string', 'simple_identity', 'identity', 'mlp', 'cnn'];
 const CONFIG_FILES = ['config.pbtxt', 'config.json'];
+/**
+ * Bumped whenever a model's graph or weights change, so that --if-missing regenerates a file left by
+ * an older checkout. The revisions written are recorded in <out>/.generated.json (not committed).
+ * cnn 2: 32, 64 and 128 channels (was 8, 16, 32), compute-bound as the worker benchmark needs.
+ */
+const REVISIONS: Readonly<Record<string, number>> = { cnn: 2 };
+const STAMP_FILE = '.generated.json';
+
+const revisionOf = (name: string): number => REVISIONS[name] ?? 1;
+
+function readStamps(out: string): Record<string, number> {
+  try {
+    const parsed: unknown = JSON.parse(readFileSync(join(out, STAMP_FILE), 'utf8'));
+    return typeof parsed === 'object' && parsed !== null ? (parsed as Record<string, number>) : {};
+  } catch {
+    return {};
+  }
+}
+
+/** A model is current when its file exists and was written by this revision of the generator. */
+function isCurrent(out: string, name: string, stamps: Record<string, number>): boolean {
+  if (!existsSync(modelFile(out, name))) return false;
+  // Files from before the stamps existed count as revision 1.
+  return (stamps[name] ?? 1) === revisionOf(name);
+}
 
 interface Args {
   readonly ifMissing: boolean;
@@ -70,7 +96,8 @@ function copyConfigs(out: string, name: string): void {
 
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
-  const todo = args.ifMissing ? args.names.filter((n) => !existsSync(modelFile(args.out, n))) : args.names;
+  const stamps = readStamps(args.out);
+  const todo = args.ifMissing ? args.names.filter((n) => !isCurrent(args.out, n, stamps)) : args.names;
   if (todo.length === 0) return;
   // Loaded only when there is work, so the --if-missing check stays quick.
   const { buildSampleModel } = await import('./sample-models.ts');
@@ -80,6 +107,8 @@ async function main(): Promise<void> {
     const file = modelFile(args.out, name);
     writeAtomically(file, bytes);
     copyConfigs(args.out, name);
+    // Re-read before writing: another generator may have stamped other models meanwhile.
+    writeAtomically(join(args.out, STAMP_FILE), Buffer.from(`${JSON.stringify({ ...readStamps(args.out), [name]: revisionOf(name) }, null, 2)}\n`));
     const ms = (performance.now() - started).toFixed(0);
     process.stdout.write(`generate: ${name} (${bytes.length} bytes, ${ms} ms)\n`);
   }

@@ -143,7 +143,7 @@ function mlp(): GraphSpec {
 }
 
 /** Channels of the cnn's three conv blocks. */
-export const CNN_CHANNELS: readonly number[] = [3, 8, 16, 32];
+export const CNN_CHANNELS: readonly number[] = [3, 32, 64, 128];
 
 function cnn(): GraphSpec {
   const rng = new Xorshift32(0x5eed0002);
@@ -168,7 +168,7 @@ function cnn(): GraphSpec {
   nodes.push(node('Gemm', ['flat', 'fc_w', 'fc_b'], ['OUTPUT0']));
   return {
     name: 'cnn',
-    doc: 'Three conv blocks (3x3 conv, ReLU, 2x2 max pool; 8, 16, 32 channels), global average pool, 10 logits.',
+    doc: 'Three conv blocks (3x3 conv, ReLU, 2x2 max pool; 32, 64, 128 channels), global average pool, 10 logits.',
     inputs: [{ name: 'INPUT0', elemType: ELEM.FLOAT, dims: [BATCH, 3, 64, 64] }],
     outputs: [{ name: 'OUTPUT0', elemType: ELEM.FLOAT, dims: [BATCH, 10] }],
     nodes,

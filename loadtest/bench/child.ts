@@ -20,9 +20,9 @@ async function start(kind: string, args: string[]): Promise<{ ports: Record<stri
     }
     case 'naive': {
       const { startNaiveServer } = await import('./naive-server.ts');
-      const { values } = parseArgs({ args, options: { 'model-file': { type: 'string' }, model: { type: 'string' }, 'input-name': { type: 'string' }, 'intra-op-threads': { type: 'string' } } });
+      const { values } = parseArgs({ args, options: { 'model-file': { type: 'string' }, model: { type: 'string' }, 'input-name': { type: 'string' }, 'intra-op-threads': { type: 'string' }, 'skip-inference': { type: 'boolean' } } });
       if (!values['model-file'] || !values.model || !values['input-name']) throw new Error('naive needs --model-file, --model and --input-name');
-      const s = await startNaiveServer({ modelFile: values['model-file'], model: values.model, inputName: values['input-name'], host, port: 0, intraOpThreads: Number(values['intra-op-threads'] ?? 0) });
+      const s = await startNaiveServer({ modelFile: values['model-file'], model: values.model, inputName: values['input-name'], host, port: 0, intraOpThreads: Number(values['intra-op-threads'] ?? 0), skipInference: values['skip-inference'] === true });
       return { ports: { http: s.port }, close: () => s.close() };
     }
     case 'echo-http':

@@ -68,7 +68,7 @@ export async function runBench(argv: string[]): Promise<number> {
   const repo = await unbatchedRepository();
   const sections: Section[] = [];
   try {
-    timing.log('starting servers: sluice, sluice with max batch size 1, naive server, Fastify echo, grpc-js echo');
+    timing.log('starting servers: sluice, sluice with max batch size 1, naive server (with and without inference), Fastify echo, grpc-js echo');
     const a = await startServerProcess('sluice', 'sluice', sluiceFlags(join(ROOT, 'models')));
     servers.push(a);
     const b = await startServerProcess('sluice (max batch size 1)', 'sluice', sluiceFlags(repo));
@@ -87,6 +87,8 @@ export async function runBench(argv: string[]): Promise<number> {
     const mlp = await workload('mlp');
     const naive = await startServerProcess('naive server', 'naive', ['--model-file', join(ROOT, 'models', 'mlp', '1', 'model.onnx'), '--model', 'mlp', '--input-name', mlp.meta.inputs[0]!.name]);
     servers.push(naive);
+    const ceiling = await startServerProcess('naive server without inference', 'naive', ['--model-file', join(ROOT, 'models', 'mlp', '1', 'model.onnx'), '--model', 'mlp', '--input-name', mlp.meta.inputs[0]!.name, '--skip-inference']);
+    servers.push(ceiling);
     const echoHttp = await startServerProcess('Fastify echo', 'echo-http', []);
     servers.push(echoHttp);
     const echoGrpc = await startServerProcess('grpc-js echo', 'echo-grpc', []);
@@ -95,6 +97,7 @@ export async function runBench(argv: string[]): Promise<number> {
       sluice: { http: sluiceUrl, grpc: `127.0.0.1:${a.ports['grpc']}`, metrics: `http://127.0.0.1:${a.ports['metrics']}/metrics` },
       unbatched: { http: `http://127.0.0.1:${b.ports['http']}`, metrics: `http://127.0.0.1:${b.ports['metrics']}/metrics` },
       naive: `http://127.0.0.1:${naive.ports['http']}`,
+      naiveWithoutInference: `http://127.0.0.1:${ceiling.ports['http']}`,
       echoHttp: `http://127.0.0.1:${echoHttp.ports['http']}`,
       echoGrpc: `127.0.0.1:${echoGrpc.ports['grpc']}`,
       workload,

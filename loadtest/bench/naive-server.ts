@@ -28,7 +28,7 @@ interface JsonInput {
  * to a worker thread that runs onnxruntime-node on it alone, and answers JSON. It speaks just enough
  * of the Open Inference Protocol (one FP32 input) for the load tool to drive it like sluice.
  */
-export async function startNaiveServer(opts: { modelFile: string; model: string; inputName: string; host: string; port: number; intraOpThreads: number }): Promise<BenchServer> {
+export async function startNaiveServer(opts: { modelFile: string; model: string; inputName: string; host: string; port: number; intraOpThreads: number; skipInference?: boolean }): Promise<BenchServer> {
   const worker = startWorkerThread(new URL('./naive-worker.ts', import.meta.url), { modelFile: opts.modelFile, inputName: opts.inputName, intraOpThreads: opts.intraOpThreads });
   await new Promise<void>((resolve, reject) => {
     worker.once('message', () => resolve());
@@ -42,18 +42,34 @@ export async function startNaiveServer(opts: { modelFile: string; model: string;
     done?.(a);
   });
 
+  const run = (shape: number[], data: Float32Array): Promise<NaiveAnswer> => new Promise<NaiveAnswer>((resolve) => {
+    const id = nextId++;
+    pending.set(id, resolve);
+    worker.postMessage({ id, shape, data }, [data.buffer as ArrayBuffer]);
+  });
+  // Without inference, a request is answered with the outputs of the first real run of the same
+  // shape: the same bytes on the wire as a real reply, values not computed (the load tool must not
+  // check them). What is left is Fastify, JSON parsing and the tensor copy: the ceiling of this design.
+  const samples = new Map<string, NaiveAnswer>();
+  const answerOf = async (shape: number[], data: Float32Array): Promise<NaiveAnswer> => {
+    if (!opts.skipInference) return run(shape, data);
+    const key = shape.join('x');
+    const known = samples.get(key);
+    if (known) return known;
+    const answer = await run(shape, data);
+    if (answer.outputs) samples.set(key, answer);
+    return answer;
+  };
+
   const app = Fastify({ logger: false, bodyLimit: 64 * 1024 * 1024 });
   app.post<{ Params: { model: string }; Body: { inputs?: JsonInput[] } }>('/v2/models/:model/infer', async (req, reply) => {
     const input = req.body?.inputs?.[0];
     if (req.params.model !== opts.model || !input || !Array.isArray(input.data) || !Array.isArray(input.shape)) {
       return reply.code(400).send({ error: `expected one FP32 input for model '${opts.model}'` });
     }
-    const id = nextId++;
-    const answer = await new Promise<NaiveAnswer>((resolve) => {
-      pending.set(id, resolve);
-      const data = Float32Array.from((input.data as unknown[]).flat(Infinity) as number[]);
-      worker.postMessage({ id, shape: input.shape as number[], data }, [data.buffer]);
-    });
+    const data = Float32Array.from((input.data as unknown[]).flat(Infinity) as number[]);
+    const shape = input.shape as number[];
+    const answer = await answerOf(shape, data);
     if (answer.error !== undefined || !answer.outputs) return reply.code(500).send({ error: answer.error ?? 'no outputs' });
     return {
       model_name: opts.model,

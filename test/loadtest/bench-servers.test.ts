@@ -39,6 +39,28 @@ test('the naive baseline server answers exactly what sluice answers for mlp', as
   assert.equal(r.wrong, 0);
 });
 
+test('the naive server without inference answers every request with its first real reply, shaped like it', async (t) => {
+  const sluice = await startTestSluice(t);
+  const parseOnly = await startNaiveServer({ modelFile: MLP_FILE, model: 'mlp', inputName: 'INPUT0', host: '127.0.0.1', port: 0, intraOpThreads: 1, skipInference: true });
+  t.after(() => parseOnly.close());
+  const post = async (url: string, value: number): Promise<{ shape: number[]; data: number[] }> => {
+    const body = { inputs: [{ name: 'INPUT0', datatype: 'FP32', shape: [1, 784], data: new Array<number>(784).fill(value) }] };
+    const res = await fetch(url, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+    assert.equal(res.status, 200);
+    const out = ((await res.json()) as { outputs: { shape: number[]; data: number[] }[] }).outputs[0]!;
+    return out;
+  };
+  const naiveUrl = `http://127.0.0.1:${parseOnly.port}/v2/models/mlp/infer`;
+  const sluiceUrl = `http://127.0.0.1:${sluice.ports.http}/v2/models/mlp/infer`;
+  const first = await post(naiveUrl, 0.25);
+  const real = await post(sluiceUrl, 0.25);
+  assert.deepEqual(first.shape, [1, 10]);
+  first.data.forEach((v, k) => assert.ok(Math.abs(v - real.data[k]!) < 1e-5, 'the first reply is a real inference'));
+  const other = await post(sluiceUrl, -0.5);
+  assert.notDeepEqual(other.data, real.data, 'a different input has a different real answer');
+  assert.deepEqual((await post(naiveUrl, -0.5)).data, first.data, 'but the server without inference repeats the stored reply');
+});
+
 test('the echo servers send the request tensors back under output names', async (t) => {
   const http = await startFastifyEcho({ host: '127.0.0.1', port: 0 });
   const grpc = await startGrpcEcho({ host: '127.0.0.1', port: 0 });

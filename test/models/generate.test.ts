@@ -1,8 +1,8 @@
 // The generator's command line: writes models (and the committed configs) into another folder, skips
-// existing files with --if-missing, and refuses what it does not know.
+// existing current files with --if-missing, and refuses what it does not know.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
@@ -33,6 +33,22 @@ void test('generate --out writes the named models and copies their configs', (t)
   assert.equal(again.status, 0, again.stderr);
   assert.equal(again.stdout, '', 'nothing to do, nothing said');
   assert.equal(statSync(join(out, 'simple', '1', 'model.onnx')).mtimeMs, before, 'existing file left alone');
+});
+
+void test('generate --if-missing rewrites a model left by an older revision of the generator', (t) => {
+  const out = mkdtempSync(join(tmpdir(), 'sluice-gen-'));
+  t.after(() => rmSync(out, { recursive: true, force: true }));
+  assert.equal(generate('--out', out, 'cnn').status, 0);
+  const stamps = JSON.parse(readFileSync(join(out, '.generated.json'), 'utf8')) as Record<string, number>;
+  assert.ok((stamps['cnn'] ?? 0) >= 2, 'the stamp records the revision written');
+  // A file from an older checkout: other bytes, stamped with revision 1 (or not stamped at all).
+  writeFileSync(join(out, 'cnn', '1', 'model.onnx'), 'stale');
+  writeFileSync(join(out, '.generated.json'), JSON.stringify({ cnn: 1 }));
+  const again = generate('--if-missing', '--out', out, 'cnn');
+  assert.equal(again.status, 0, again.stderr);
+  assert.match(again.stdout, /cnn/);
+  assert.ok(readFileSync(join(out, 'cnn', '1', 'model.onnx')).equals(readFileSync(join(ROOT, 'models', 'cnn', '1', 'model.onnx'))), 'regenerated to the current graph');
+  assert.equal(generate('--if-missing', '--out', out, 'cnn').stdout, '', 'and then left alone');
 });
 
 void test('generate refuses unknown options and models with a usage message', () => {
