@@ -235,7 +235,8 @@ export class WorkerPool implements Executor {
       const m = this.#metrics;
       const labels = { model: job.model };
       m.batches.inc(labels);
-      m.inferences.inc(labels, job.rows);
+      // Padding rows ran but answered no one: Triton's inference_count leaves them out, and so does this.
+      m.inferences.inc(labels, job.requestRows ?? job.rows);
       m.batchSize.observe(labels, job.rows);
       m.batchCompute.observe(labels, (r.computeInputNs + r.computeInferNs + r.computeOutputNs) / 1e9);
       m.cacheLookups.inc({ model: job.model, result: r.cacheHit ? 'hit' : 'miss' });

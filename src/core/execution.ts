@@ -8,7 +8,10 @@ export interface BatchJob {
   readonly model: string;
   /** A concrete version (the scheduler resolves the policy before it batches). */
   readonly version: string;
+  /** Rows that run, padding included. */
   readonly rows: number;
+  /** Rows that belong to requests (rows minus padding); absent when nothing is padded. */
+  readonly requestRows?: number;
   readonly inputs: readonly Tensor[];
   /** Output names to compute (the union of what the batch's requests asked for). */
   readonly outputs: readonly string[];

@@ -208,7 +208,7 @@ export class DynamicBatcher implements Scheduler {
       for (const p of items) for (const name of p.plan.outputs) wanted.add(name);
       const all = items.some((p) => p.plan.allOutputs);
       const outputs = config.outputs.map((o) => o.name).filter((name) => all || wanted.has(name));
-      const job: BatchJob = { model, version, rows: padded, inputs: concatInputs(members, padded), outputs };
+      const job: BatchJob = { model, version, rows: padded, requestRows: rows, inputs: concatInputs(members, padded), outputs };
       running = executor.execute(job);
     } catch (e) {
       running = Promise.reject(e instanceof Error ? e : new Error(String(e)));

@@ -41,8 +41,15 @@ void test('runs batches on a local worker, records them, and drains on close', a
   assert.ok(second.computeInferNs > 0);
   assert.equal(await count(metrics.batches, { model: 'simple' }), 2);
   assert.equal(await count(metrics.inferences, { model: 'simple' }), 8);
+  // A batch padded from 3 request rows to 4 runs 4 rows and counts 3 inferences.
+  const padded = await pool.execute({ ...simpleJob(4), requestRows: 3 });
+  assert.deepEqual(padded.outputs[0]!.shape, [4, 16]);
+  assert.equal(await count(metrics.inferences, { model: 'simple' }), 11, 'padding rows are not inferences');
+  const sizes = (await metrics.batchSize.get()).values.find((v) => v.metricName === 'sluice_batch_size_rows_sum' && v.labels.model === 'simple');
+  assert.equal(sizes?.value, 3 + 5 + 4, 'the batch size histogram records the rows that ran');
+  assert.equal(await count(metrics.batches, { model: 'simple' }), 3);
   assert.equal(await count(metrics.cacheLookups, { model: 'simple', result: 'miss' }), 1);
-  assert.equal(await count(metrics.cacheLookups, { model: 'simple', result: 'hit' }), 1);
+  assert.equal(await count(metrics.cacheLookups, { model: 'simple', result: 'hit' }), 2);
   assert.equal(await count(metrics.modelLoads, { model: 'simple', result: 'success' }), 1);
   assert.equal(pool.hotWorkers('simple', '1'), 1);
   assert.deepEqual(pool.snapshot().map((s) => [s.worker, s.up, s.inflightBatches]), [['w0', true, 0]]);
