@@ -8,7 +8,8 @@ import { renderSearch, renderTable } from './table.ts';
 /**
  * `sluice loadtest`: parses flags, runs the steps, prints the table and writes --json / --report.
  * Returns the exit status: 0 done, 1 failed (target unusable, wrong answers seen), 2 bad usage.
- * The first Ctrl-C stops after the current step (results so far are still written); a second one exits.
+ * The first Ctrl-C ends the current step at once (requests in flight finish; it is measured up to
+ * then) and runs no further steps; results so far are still written. A second Ctrl-C exits.
  */
 export async function runLoadtestCli(argv: string[]): Promise<number> {
   let o: LoadtestOptions;
@@ -28,7 +29,7 @@ export async function runLoadtestCli(argv: string[]): Promise<number> {
   const ac = new AbortController();
   const onSigint = (): void => {
     if (ac.signal.aborted) process.exit(130);
-    process.stderr.write('\nsluice loadtest: stopping after the current step (Ctrl-C again to quit now)\n');
+    process.stderr.write('\nsluice loadtest: stopping: ending this step, writing the results (Ctrl-C again to quit now)\n');
     ac.abort();
   };
   process.on('SIGINT', onSigint);

@@ -33,7 +33,7 @@ export interface DriverOptions {
  */
 export interface Driver {
   readonly protocol: LoadProtocol;
-  closed(concurrency: number, recorder: Recorder, timing: Timing, check: OutputCheck | undefined, signal?: AbortSignal): Promise<LoopStats>;
+  closed(concurrency: number, recorder: Recorder, timing: Timing, check: OutputCheck | undefined): Promise<LoopStats>;
   open(rate: number, recorder: Recorder, timing: Timing, check: OutputCheck | undefined): Promise<LoopStats>;
   /** One request of input set `variant`, checked with `check` (reference requests, probes). */
   once(variant: number, check: OutputCheck | undefined): Promise<Outcome>;
@@ -64,9 +64,9 @@ export function createDriver(o: DriverOptions): Driver {
   }
   return {
     protocol: o.protocol,
-    closed(concurrency, recorder, timing, check, signal) {
+    closed(concurrency, recorder, timing, check) {
       if (http && o.protocol !== 'h2c') {
-        return runAutocannon(http, recorder, timing, { connections: concurrency, timeoutMs: o.timeoutMs, check, checkEvery: o.checkEvery, ...(signal ? { signal } : {}) });
+        return runAutocannon(http, recorder, timing, { connections: concurrency, timeoutMs: o.timeoutMs, check, checkEvery: o.checkEvery, ...(timing.stop ? { signal: timing.stop } : {}) });
       }
       return runClosedLoop(requester(transport, o.variants.length, check, o.checkEvery, recorder), recorder, timing, concurrency);
     },

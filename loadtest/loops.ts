@@ -12,6 +12,8 @@ export interface Timing {
   readonly drainTimeoutMs: number;
   /** Upper bound on requests in the step, warm-up included. */
   readonly maxRequests: number;
+  /** Ends the step early (the operator's Ctrl-C): nothing new is sent, requests in flight finish. */
+  readonly stop?: AbortSignal;
 }
 
 /** What a loop itself observed, beyond the per-request outcomes the recorder holds. */
@@ -62,6 +64,7 @@ export function runOpenLoop(fn: RequestFn, recorder: Recorder, timing: Timing, o
   let timer: NodeJS.Timeout | undefined;
   let deadline: NodeJS.Timeout | undefined;
   let finished = false;
+  let stopListener: (() => void) | undefined;
 
   return new Promise<LoopStats>((resolve) => {
     const finish = (): void => {
@@ -69,6 +72,7 @@ export function runOpenLoop(fn: RequestFn, recorder: Recorder, timing: Timing, o
       finished = true;
       clearTimeout(timer);
       clearTimeout(deadline);
+      if (stopListener) timing.stop?.removeEventListener('abort', stopListener);
       resolve({ sent: next, aborted, late, maxSendLagMs: maxLag });
     };
 
@@ -93,6 +97,12 @@ export function runOpenLoop(fn: RequestFn, recorder: Recorder, timing: Timing, o
 
     const pump = (): void => {
       if (finished) return;
+      // Stopped by the operator: the rest of the schedule is dropped, not charged as late or unsent.
+      if (timing.stop?.aborted === true && next < total) {
+        next = total;
+        clearTimeout(timer);
+        timer = undefined;
+      }
       const now = performance.now();
       while (next < total && outstanding < opts.maxOutstanding && due(next) <= now + EARLY_MS) launch(next++, now);
       if (next >= total) {
@@ -119,6 +129,8 @@ export function runOpenLoop(fn: RequestFn, recorder: Recorder, timing: Timing, o
       if (outstanding === 0) finish();
     }, Math.max(0, endMs + timing.drainTimeoutMs - performance.now()));
     deadline.unref();
+    timing.stop?.addEventListener('abort', pump, { once: true });
+    stopListener = pump;
     pump();
   });
 }
@@ -137,7 +149,7 @@ export async function runClosedLoop(fn: RequestFn, recorder: Recorder, timing: T
   const deadline = setTimeout(() => ac.abort(), Math.max(0, endMs + timing.drainTimeoutMs - performance.now()));
   deadline.unref();
   const worker = async (): Promise<void> => {
-    while (performance.now() < endMs && sent < timing.maxRequests && !ac.signal.aborted) {
+    while (performance.now() < endMs && sent < timing.maxRequests && !ac.signal.aborted && timing.stop?.aborted !== true) {
       sent += 1;
       recorder.noteSent();
       const t0 = performance.now();

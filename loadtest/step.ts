@@ -34,7 +34,12 @@ export async function runStep(driver: Driver, spec: StepSpec, s: StepSettings): 
   let before: Snapshot | undefined;
   if (scrapeUrl && s.warmupMs === 0) before = await scrape(scrapeUrl);
   const startMs = performance.now();
-  const timing: Timing = { startMs, warmupMs: s.warmupMs, durationMs: s.durationMs, drainTimeoutMs: s.drainTimeoutMs, maxRequests: s.maxRequests };
+  const timing: Timing = { startMs, warmupMs: s.warmupMs, durationMs: s.durationMs, drainTimeoutMs: s.drainTimeoutMs, maxRequests: s.maxRequests, ...(s.signal ? { stop: s.signal } : {}) };
+  // When the operator stops the step, it is measured up to that moment, not over its planned duration.
+  let stoppedAtMs: number | undefined;
+  const onStop = (): void => void (stoppedAtMs ??= performance.now());
+  if (s.signal?.aborted === true) onStop();
+  s.signal?.addEventListener('abort', onStop, { once: true });
   const recorder = new Recorder(startMs + s.warmupMs, spec.mode === 'open' ? 'due' : 'completion');
   let sampler: DepthSampler | undefined;
   let beforeTaken: Promise<void> = Promise.resolve();
@@ -55,9 +60,10 @@ export async function runStep(driver: Driver, spec: StepSpec, s: StepSettings): 
   let loop;
   try {
     loop = spec.mode === 'closed'
-      ? await driver.closed(spec.concurrency, recorder, timing, s.check, s.signal)
+      ? await driver.closed(spec.concurrency, recorder, timing, s.check)
       : await driver.open(spec.rate, recorder, timing, s.check);
   } finally {
+    s.signal?.removeEventListener('abort', onStop);
     clearTimeout(measureTimer);
     clearInterval(ticker);
     progress.done();
@@ -67,13 +73,18 @@ export async function runStep(driver: Driver, spec: StepSpec, s: StepSettings): 
   const depth = sampler?.stop() ?? { mean: undefined, max: undefined };
   const stats = recorder.stats();
   recorder.destroy();
-  const seconds = Math.max(s.durationMs, stats.spanMs) / 1000;
+  const measureFromMs = startMs + s.warmupMs;
+  const interrupted = stoppedAtMs !== undefined && stoppedAtMs < measureFromMs + s.durationMs;
+  const plannedMs = interrupted ? Math.max(0, stoppedAtMs! - measureFromMs) : s.durationMs;
+  // A step stopped during its warm-up measured nothing: no rate rather than a made-up one.
+  const seconds = Math.max(plannedMs, stats.spanMs) / 1000;
   return {
     label,
     spec,
     protocol: driver.protocol,
     seconds,
-    qps: stats.ok / seconds,
+    qps: seconds > 0 ? stats.ok / seconds : 0,
+    ...(interrupted ? { interrupted: true as const } : {}),
     responses: stats.responses,
     ok: stats.ok,
     errors: stats.errors,

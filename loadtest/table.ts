@@ -19,7 +19,7 @@ function errorsCell(s: StepResult): string {
 export function renderTable(steps: readonly StepResult[]): string {
   const header = ['step', 'proto', 'req/s', 'p50', 'p90', 'p95', 'p99', 'p99.9', 'max', 'errors', 'checked', 'late', 'srv queue', 'srv compute', 'batch', 'depth', 'busy'];
   const rows = steps.map((s) => [
-    s.label,
+    s.interrupted === true ? `${s.label}*` : s.label,
     s.protocol,
     fmt(s.qps, 1),
     fmt(s.latencyMs.p50),
@@ -37,7 +37,8 @@ export function renderTable(steps: readonly StepResult[]): string {
     s.server?.queueDepthMax === undefined ? '-' : `${fmt(s.server.queueDepthMean, 1)}/${s.server.queueDepthMax}`,
     fmt(s.server?.busyFraction),
   ]);
-  return `${renderColumns(header, rows)}\nlatencies in ms (client side, from the intended send time in open-loop steps); srv = the server's metrics; depth = mean/max queue depth`;
+  const stopped = steps.some((s) => s.interrupted === true) ? '\n* stopped by Ctrl-C before its end: measured up to that moment' : '';
+  return `${renderColumns(header, rows)}\nlatencies in ms (client side, from the intended send time in open-loop steps); srv = the server's metrics; depth = mean/max queue depth${stopped}`;
 }
 
 export function renderSearch(search: SearchResult): string {

@@ -76,6 +76,8 @@ export interface StepResult {
   readonly protocol: LoadProtocol;
   /** Length of the measurement window in seconds (warm-up excluded). */
   readonly seconds: number;
+  /** The operator stopped the step before its end (Ctrl-C): it was measured up to that moment. */
+  readonly interrupted?: true;
   /** Successful responses per second in the window. */
   readonly qps: number;
   /** Responses (successful or not) that count in the window. */

@@ -1,7 +1,10 @@
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { parseOptions } from '../../loadtest/options.ts';
+import { runClosedLoop } from '../../loadtest/loops.ts';
+import { Recorder } from '../../loadtest/recorder.ts';
 import { runLoadtest } from '../../loadtest/run.ts';
+import type { RequestFn } from '../../loadtest/transport.ts';
 import { startFakeServer } from './fake-server.ts';
 
 const base = (url: string, model: string, extra: string[]): ReturnType<typeof parseOptions> =>
@@ -94,4 +97,47 @@ test('wrong answers are caught against reference responses for a model the tool 
   assert.ok(step.wrong > 0);
   assert.ok(step.wrong <= server.wrongSent() && step.wrong >= server.wrongSent() - 2, `tool ${step.wrong}, server ${server.wrongSent()}`);
   assert.equal(step.errors['wrong answer'], step.wrong);
+});
+
+test('Ctrl-C ends the running step at once: no further steps, the step measured up to the stop, every request sent answered', async (t) => {
+  const server = await startFakeServer(t, { serviceMs: 2 });
+  for (const flags of [['--concurrency', '4,8'], ['--rate', '100,200']]) {
+    const stop = new AbortController();
+    const started = performance.now();
+    setTimeout(() => stop.abort(), 700);
+    const run = await runLoadtest(base(server.url, 'simple', [...flags, '--duration', '20s', '--warmup', '0']), { signal: stop.signal });
+    const wallS = (performance.now() - started) / 1000;
+    assert.equal(run.report.steps.length, 1, `${flags.join(' ')}: the second step never ran`);
+    const step = run.report.steps[0]!;
+    assert.equal(step.interrupted, true);
+    assert.ok(wallS < 8, `${flags.join(' ')}: stopped after ${wallS.toFixed(1)} s, not 20`);
+    assert.ok(step.seconds >= 0.5 && step.seconds < 5, `${flags.join(' ')}: measured ${step.seconds} s`);
+    assert.ok(step.ok > 20, `${flags.join(' ')}: ${step.ok} answers`);
+    assert.ok(Math.abs(step.qps * step.seconds - step.ok) < 1e-6, 'the rate is counted over the time measured');
+    assert.equal(step.errorCount, 0, JSON.stringify(step.errors));
+    assert.equal(step.late, 0, 'the dropped rest of a schedule is not charged as late');
+  }
+});
+
+test('the closed loop stops sending when told to and lets requests in flight finish', async () => {
+  const stop = new AbortController();
+  let inflight = 0;
+  let sent = 0;
+  const fn: RequestFn = async () => {
+    sent += 1;
+    inflight += 1;
+    await new Promise((r) => setTimeout(r, 20));
+    inflight -= 1;
+    return { ok: true };
+  };
+  const startMs = performance.now();
+  const recorder = new Recorder(startMs, 'completion');
+  setTimeout(() => stop.abort(), 200);
+  const stats = await runClosedLoop(fn, recorder, { startMs, warmupMs: 0, durationMs: 30_000, drainTimeoutMs: 5_000, maxRequests: 1_000_000, stop: stop.signal }, 3);
+  recorder.destroy();
+  assert.ok(performance.now() - startMs < 2_000, 'ended soon after the stop');
+  assert.equal(inflight, 0, 'nothing left in flight');
+  assert.equal(stats.sent, sent);
+  assert.equal(stats.aborted, 0, 'requests in flight were answered, not aborted');
+  assert.ok(sent >= 3 * 5 && sent <= 3 * 12, `sent ${sent}`);
 });
