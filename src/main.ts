@@ -36,6 +36,7 @@ export async function startSluice(config: Config, opts: { logger?: Logger } = {}
     await service.start();
     metrics.sources.queueDepth = () => service.queueDepths();
     metrics.sources.queueLimits = () => service.queueLimits();
+    metrics.sources.requestMemory = () => service.requestMemory();
     metrics.sources.workers = () => pool.snapshot();
     metrics.sources.gpus = () => gpus.snapshot();
     const metricsServer = await startMetricsServer({ host: config.host, port: config.metrics.port, metrics });

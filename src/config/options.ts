@@ -37,6 +37,7 @@ export const DEFAULTS: Config = {
   },
   balancer: { policy: 'least-loaded' },
   drainTimeoutMs: 30_000,
+  maxRequestMemoryBytes: 1024 * 1024 * 1024,
 };
 
 const PORT = { min: 0, max: 65535 } as const;
@@ -69,5 +70,6 @@ export const OPTIONS: readonly OptionSpec[] = [
   { flag: 'worker-memory-budget', env: 'SLUICE_WORKER_MEMORY_BUDGET', path: 'workers.memoryBudgetBytes', type: 'bytes', min: 1, help: 'hot-model cache budget per worker, e.g. 2gb' },
   { flag: 'worker-max-inflight', env: 'SLUICE_WORKER_MAX_INFLIGHT', path: 'workers.maxInflightBatches', type: 'int', min: 1, max: 64, help: 'batches in flight per worker' },
   { flag: 'balancer', env: 'SLUICE_BALANCER', path: 'balancer.policy', type: 'string', choices: ['least-loaded', 'round-robin'], help: 'worker pick policy' },
+  { flag: 'max-request-memory', env: 'SLUICE_MAX_REQUEST_MEMORY', path: 'maxRequestMemoryBytes', type: 'bytes', min: 1024, help: 'input bytes accepted requests may hold in all (beyond: RESOURCE_EXHAUSTED), e.g. 1gb' },
   { flag: 'drain-timeout-ms', env: 'SLUICE_DRAIN_TIMEOUT_MS', path: 'drainTimeoutMs', type: 'int', min: 0, max: 3_600_000, help: 'how long SIGTERM waits for accepted requests' },
 ];

@@ -42,4 +42,6 @@ export interface Config {
   };
   readonly balancer: { readonly policy: 'least-loaded' | 'round-robin' };
   readonly drainTimeoutMs: number;
+  /** Input bytes that accepted, unanswered requests may hold, all models together. */
+  readonly maxRequestMemoryBytes: number;
 }

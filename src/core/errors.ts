@@ -90,6 +90,7 @@ export const UnsupportedEncoding = define('SLUICE_UNSUPPORTED_ENCODING', 'INVALI
 
 // --- scheduling ---
 export const QueueFull = define('SLUICE_QUEUE_FULL', 'RESOURCE_EXHAUSTED', (model: string, max: number) => `Exceeds maximum queue size: the queue of model '${model}' is full (max_queue_size ${max})`);
+export const RequestMemoryFull = define('SLUICE_REQUEST_MEMORY_FULL', 'RESOURCE_EXHAUSTED', (model: string, bytes: number, held: number, limit: number) => `Exceeds the gateway's request memory: a request for model '${model}' needs ${bytes} bytes while accepted requests hold ${held} of ${limit} (--max-request-memory); retry later`);
 export const RequestTimeout = define('SLUICE_REQUEST_TIMEOUT', 'DEADLINE_EXCEEDED', (model: string, timeoutUs: number) => `Request timeout expired: request for model '${model}' waited longer than ${timeoutUs} us`);
 export const RequestCancelled = define('SLUICE_REQUEST_CANCELLED', 'CANCELLED', (model: string) => `request for model '${model}' was cancelled by the client`);
 export const ShuttingDown = define('SLUICE_SHUTTING_DOWN', 'UNAVAILABLE', () => 'server is shutting down and accepts no new requests');

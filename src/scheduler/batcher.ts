@@ -1,11 +1,12 @@
 import { performance } from 'node:perf_hooks';
-import { QueueFull, RequestCancelled, RequestTimeout, toSluiceError } from '../core/errors.ts';
+import { QueueFull, RequestCancelled, RequestMemoryFull, RequestTimeout, toSluiceError } from '../core/errors.ts';
 import type { BatchJob, BatchResult, Executor } from '../core/execution.ts';
 import type { InferRequest, InferResponse } from '../core/inference.ts';
 import type { ModelConfig } from '../core/model.ts';
 import type { Tensor } from '../core/tensor.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
 import type { Logger } from '../telemetry/logger.ts';
+import { requestBytes, type RequestMemory } from './memory.ts';
 import { batchLimitsOf, levelCount, maxQueueSizeOf, queuePolicyOf, timeoutUsOf } from './policy.ts';
 import { RequestQueue, type QueueNode } from './queue.ts';
 import type { RequestPlan, Scheduler } from './scheduler.ts';
@@ -23,6 +24,8 @@ export interface BatcherOptions {
   readonly metrics: Metrics;
   readonly stats: ModelStatsRecorder;
   readonly logger: Logger;
+  /** The gateway-wide bound on bytes held by accepted requests (none: unbounded, as in unit tests). */
+  readonly memory?: RequestMemory;
 }
 
 interface Pending extends QueueNode, Candidate {
@@ -97,11 +100,23 @@ export class DynamicBatcher implements Scheduler {
     if (this.#queue.sizeOf(list) >= max) {
       return this.#refuse(request, 'queue_full', QueueFull(model, max), now);
     }
+    const { memory } = this.#o;
+    let release: (() => void) | undefined;
+    if (memory) {
+      const bytes = requestBytes(request);
+      release = memory.reserve(bytes);
+      if (!release) return this.#refuse(request, 'queue_full', RequestMemoryFull(model, bytes, memory.heldBytes, memory.limitBytes), now);
+    }
     return new Promise<InferResponse>((resolve, reject) => {
+      // Held from here until the request is answered, whichever way (result, error, expiry, cancel).
+      const done = release;
       const p: Pending = {
         list: -1, prev: undefined, next: undefined,
         request, plan, rows: plan.rows, shapeKey: plan.shapeKey, arrivalMs: request.arrivalMs,
-        deadlineMs, timeoutUs, delayOnTimeout, resolve, reject, abort: undefined,
+        deadlineMs, timeoutUs, delayOnTimeout,
+        resolve: done ? (r) => { done(); resolve(r); } : resolve,
+        reject: done ? (e) => { done(); reject(e); } : reject,
+        abort: undefined,
       };
       if (request.signal) {
         p.abort = () => this.#cancel(p);

@@ -6,6 +6,7 @@ import { readModelEntry, scanRepository, type ModelEntry } from '../repository/r
 import type { Logger } from '../telemetry/logger.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
 import { DynamicBatcher } from './batcher.ts';
+import type { RequestMemory } from './memory.ts';
 import { ModelStatsRecorder } from './stats.ts';
 import { compareVersions } from './versions.ts';
 
@@ -41,6 +42,7 @@ export interface ModelTableOptions {
   readonly executor: Executor;
   readonly metrics: Metrics;
   readonly logger: Logger;
+  readonly memory?: RequestMemory;
 }
 
 function fingerprintOf(entry: ModelEntry): string {
@@ -253,7 +255,7 @@ export class ModelTable {
     vs.batcher = new DynamicBatcher({
       model: slot.name, version, config,
       executor: this.#o.executor, metrics: this.#o.metrics, stats: this.statsFor(slot.name, version),
-      logger: this.#o.logger,
+      logger: this.#o.logger, ...(this.#o.memory ? { memory: this.#o.memory } : {}),
     });
     vs.state = 'READY';
     this.#o.logger.info({ model: slot.name, version, ms: Math.round(performance.now() - started) }, 'model version is ready');

@@ -17,6 +17,7 @@ import { MODEL_NAME_PATTERN, VERSION_PATTERN, type ModelConfig, type ModelMetada
 import type { Logger } from '../telemetry/logger.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
 import { ModelTable, type ModelSlot } from './models.ts';
+import { RequestMemory } from './memory.ts';
 import { levelCount, maxQueueSizeOf, queuePolicyOf } from './policy.ts';
 import { validateRequest } from './validate.ts';
 import { compareVersions } from './versions.ts';
@@ -57,6 +58,7 @@ function metadataShape(config: ModelConfig, dims: readonly number[]): number[] {
 export class GatewayService implements InferenceService {
   readonly #o: GatewayServiceOptions;
   readonly #table: ModelTable;
+  readonly #memory: RequestMemory;
   readonly #version = packageVersion();
   #started = false;
   #draining = false;
@@ -69,7 +71,8 @@ export class GatewayService implements InferenceService {
 
   constructor(options: GatewayServiceOptions) {
     this.#o = options;
-    this.#table = new ModelTable(options);
+    this.#memory = new RequestMemory(options.config.maxRequestMemoryBytes);
+    this.#table = new ModelTable({ ...options, memory: this.#memory });
     options.executor.onCapacity(() => this.#onCapacity());
   }
 
@@ -199,6 +202,11 @@ export class GatewayService implements InferenceService {
   }
 
   /** Queue depth per model (summed over its versions), for the sluice_queue_depth gauge. */
+  /** Input bytes held by accepted, unanswered requests, and the limit (--max-request-memory). */
+  requestMemory(): { readonly heldBytes: number; readonly limitBytes: number } {
+    return { heldBytes: this.#memory.heldBytes, limitBytes: this.#memory.limitBytes };
+  }
+
   *queueDepths(): IterableIterator<readonly [string, number]> {
     for (const slot of this.#table.slots()) {
       let depth = 0;

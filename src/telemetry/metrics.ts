@@ -23,6 +23,8 @@ export interface MetricSources {
   queueLimits?: () => Iterable<readonly [model: string, maxQueueSize: number]>;
   workers?: () => Iterable<WorkerSnapshot>;
   gpus?: () => Iterable<GpuSnapshot>;
+  /** Input bytes held by accepted, unanswered requests, and the gateway's limit on them. */
+  requestMemory?: () => { readonly heldBytes: number; readonly limitBytes: number };
 }
 
 /** One worker's live state, read at scrape time. */
@@ -121,6 +123,20 @@ export class Metrics {
         for (const [model, max] of sources.queueLimits?.() ?? []) this.set({ model }, max);
       },
     });
+    new Gauge({
+      name: 'sluice_request_memory_bytes', help: 'Input bytes held by accepted requests not yet answered, all models together.', registers,
+      collect() {
+        const m = sources.requestMemory?.();
+        if (m) this.set(m.heldBytes);
+      },
+    });
+    new Gauge({
+      name: 'sluice_request_memory_limit_bytes', help: 'Most input bytes accepted requests may hold before new ones are refused (--max-request-memory).', registers,
+      collect() {
+        const m = sources.requestMemory?.();
+        if (m) this.set(m.limitBytes);
+      },
+    });
     const workerGauge = (name: string, help: string, pick: (w: WorkerSnapshot) => number): void => {
       new Gauge({
         name, help, labelNames: ['worker'], registers,
@@ -171,8 +187,9 @@ export function statusOfKind(kind: string, code?: string): RequestStatus {
   switch (kind) {
     case 'INVALID_ARG': return 'invalid';
     case 'NOT_FOUND': return 'not_found';
-    // Only a full queue is load shedding; a model too large for a worker's memory budget is a capacity problem.
-    case 'RESOURCE_EXHAUSTED': return code === undefined || code === 'SLUICE_QUEUE_FULL' ? 'queue_full' : 'unavailable';
+    // Only a full queue (or the gateway's request memory) is load shedding; a model too large for a
+    // worker's memory budget is a capacity problem.
+    case 'RESOURCE_EXHAUSTED': return code === undefined || code === 'SLUICE_QUEUE_FULL' || code === 'SLUICE_REQUEST_MEMORY_FULL' ? 'queue_full' : 'unavailable';
     case 'DEADLINE_EXCEEDED': return 'timeout';
     case 'CANCELLED': return 'cancelled';
     case 'UNIMPLEMENTED':

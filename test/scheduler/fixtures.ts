@@ -6,6 +6,7 @@ import type { InferRequest, InferResponse } from '../../src/core/inference.ts';
 import type { DynamicBatchingConfig, ModelConfig, QueuePolicy } from '../../src/core/model.ts';
 import type { Tensor } from '../../src/core/tensor.ts';
 import { readModelEntry } from '../../src/repository/repository.ts';
+import type { RequestMemory } from '../../src/scheduler/memory.ts';
 import { DynamicBatcher } from '../../src/scheduler/batcher.ts';
 import { ModelStatsRecorder } from '../../src/scheduler/stats.ts';
 import { validateRequest } from '../../src/scheduler/validate.ts';
@@ -82,10 +83,10 @@ export interface BatcherRig {
 }
 
 /** A batcher for `config` on `executor`, its capacity events wired as the service wires them. */
-export function makeBatcher(executor: Executor, config: ModelConfig, version = '1'): BatcherRig {
+export function makeBatcher(executor: Executor, config: ModelConfig, version = '1', memory?: RequestMemory): BatcherRig {
   const metrics = new Metrics({ defaultMetrics: false });
   const stats = new ModelStatsRecorder(config.name, version);
-  const batcher = new DynamicBatcher({ model: config.name, version, config, executor, metrics, stats, logger: quietLogger });
+  const batcher = new DynamicBatcher({ model: config.name, version, config, executor, metrics, stats, logger: quietLogger, ...(memory ? { memory } : {}) });
   executor.onCapacity(() => {
     while (batcher.dispatchOne()) {
       // keep sending while there is room

@@ -4,6 +4,7 @@ import assert from 'node:assert/strict';
 import { performance } from 'node:perf_hooks';
 import { test, type TestContext } from 'node:test';
 import { ShuttingDown, type SluiceError } from '../../src/core/errors.ts';
+import { RequestMemory, requestBytes } from '../../src/scheduler/memory.ts';
 import type { Metrics } from '../../src/telemetry/metrics.ts';
 import { expectedSimple, int32Tensor, int32s, keepAlive, makeBatcher, sampleConfig, seedsOfBatch, simpleRequest, sleep, submit, ticks } from './fixtures.ts';
 import { OrtTestExecutor } from './ort-executor.ts';
@@ -46,6 +47,42 @@ void test('a full queue refuses at once with QueueFull (RESOURCE_EXHAUSTED); eve
   const answers = await Promise.all(accepted);
   answers.forEach((res, i) => assert.deepEqual(int32s(res.outputs[0]!), expectedSimple(i + 1, 1).sum));
   assert.deepEqual(executedSeeds(ex).sort(), [1, 2, 3, 4]);
+});
+
+void test('the gateway memory bound refuses a request whose inputs would pass it, and every way out of the queue gives the bytes back', async (t) => {
+  const ex = executor(t);
+  const config = await sampleConfig('simple', { defaultQueuePolicy: { allowTimeoutOverride: true } });
+  const one = requestBytes(simpleRequest(1));
+  assert.equal(one, 2 * 16 * 4, 'two INT32 [1,16] inputs');
+  const memory = new RequestMemory(3 * one);
+  const rig = makeBatcher(ex, config, '1', memory);
+  ex.hold();
+  const accepted = [1, 2, 3].map((seed) => submit(rig, config, simpleRequest(seed)));
+  assert.equal(memory.heldBytes, 3 * one, 'one running, two queued: all three held');
+  await assert.rejects(submit(rig, config, simpleRequest(4)), isError('SLUICE_REQUEST_MEMORY_FULL', 'RESOURCE_EXHAUSTED', new RegExp(`model 'simple' needs ${one} bytes while accepted requests hold ${3 * one} of ${3 * one}`)));
+  assert.equal(await shed(rig.metrics, 'queue_full'), 1);
+  assert.equal(memory.heldBytes, 3 * one, 'a refused request holds nothing');
+  ex.release();
+  await Promise.all(accepted);
+  assert.equal(memory.heldBytes, 0, 'answered requests give their bytes back');
+
+  // Cancelled and expired requests give theirs back too.
+  ex.hold();
+  const running = submit(rig, config, simpleRequest(5));
+  const ac = new AbortController();
+  const cancelled = submit(rig, config, simpleRequest(6, 1, { signal: ac.signal }));
+  const expired = submit(rig, config, simpleRequest(7, 1, { timeoutUs: 20_000 }));
+  assert.equal(memory.heldBytes, 3 * one);
+  ac.abort();
+  await assert.rejects(cancelled, isError('SLUICE_REQUEST_CANCELLED', 'CANCELLED'));
+  await assert.rejects(expired, isError('SLUICE_REQUEST_TIMEOUT', 'DEADLINE_EXCEEDED'));
+  assert.equal(memory.heldBytes, one, 'only the running request still holds its bytes');
+  ex.release();
+  await running;
+  assert.equal(memory.heldBytes, 0);
+  // A request larger than the whole bound can never be accepted, whatever is held.
+  await assert.rejects(submit(rig, config, simpleRequest(8, 4)), isError('SLUICE_REQUEST_MEMORY_FULL', 'RESOURCE_EXHAUSTED'));
+  assert.equal(memory.heldBytes, 0);
 });
 
 void test('deadlines count from arrival: expired requests leave the queue, are rejected, and never run', async (t) => {
