@@ -27,12 +27,16 @@ Runs every benchmark comparison side by side (medians of repeated runs) and writ
 function machine(): string {
   const cpu = cpus();
   let commit = 'unknown';
+  let dirty = false;
   try {
-    commit = execFileSync('git', ['rev-parse', '--short', 'HEAD'], { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    const git = (...args: string[]): string => execFileSync('git', args, { cwd: ROOT, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+    commit = git('rev-parse', '--short', 'HEAD');
+    // Tracked changes other than this report itself mean the numbers are not the commit's alone.
+    dirty = git('status', '--porcelain', '--untracked-files=no').split('\n').some((line) => line !== '' && !line.endsWith('docs/benchmarks.md'));
   } catch {
     // Not a git checkout: the commit stays unknown.
   }
-  return `${cpu.length} × ${cpu[0]?.model ?? 'unknown CPU'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM, ${osType()} ${release()}, Node.js ${process.version}, sluice commit ${commit} (plus uncommitted work)`;
+  return `${cpu.length} × ${cpu[0]?.model ?? 'unknown CPU'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM, ${osType()} ${release()}, Node.js ${process.version}, sluice commit ${commit}${dirty ? ' plus uncommitted changes' : ''}`;
 }
 
 async function unbatchedRepository(): Promise<string> {
