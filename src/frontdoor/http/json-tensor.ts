@@ -31,6 +31,13 @@ const FLOAT_WORDS: Readonly<Record<string, number>> = { NaN: NaN, Infinity: Infi
  */
 export function flattenJsonData(name: string, data: unknown, expected: number): unknown[] {
   if (!Array.isArray(data)) return [data];
+  // The common case, a flat array, is used as it is: no copy.
+  let nested = false;
+  for (let i = 0; i < data.length && !nested; i++) nested = Array.isArray(data[i]);
+  if (!nested) {
+    if (data.length > expected) throw DataSizeMismatch(name, `${expected} elements`, `more than ${expected}`);
+    return data;
+  }
   const out: unknown[] = [];
   const stack: { arr: unknown[]; i: number }[] = [{ arr: data, i: 0 }];
   while (stack.length > 0) {
