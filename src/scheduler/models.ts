@@ -33,6 +33,8 @@ export interface ModelSlot {
   readonly versions: Map<string, VersionSlot>;
   /** Fingerprint of the applied entry: a poll reloads the model only when it changes. */
   fingerprint: string;
+  /** Fingerprint of the applied configuration alone: when it changes, serving versions reload. */
+  configFingerprint: string;
   /** Serializes load and unload of this model. */
   op: Promise<void>;
 }
@@ -47,6 +49,10 @@ export interface ModelTableOptions {
 
 function fingerprintOf(entry: ModelEntry): string {
   return JSON.stringify({ config: entry.config, versions: entry.versions, error: entry.error });
+}
+
+function configFingerprintOf(entry: ModelEntry): string {
+  return JSON.stringify({ config: entry.config, error: entry.error });
 }
 
 function versionStrings(entry: ModelEntry): string[] {
@@ -122,14 +128,19 @@ export class ModelTable {
     return false;
   }
 
-  /** Loads a model (reading its entry from disk when none is given); queued behind any other change to it. */
-  async load(name: string, entry?: ModelEntry): Promise<void> {
+  /**
+   * Loads a model (reading its entry from disk when none is given); queued behind any other change to
+   * it. Resolves with why the entry was not applied when the versions already serving were kept.
+   */
+  async load(name: string, entry?: ModelEntry): Promise<string | undefined> {
     // A name the repository lacks must not become a slot: hasModel() bounds metric labels by it.
     const first = entry ?? (this.#slots.has(name) ? undefined : await readModelEntry(this.#o.config.modelRepository, name));
     const slot = this.#ensure(name);
+    let kept: string | undefined;
     await this.#serialize(slot, async () => {
-      await this.#apply(slot, first ?? (await readModelEntry(this.#o.config.modelRepository, name)));
+      kept = await this.#apply(slot, first ?? (await readModelEntry(this.#o.config.modelRepository, name)));
     });
+    return kept;
   }
 
   /** Unloads every version once its queue drains; the name stays known (state UNAVAILABLE, 'unloaded'). */
@@ -153,7 +164,7 @@ export class ModelTable {
     for (const [name, entry] of entries) {
       const slot = this.#ensure(name);
       if (!wanted(name)) continue;
-      if (!slot.wanted || slot.fingerprint !== fingerprintOf(entry)) work.push(this.load(name, entry));
+      if (!slot.wanted || slot.fingerprint !== fingerprintOf(entry)) work.push(this.load(name, entry).then(() => undefined));
     }
     await Promise.all(work);
   }
@@ -197,7 +208,7 @@ export class ModelTable {
   #ensure(name: string): ModelSlot {
     let slot = this.#slots.get(name);
     if (!slot) {
-      slot = { name, entry: undefined, wanted: false, reason: 'unloaded', versions: new Map(), fingerprint: '', op: Promise.resolve() };
+      slot = { name, entry: undefined, wanted: false, reason: 'unloaded', versions: new Map(), fingerprint: '', configFingerprint: '', op: Promise.resolve() };
       this.#slots.set(name, slot);
     }
     return slot;
@@ -210,16 +221,32 @@ export class ModelTable {
     return run;
   }
 
-  async #apply(slot: ModelSlot, entry: ModelEntry): Promise<void> {
+  /**
+   * Brings a model to its entry. New versions load while the old ones keep serving, and the old ones
+   * retire only once a wanted version is ready: a version rollover has no gap, and when every new
+   * version fails to load the old ones stay (as Triton keeps a model whose reload failed). A changed
+   * configuration applies to every version, so versions already serving reload in place, with a gap.
+   */
+  async #apply(slot: ModelSlot, entry: ModelEntry): Promise<string | undefined> {
     const { logger } = this.#o;
-    const changed = slot.fingerprint !== fingerprintOf(entry);
-    slot.entry = entry;
-    slot.wanted = true;
-    slot.fingerprint = fingerprintOf(entry);
-    for (const w of entry.warnings) logger.warn({ model: slot.name }, w);
     const config = entry.config;
     // The repository already applied the version policy: these are the versions to serve.
     const want = config && !entry.error ? versionStrings(entry) : [];
+    const serving = [...slot.versions.values()].filter((v) => v.state === 'READY').map((v) => v.version);
+    if (slot.wanted && (!config || entry.error || want.length === 0) && serving.length > 0) {
+      // A model that serves and then reads back broken (a bad file or config dropped in) keeps what it
+      // has until the repository changes again; the fingerprint is taken so that polls stay quiet.
+      slot.fingerprint = fingerprintOf(entry);
+      const reason = entry.error || (!config ? 'the model has no usable configuration' : 'no version is available under the version policy');
+      logger.error({ model: slot.name, reason, keeping: serving }, 'the model in the repository cannot be loaded; the versions already serving keep serving');
+      return `${reason}; version(s) ${serving.join(', ')} keep serving`;
+    }
+    const configChanged = slot.configFingerprint !== configFingerprintOf(entry);
+    slot.entry = entry;
+    slot.wanted = true;
+    slot.fingerprint = fingerprintOf(entry);
+    slot.configFingerprint = configFingerprintOf(entry);
+    for (const w of entry.warnings) logger.warn({ model: slot.name }, w);
     if (!config || entry.error || want.length === 0) {
       slot.reason = entry.error || (!config ? 'the model has no usable configuration' : 'no version is available under the version policy');
       logger.error({ model: slot.name, reason: slot.reason }, 'model is unavailable');
@@ -227,9 +254,20 @@ export class ModelTable {
       return;
     }
     slot.reason = '';
-    const retire = [...slot.versions.values()].filter((v) => !want.includes(v.version) || (changed && v.state !== 'LOADING'));
-    await Promise.all(retire.map((v) => this.#retire(slot, v.version)));
+    if (configChanged) {
+      const reload = [...slot.versions.values()].filter((v) => want.includes(v.version) && v.state !== 'LOADING');
+      await Promise.all(reload.map((v) => this.#retire(slot, v.version)));
+    }
     await Promise.all(want.map((v) => this.#loadVersion(slot, v, config)));
+    const old = [...slot.versions.values()].filter((v) => !want.includes(v.version));
+    if (!want.some((v) => slot.versions.get(v)?.state === 'READY') && old.some((v) => v.state === 'READY')) {
+      const keeping = old.filter((v) => v.state === 'READY').map((v) => v.version);
+      const why = want.map((v) => `version ${v}: ${slot.versions.get(v)?.reason ?? 'not loaded'}`).join('; ');
+      logger.error({ model: slot.name, wanted: want, keeping }, 'no wanted version loaded; the versions already serving keep serving');
+      return `${why}; version(s) ${keeping.join(', ')} keep serving`;
+    }
+    await Promise.all(old.map((v) => this.#retire(slot, v.version)));
+    return undefined;
   }
 
   async #loadVersion(slot: ModelSlot, version: string, config: ModelConfig): Promise<void> {

@@ -169,13 +169,16 @@ export class GatewayService implements InferenceService {
   async loadModel(name: string): Promise<void> {
     this.#checkControl(name);
     if (this.#draining || this.#closed) throw ShuttingDown();
+    let kept: string | undefined;
     try {
-      await this.#table.load(name);
+      kept = await this.#table.load(name);
     } catch (e) {
       // An unknown or invalid name keeps its own error (404 / 400); anything else is a failed load.
       if (isSluiceError(e) && (e.kind === 'NOT_FOUND' || e.kind === 'INVALID_ARG')) throw e;
       throw ModelLoadFailed(name, e instanceof Error ? e.message : String(e));
     }
+    // A failed reload leaves the model as it was, serving, and says so.
+    if (kept !== undefined) throw ModelLoadFailed(name, kept);
     const slot = this.#slot(name);
     if (![...slot.versions.values()].some((v) => v.state === 'READY')) throw ModelLoadFailed(name, this.#table.whyNotReady(slot));
   }

@@ -1,6 +1,6 @@
 // Poll mode: the service rescans the repository on its own (every second here) and follows it.
 import assert from 'node:assert/strict';
-import { rmSync } from 'node:fs';
+import { copyFileSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { GatewayService } from '../../src/scheduler/service.ts';
@@ -39,4 +39,52 @@ void test('poll mode loads models that appear, reloads changed ones and unloads 
   await until('the old versions were unloaded', () => ['multi/1', 'multi/2', 'simple/1'].every((v) => ex.unloads.includes(v)));
   assert.equal(service.modelReady('simple', '1'), false, 'latest{1} serves only the newest version');
   assert.equal(service.isReady(), true);
+});
+
+void test('a new version takes over without a gap; when the next one cannot load, the serving one stays', async (t) => {
+  keepAlive(t);
+  const root = makeRepository(t);
+  const ex = new OrtTestExecutor({ root });
+  const service = new GatewayService({ config: serviceConfig(root, ['--model-control-mode', 'poll', '--repository-poll-secs', '1']), executor: ex, metrics: new Metrics({ defaultMetrics: false }), logger: quietLogger });
+  t.after(async () => {
+    service.close();
+    await ex.close();
+  });
+  await service.start();
+  assert.equal((await service.infer(simpleRequest(1, 1))).version, '1');
+
+  // Two clients keep asking for `simple` (no version: the policy's choice) through the rollover.
+  const seen = new Set<string>();
+  const failures: string[] = [];
+  let stop = false;
+  const client = async (): Promise<void> => {
+    for (let i = 0; !stop && i < 100_000; i++) {
+      try {
+        seen.add((await service.infer(simpleRequest(i % 50, 1))).version);
+      } catch (e) {
+        failures.push((e as Error).message);
+      }
+      await sleep(2);
+    }
+  };
+  const clients = [client(), client()];
+  addSimpleLike(root, 'simple', ['2']);
+  await until('version 2 serves and version 1 is unloaded', () => service.modelReady('simple', '2') && ex.unloads.includes('simple/1'));
+  await sleep(100);
+  stop = true;
+  await Promise.all(clients);
+  assert.deepEqual(failures, [], 'no request failed during the rollover');
+  assert.deepEqual([...seen].sort(), ['1', '2'], 'answers moved from version 1 to version 2');
+
+  // Version 3 is not a model at all: version 2 keeps serving.
+  mkdirSync(join(root, 'simple', '3'), { recursive: true });
+  writeFileSync(join(root, 'simple', '3', 'model.onnx'), 'not an onnx file');
+  await sleep(2_500); // two polls
+  assert.equal(service.modelReady('simple', '2'), true, 'version 2 still serves');
+  assert.equal(ex.unloads.includes('simple/2'), false);
+  assert.equal((await service.infer(simpleRequest(2, 1))).version, '2');
+  // Once version 3 is a real model, it takes over.
+  copyFileSync(join(root, 'simple', '2', 'model.onnx'), join(root, 'simple', '3', 'model.onnx'));
+  await until('version 3 serves and version 2 is unloaded', () => service.modelReady('simple', '3') && ex.unloads.includes('simple/2'));
+  assert.equal((await service.infer(simpleRequest(3, 1))).version, '3');
 });

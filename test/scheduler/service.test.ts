@@ -1,5 +1,7 @@
 // GatewayService over a real in-process executor and a real (temporary) model repository.
 import assert from 'node:assert/strict';
+import { copyFileSync, mkdirSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import type { SluiceError } from '../../src/core/errors.ts';
 import { GatewayService } from '../../src/scheduler/service.ts';
@@ -127,6 +129,22 @@ void test('explicit mode: only --load-model at start, then load and unload on re
   await assert.rejects(service.infer(simpleRequest(9, 1, { version: '1' })), isError('SLUICE_MODEL_NOT_READY', /unloaded/));
   const after = await service.repositoryIndex(false);
   assert.deepEqual(after.find((e) => e.name === 'simple'), { name: 'simple', version: '', state: 'UNAVAILABLE', reason: 'unloaded' });
+});
+
+void test('explicit mode: a reload that fails reports the failure and leaves the model serving as it was', async (t) => {
+  const { service, ex, root } = await startService(t, ['--model-control-mode', 'explicit', '--load-model', 'simple']);
+  // A broken version 2 appears (latest{1} would serve it).
+  mkdirSync(join(root, 'simple', '2'), { recursive: true });
+  writeFileSync(join(root, 'simple', '2', 'model.onnx'), 'not an onnx file');
+  await assert.rejects(service.loadModel('simple'), isError('SLUICE_MODEL_LOAD_FAILED', /version 2: model\.onnx: not a valid ONNX model.*version\(s\) 1 keep serving/));
+  assert.equal(service.modelReady('simple', '1'), true);
+  assert.equal((await service.infer(simpleRequest(4, 1))).version, '1');
+  assert.deepEqual(ex.unloads, []);
+  // Fixed, the same call rolls over to version 2 and retires version 1.
+  copyFileSync(join(root, 'simple', '1', 'model.onnx'), join(root, 'simple', '2', 'model.onnx'));
+  await service.loadModel('simple');
+  assert.equal((await service.infer(simpleRequest(4, 1))).version, '2');
+  assert.deepEqual(ex.unloads, ['simple/1']);
 });
 
 void test('drain refuses new requests, answers every accepted one, then resolves', async (t) => {
