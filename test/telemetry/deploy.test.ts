@@ -31,7 +31,7 @@ void test('promtool test rules passes deploy/prometheus/tests.yml', { skip: skip
 
 void test('the unit tests exercise every alert, firing', () => {
   const alerts = (readDeployYaml('prometheus/rules/alerts.yml') as { groups: { rules: { alert: string }[] }[] }).groups.flatMap((g) => g.rules.map((r) => r.alert));
-  assert.deepEqual(alerts.sort(), ['SluiceErrorRateHigh', 'SluiceLatencyP99AboveSLO', 'SluiceQueueNearlyFull', 'SluiceShedding', 'SluiceTargetDown', 'SluiceWorkerDown']);
+  assert.deepEqual(alerts.sort(), ['SluiceErrorRateHigh', 'SluiceLatencyP99AboveSLO', 'SluiceQueueNearlyFull', 'SluiceRequestMemoryNearlyFull', 'SluiceShedding', 'SluiceTargetDown', 'SluiceWorkerDown']);
   const tests = (readDeployYaml('prometheus/tests.yml') as { tests: { alert_rule_test?: { alertname: string; exp_alerts: unknown[] }[] }[] }).tests;
   const fired = new Set(tests.flatMap((t) => t.alert_rule_test ?? []).filter((a) => a.exp_alerts.length > 0).map((a) => a.alertname));
   for (const a of alerts) assert.ok(fired.has(a), `tests.yml has no case where ${a} fires`);

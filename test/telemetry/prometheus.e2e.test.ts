@@ -65,7 +65,7 @@ void test('a real Prometheus scraping sluice under load answers every dashboard 
 
   const rules = (await (await fetch(`${prom.url}/api/v1/rules`)).json()) as { data: { groups: { name: string; rules: { name: string; health: string; lastError?: string }[] }[] } };
   const loaded = rules.data.groups.flatMap((g) => g.rules);
-  assert.equal(loaded.length, recordingRules().length + 6, 'every recording and alert rule is loaded');
+  assert.equal(loaded.length, recordingRules().length + 7, 'every recording and alert rule is loaded');
   for (const r of loaded) assert.equal(r.health, 'ok', `rule ${r.name}: ${r.lastError ?? ''}`);
 
   const gpu = findExecutable('nvidia-smi') !== undefined;
