@@ -19,6 +19,8 @@ export interface ModelVersionEntry {
   /** Absolute path of the version's model.onnx. */
   readonly file: string;
   readonly byteSize: number;
+  /** The file's modification time: with the size, how a rescan sees the file replaced. */
+  readonly mtimeMs: number;
 }
 
 /** A model of the repository, usable or not; an unusable one says why in `error`. */
@@ -70,15 +72,17 @@ interface VersionFile {
 async function readVersion(name: string, dir: string, version: string): Promise<VersionFile> {
   const file = join(dir, version, MODEL_FILE);
   let byteSize: number;
+  let mtimeMs: number;
   try {
     const s = await stat(file);
     if (!s.isFile()) throw new Error('not a file');
     byteSize = s.size;
+    mtimeMs = s.mtimeMs;
   } catch (e) {
     throw new Error(`version ${version}: ${MODEL_FILE} is missing (${isMissing(e) ? 'no such file' : reasonOf(e)})`, { cause: e });
   }
   try {
-    return { entry: { name, version, file, byteSize }, meta: await readOnnxMetadata(file) };
+    return { entry: { name, version, file, byteSize, mtimeMs }, meta: await readOnnxMetadata(file) };
   } catch (e) {
     throw new Error(`version ${version}: ${MODEL_FILE}: ${reasonOf(e)}`, { cause: e });
   }

@@ -18,6 +18,8 @@ export interface VersionSlot {
   reason: string;
   /** The config it was loaded with (set once READY). */
   config: ModelConfig | undefined;
+  /** The model file it was loaded from (size and mtime): a replaced file reloads the version. */
+  file: string;
   batcher: DynamicBatcher | undefined;
 }
 
@@ -53,6 +55,11 @@ function fingerprintOf(entry: ModelEntry): string {
 
 function configFingerprintOf(entry: ModelEntry): string {
   return JSON.stringify({ config: entry.config, error: entry.error });
+}
+
+function fileFingerprintOf(entry: ModelEntry, version: string): string {
+  const v = entry.versions.find((x) => String(x.version) === version);
+  return v ? `${v.file}:${v.byteSize}:${v.mtimeMs}` : '';
 }
 
 function versionStrings(entry: ModelEntry): string[] {
@@ -254,11 +261,10 @@ export class ModelTable {
       return;
     }
     slot.reason = '';
-    if (configChanged) {
-      const reload = [...slot.versions.values()].filter((v) => want.includes(v.version) && v.state !== 'LOADING');
-      await Promise.all(reload.map((v) => this.#retire(slot, v.version)));
-    }
-    await Promise.all(want.map((v) => this.#loadVersion(slot, v, config)));
+    // Same version, new content (its file was replaced, or the configuration changed): reloaded in place.
+    const reload = [...slot.versions.values()].filter((v) => want.includes(v.version) && v.state !== 'LOADING' && (configChanged || v.file !== fileFingerprintOf(entry, v.version)));
+    await Promise.all(reload.map((v) => this.#retire(slot, v.version)));
+    await Promise.all(want.map((v) => this.#loadVersion(slot, v, config, fileFingerprintOf(entry, v))));
     const old = [...slot.versions.values()].filter((v) => !want.includes(v.version));
     if (!want.some((v) => slot.versions.get(v)?.state === 'READY') && old.some((v) => v.state === 'READY')) {
       const keeping = old.filter((v) => v.state === 'READY').map((v) => v.version);
@@ -270,10 +276,10 @@ export class ModelTable {
     return undefined;
   }
 
-  async #loadVersion(slot: ModelSlot, version: string, config: ModelConfig): Promise<void> {
+  async #loadVersion(slot: ModelSlot, version: string, config: ModelConfig, file: string): Promise<void> {
     const existing = slot.versions.get(version);
     if (existing && existing.state === 'READY') return;
-    const vs: VersionSlot = { version, state: 'LOADING', reason: '', config: undefined, batcher: undefined };
+    const vs: VersionSlot = { version, state: 'LOADING', reason: '', config: undefined, file, batcher: undefined };
     slot.versions.set(version, vs);
     const started = performance.now();
     try {

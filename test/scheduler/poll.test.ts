@@ -1,6 +1,6 @@
 // Poll mode: the service rescans the repository on its own (every second here) and follows it.
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { GatewayService } from '../../src/scheduler/service.ts';
@@ -86,5 +86,12 @@ void test('a new version takes over without a gap; when the next one cannot load
   // Once version 3 is a real model, it takes over.
   copyFileSync(join(root, 'simple', '2', 'model.onnx'), join(root, 'simple', '3', 'model.onnx'));
   await until('version 3 serves and version 2 is unloaded', () => service.modelReady('simple', '3') && ex.unloads.includes('simple/2'));
+  assert.equal((await service.infer(simpleRequest(3, 1))).version, '3');
+  // A replaced file (here: the same bytes, a new modification time) reloads its version.
+  const loadsOf3 = (): number => ex.loads.filter((l) => l === 'simple/3').length;
+  assert.equal(loadsOf3(), 1);
+  const later = new Date(Date.now() + 60_000);
+  utimesSync(join(root, 'simple', '3', 'model.onnx'), later, later);
+  await until('version 3 was reloaded from its new file', () => loadsOf3() === 2 && ex.unloads.includes('simple/3') && service.modelReady('simple', '3'));
   assert.equal((await service.infer(simpleRequest(3, 1))).version, '3');
 });
