@@ -57,6 +57,15 @@ function configFingerprintOf(entry: ModelEntry): string {
   return JSON.stringify({ config: entry.config, error: entry.error });
 }
 
+/**
+ * Whether two configs differ only in what the gateway alone uses to schedule (dynamic batching, queue
+ * policy, version policy): such a change needs new batchers, not new sessions in the workers.
+ */
+function sameExceptScheduling(a: ModelConfig, b: ModelConfig): boolean {
+  const rest = (c: ModelConfig): string => JSON.stringify({ ...c, dynamicBatching: undefined, versionPolicy: undefined, unknownFields: undefined, source: undefined });
+  return rest(a) === rest(b);
+}
+
 function fileFingerprintOf(entry: ModelEntry, version: string): string {
   const v = entry.versions.find((x) => String(x.version) === version);
   return v ? `${v.file}:${v.byteSize}:${v.mtimeMs}` : '';
@@ -75,6 +84,7 @@ export class ModelTable {
   readonly #o: ModelTableOptions;
   readonly #slots = new Map<string, ModelSlot>();
   readonly #stats = new Map<string, ModelStatsRecorder>();
+  readonly #retiring = new Set<DynamicBatcher>();
   #closedError: Error | undefined;
 
   constructor(options: ModelTableOptions) {
@@ -93,6 +103,8 @@ export class ModelTable {
   batchers(): DynamicBatcher[] {
     const out: DynamicBatcher[] = [];
     for (const slot of this.#slots.values()) for (const v of slot.versions.values()) if (v.batcher) out.push(v.batcher);
+    // Batchers replaced by a scheduling change still send what they hold.
+    out.push(...this.#retiring);
     return out;
   }
 
@@ -249,6 +261,8 @@ export class ModelTable {
       return `${reason}; version(s) ${serving.join(', ')} keep serving`;
     }
     const configChanged = slot.configFingerprint !== configFingerprintOf(entry);
+    const previous = slot.entry?.error === '' ? slot.entry.config : undefined;
+    const schedulingOnly = configChanged && previous !== undefined && config !== undefined && sameExceptScheduling(previous, config);
     slot.entry = entry;
     slot.wanted = true;
     slot.fingerprint = fingerprintOf(entry);
@@ -261,9 +275,13 @@ export class ModelTable {
       return;
     }
     slot.reason = '';
-    // Same version, new content (its file was replaced, or the configuration changed): reloaded in place.
-    const reload = [...slot.versions.values()].filter((v) => want.includes(v.version) && v.state !== 'LOADING' && (configChanged || v.file !== fileFingerprintOf(entry, v.version)));
+    // Same version, new content (its file was replaced, or the configuration changed in what the
+    // workers use): reloaded in place. A change to scheduling alone swaps the batcher, with no gap.
+    const reload = [...slot.versions.values()].filter((v) => want.includes(v.version) && v.state !== 'LOADING' && ((configChanged && !schedulingOnly) || v.file !== fileFingerprintOf(entry, v.version)));
     await Promise.all(reload.map((v) => this.#retire(slot, v.version)));
+    if (schedulingOnly) {
+      for (const v of slot.versions.values()) if (want.includes(v.version) && v.state === 'READY') this.#swapBatcher(slot, v, config);
+    }
     await Promise.all(want.map((v) => this.#loadVersion(slot, v, config, fileFingerprintOf(entry, v))));
     const old = [...slot.versions.values()].filter((v) => !want.includes(v.version));
     if (!want.some((v) => slot.versions.get(v)?.state === 'READY') && old.some((v) => v.state === 'READY')) {
@@ -296,13 +314,43 @@ export class ModelTable {
       return;
     }
     vs.config = config;
-    vs.batcher = new DynamicBatcher({
-      model: slot.name, version, config,
-      executor: this.#o.executor, metrics: this.#o.metrics, stats: this.statsFor(slot.name, version),
-      logger: this.#o.logger, ...(this.#o.memory ? { memory: this.#o.memory } : {}),
-    });
+    vs.batcher = this.#newBatcher(slot.name, version, config);
     vs.state = 'READY';
     this.#o.logger.info({ model: slot.name, version, ms: Math.round(performance.now() - started) }, 'model version is ready');
+  }
+
+  #newBatcher(model: string, version: string, config: ModelConfig): DynamicBatcher {
+    return new DynamicBatcher({
+      model, version, config,
+      executor: this.#o.executor, metrics: this.#o.metrics, stats: this.statsFor(model, version),
+      logger: this.#o.logger, ...(this.#o.memory ? { memory: this.#o.memory } : {}),
+    });
+  }
+
+  /** Lets a batcher's queue drain (bounded by the drain timeout), then closes it, failing what is left. */
+  async #drainThenClose(batcher: DynamicBatcher, error: Error): Promise<void> {
+    let timer: NodeJS.Timeout | undefined;
+    const bounded = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, this.#o.config.drainTimeoutMs);
+      timer.unref();
+    });
+    await Promise.race([batcher.drain(), bounded]);
+    clearTimeout(timer);
+    batcher.close(error);
+  }
+
+  /**
+   * New requests go to a batcher built from the new config at once; the old one keeps dispatching
+   * what it already holds (batchers() still lists it) until it is empty.
+   */
+  #swapBatcher(slot: ModelSlot, vs: VersionSlot, config: ModelConfig): void {
+    const old = vs.batcher;
+    vs.config = config;
+    vs.batcher = this.#newBatcher(slot.name, vs.version, config);
+    this.#o.logger.info({ model: slot.name, version: vs.version }, 'scheduling settings changed; new requests use them');
+    if (!old) return;
+    this.#retiring.add(old);
+    void this.#drainThenClose(old, ModelNotReady(slot.name, `version ${vs.version} was reconfigured`)).finally(() => this.#retiring.delete(old));
   }
 
   /** Stops routing to a version, lets its queue drain (bounded by the drain timeout), then unloads it. */
@@ -310,17 +358,7 @@ export class ModelTable {
     const vs = slot.versions.get(version);
     if (!vs) return;
     vs.state = 'UNLOADING';
-    if (vs.batcher) {
-      const batcher = vs.batcher;
-      let timer: NodeJS.Timeout | undefined;
-      const bounded = new Promise<void>((resolve) => {
-        timer = setTimeout(resolve, this.#o.config.drainTimeoutMs);
-        timer.unref();
-      });
-      await Promise.race([batcher.drain(), bounded]);
-      clearTimeout(timer);
-      batcher.close(ModelNotReady(slot.name, `version ${version} was unloaded`));
-    }
+    if (vs.batcher) await this.#drainThenClose(vs.batcher, ModelNotReady(slot.name, `version ${version} was unloaded`));
     try {
       await this.#o.executor.unload(slot.name, version);
     } catch (e) {

@@ -1,6 +1,6 @@
 // Poll mode: the service rescans the repository on its own (every second here) and follows it.
 import assert from 'node:assert/strict';
-import { copyFileSync, mkdirSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
+import { copyFileSync, mkdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { GatewayService } from '../../src/scheduler/service.ts';
@@ -94,4 +94,34 @@ void test('a new version takes over without a gap; when the next one cannot load
   utimesSync(join(root, 'simple', '3', 'model.onnx'), later, later);
   await until('version 3 was reloaded from its new file', () => loadsOf3() === 2 && ex.unloads.includes('simple/3') && service.modelReady('simple', '3'));
   assert.equal((await service.infer(simpleRequest(3, 1))).version, '3');
+});
+
+void test('a change to scheduling settings alone swaps the batcher: no reload, queued requests still answered, new limits in force', async (t) => {
+  keepAlive(t);
+  const root = makeRepository(t);
+  const ex = new OrtTestExecutor({ root });
+  const service = new GatewayService({ config: serviceConfig(root, ['--model-control-mode', 'poll', '--repository-poll-secs', '1']), executor: ex, metrics: new Metrics({ defaultMetrics: false }), logger: quietLogger });
+  t.after(async () => {
+    service.close();
+    await ex.close();
+  });
+  await service.start();
+  const limit = (): number | undefined => [...service.queueLimits()].find(([m]) => m === 'simple')?.[1];
+  assert.equal(limit(), 1024);
+  const loadsBefore = [...ex.loads];
+
+  ex.hold();
+  const queued = [1, 2, 3, 4].map((seed) => service.infer(simpleRequest(seed, 1)));
+  const file = join(root, 'simple', 'config.pbtxt');
+  writeFileSync(file, readFileSync(file, 'utf8').replace('max_queue_size: 1024', 'max_queue_size: 2'));
+  await until('the new queue limit is in force', () => limit() === 2);
+  // The new batcher takes new requests under the new bound while the old one still holds four.
+  const fresh = [5, 6].map((seed) => service.infer(simpleRequest(seed, 1)));
+  await assert.rejects(service.infer(simpleRequest(7, 1)), (e: Error & { code?: string }) => e.code === 'SLUICE_QUEUE_FULL');
+  ex.release();
+  const answers = await Promise.all([...queued, ...fresh]);
+  assert.equal(answers.length, 6, 'every request accepted before and after the change is answered');
+  assert.deepEqual(ex.loads, loadsBefore, 'no session was loaded again');
+  assert.deepEqual(ex.unloads, [], 'and none unloaded');
+  assert.equal(service.modelReady('simple', '1'), true);
 });
