@@ -64,7 +64,6 @@ export function runOpenLoop(fn: RequestFn, recorder: Recorder, timing: Timing, o
   let timer: NodeJS.Timeout | undefined;
   let deadline: NodeJS.Timeout | undefined;
   let finished = false;
-  let stopListener: (() => void) | undefined;
 
   return new Promise<LoopStats>((resolve) => {
     const finish = (): void => {
@@ -72,7 +71,7 @@ export function runOpenLoop(fn: RequestFn, recorder: Recorder, timing: Timing, o
       finished = true;
       clearTimeout(timer);
       clearTimeout(deadline);
-      if (stopListener) timing.stop?.removeEventListener('abort', stopListener);
+      timing.stop?.removeEventListener('abort', pump);
       resolve({ sent: next, aborted, late, maxSendLagMs: maxLag });
     };
 
@@ -130,7 +129,6 @@ export function runOpenLoop(fn: RequestFn, recorder: Recorder, timing: Timing, o
     }, Math.max(0, endMs + timing.drainTimeoutMs - performance.now()));
     deadline.unref();
     timing.stop?.addEventListener('abort', pump, { once: true });
-    stopListener = pump;
     pump();
   });
 }

@@ -35,8 +35,6 @@ export interface ModelSlot {
   readonly versions: Map<string, VersionSlot>;
   /** Fingerprint of the applied entry: a poll reloads the model only when it changes. */
   fingerprint: string;
-  /** Fingerprint of the applied configuration alone: when it changes, serving versions reload. */
-  configFingerprint: string;
   /** Serializes load and unload of this model. */
   op: Promise<void>;
 }
@@ -53,8 +51,15 @@ function fingerprintOf(entry: ModelEntry): string {
   return JSON.stringify({ config: entry.config, versions: entry.versions, error: entry.error });
 }
 
-function configFingerprintOf(entry: ModelEntry): string {
-  return JSON.stringify({ config: entry.config, error: entry.error });
+function configFingerprintOf(entry: ModelEntry | undefined): string {
+  return entry ? JSON.stringify({ config: entry.config, error: entry.error }) : '';
+}
+
+/** Why an entry cannot serve ('' when it can). */
+function unusableReason(entry: ModelEntry, want: readonly string[]): string {
+  if (entry.error) return entry.error;
+  if (!entry.config) return 'the model has no usable configuration';
+  return want.length === 0 ? 'no version is available under the version policy' : '';
 }
 
 /**
@@ -227,7 +232,7 @@ export class ModelTable {
   #ensure(name: string): ModelSlot {
     let slot = this.#slots.get(name);
     if (!slot) {
-      slot = { name, entry: undefined, wanted: false, reason: 'unloaded', versions: new Map(), fingerprint: '', configFingerprint: '', op: Promise.resolve() };
+      slot = { name, entry: undefined, wanted: false, reason: 'unloaded', versions: new Map(), fingerprint: '', op: Promise.resolve() };
       this.#slots.set(name, slot);
     }
     return slot;
@@ -252,24 +257,24 @@ export class ModelTable {
     // The repository already applied the version policy: these are the versions to serve.
     const want = config && !entry.error ? versionStrings(entry) : [];
     const serving = [...slot.versions.values()].filter((v) => v.state === 'READY').map((v) => v.version);
-    if (slot.wanted && (!config || entry.error || want.length === 0) && serving.length > 0) {
+    const unusable = unusableReason(entry, want);
+    if (slot.wanted && unusable !== '' && serving.length > 0) {
       // A model that serves and then reads back broken (a bad file or config dropped in) keeps what it
       // has until the repository changes again; the fingerprint is taken so that polls stay quiet.
       slot.fingerprint = fingerprintOf(entry);
-      const reason = entry.error || (!config ? 'the model has no usable configuration' : 'no version is available under the version policy');
+      const reason = unusable;
       logger.error({ model: slot.name, reason, keeping: serving }, 'the model in the repository cannot be loaded; the versions already serving keep serving');
       return `${reason}; version(s) ${serving.join(', ')} keep serving`;
     }
-    const configChanged = slot.configFingerprint !== configFingerprintOf(entry);
+    const configChanged = configFingerprintOf(slot.entry) !== configFingerprintOf(entry);
     const previous = slot.entry?.error === '' ? slot.entry.config : undefined;
     const schedulingOnly = configChanged && previous !== undefined && config !== undefined && sameExceptScheduling(previous, config);
     slot.entry = entry;
     slot.wanted = true;
     slot.fingerprint = fingerprintOf(entry);
-    slot.configFingerprint = configFingerprintOf(entry);
     for (const w of entry.warnings) logger.warn({ model: slot.name }, w);
-    if (!config || entry.error || want.length === 0) {
-      slot.reason = entry.error || (!config ? 'the model has no usable configuration' : 'no version is available under the version policy');
+    if (!config || unusable !== '') {
+      slot.reason = unusable;
       logger.error({ model: slot.name, reason: slot.reason }, 'model is unavailable');
       await Promise.all([...slot.versions.keys()].map((v) => this.#retire(slot, v)));
       return;

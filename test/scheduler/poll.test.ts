@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { copyFileSync, mkdirSync, readFileSync, rmSync, utimesSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import { GatewayService } from '../../src/scheduler/service.ts';
 import { Metrics } from '../../src/telemetry/metrics.ts';
 import { keepAlive, quietLogger, simpleRequest, sleep } from './fixtures.ts';
@@ -17,7 +17,8 @@ async function until(what: string, check: () => boolean, ms = 5_000): Promise<vo
   }
 }
 
-void test('poll mode loads models that appear, reloads changed ones and unloads those that vanish', async (t) => {
+/** A service in poll mode (rescanning every second) over a fresh repository and an in-process executor. */
+async function startPolling(t: TestContext): Promise<{ root: string; ex: OrtTestExecutor; service: GatewayService }> {
   keepAlive(t);
   const root = makeRepository(t);
   const ex = new OrtTestExecutor({ root });
@@ -27,6 +28,11 @@ void test('poll mode loads models that appear, reloads changed ones and unloads 
     await ex.close();
   });
   await service.start();
+  return { root, ex, service };
+}
+
+void test('poll mode loads models that appear, reloads changed ones and unloads those that vanish', async (t) => {
+  const { root, ex, service } = await startPolling(t);
   assert.equal(service.hasModel('late'), false);
   await assert.rejects(service.loadModel('simple'), (e: Error & { code?: string }) => e.code === 'SLUICE_MODEL_CONTROL_DISABLED');
 
@@ -42,15 +48,7 @@ void test('poll mode loads models that appear, reloads changed ones and unloads 
 });
 
 void test('a new version takes over without a gap; when the next one cannot load, the serving one stays', async (t) => {
-  keepAlive(t);
-  const root = makeRepository(t);
-  const ex = new OrtTestExecutor({ root });
-  const service = new GatewayService({ config: serviceConfig(root, ['--model-control-mode', 'poll', '--repository-poll-secs', '1']), executor: ex, metrics: new Metrics({ defaultMetrics: false }), logger: quietLogger });
-  t.after(async () => {
-    service.close();
-    await ex.close();
-  });
-  await service.start();
+  const { root, ex, service } = await startPolling(t);
   assert.equal((await service.infer(simpleRequest(1, 1))).version, '1');
 
   // Two clients keep asking for `simple` (no version: the policy's choice) through the rollover.
@@ -97,15 +95,7 @@ void test('a new version takes over without a gap; when the next one cannot load
 });
 
 void test('a change to scheduling settings alone swaps the batcher: no reload, queued requests still answered, new limits in force', async (t) => {
-  keepAlive(t);
-  const root = makeRepository(t);
-  const ex = new OrtTestExecutor({ root });
-  const service = new GatewayService({ config: serviceConfig(root, ['--model-control-mode', 'poll', '--repository-poll-secs', '1']), executor: ex, metrics: new Metrics({ defaultMetrics: false }), logger: quietLogger });
-  t.after(async () => {
-    service.close();
-    await ex.close();
-  });
-  await service.start();
+  const { root, ex, service } = await startPolling(t);
   const limit = (): number | undefined => [...service.queueLimits()].find(([m]) => m === 'simple')?.[1];
   assert.equal(limit(), 1024);
   const loadsBefore = [...ex.loads];
