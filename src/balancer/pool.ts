@@ -1,24 +1,28 @@
 import type { Config } from '../config/schema.ts';
-import { ModelLoadFailed, NoWorkerAvailable, ShuttingDown, WorkerFailed, toSluiceError, type SluiceError } from '../core/errors.ts';
-import type { BatchJob, BatchResult, Executor } from '../core/execution.ts';
+import { ModelLoadFailed, NoWorkerAvailable, ShuttingDown, toSluiceError, type SluiceError } from '../core/errors.ts';
+import { BatchNotRun, type Acquired, type BatchCost, type BatchJob, type BatchResult, type BatchSlot, type Executor } from '../core/execution.ts';
+import { traceNow } from '../core/trace.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import type { Metrics, WorkerSnapshot } from '../telemetry/metrics.ts';
-import type { Picker } from './picker.ts';
+import type { PickJob, Picker } from './picker.ts';
 import { HealthProber } from './health.ts';
 import { createPicker } from './policies.ts';
 import { PooledWorker, type SlotLease, type WorkerInfo } from './pooled-worker.ts';
 import { startWorkers, type StartedWorkers } from './startup.ts';
-import { TransportError, WorkerAnswerError } from './worker-client.ts';
+import { TransportError, WorkerAnswerError } from './link.ts';
 
-/** How long a batch waits for a slot when every healthy worker is busy (a retry, or a call without capacity). */
-export const SLOT_WAIT_MS = 30_000;
-/** Batches that may wait for a slot at once; beyond it execute() fails at once instead of queueing here. */
-export const MAX_SLOT_WAITERS = 4096;
+/**
+ * How long a local worker that went down may take to come back (it is being restarted) before the pool
+ * calls the model unavailable instead of busy. Meanwhile batches wait in their model's queue.
+ */
+export const RESTART_WAIT_MS = 15_000;
 
 export interface WorkerPoolOptions {
   readonly config: Config;
   readonly metrics: Metrics;
   readonly logger: Logger;
+  /** The ONNX Runtime thread's module for thread workers, when not the standard one (tests substitute one that dies). */
+  readonly threadEntry?: URL;
 }
 
 /** A batch's first attempt failed in a way that says nothing about the batch: it may run elsewhere. */
@@ -30,19 +34,13 @@ class RetryableFailure extends Error {
   }
 }
 
-interface SlotWaiter {
-  readonly job: BatchJob;
-  readonly exclude: PooledWorker | undefined;
-  readonly failure: RetryableFailure | undefined;
-  readonly resolve: (lease: SlotLease) => void;
-  readonly reject: (e: SluiceError) => void;
-  readonly timer: NodeJS.Timeout;
-}
-
 /**
- * Runs batches on workers (the scheduler's Executor): local worker processes it supervises and remote
- * worker hosts, all reached the same way through a WorkerClient. A picker chooses the worker; this
- * class owns slots, health, failover and the per-batch metrics.
+ * Runs batches on workers (the scheduler's Executor): local workers it supervises (threads of this
+ * process or processes of their own) and remote worker hosts, each reached through a WorkerLink. A
+ * picker chooses the worker; this class owns slots, health, ejection and the per-batch metrics. It
+ * never queues a batch: tryAcquire hands out a free slot or says busy, and the drain signal tells the
+ * scheduler when to ask again. A batch that a worker failed comes back as BatchNotRun for its
+ * scheduler to run again.
  */
 export class WorkerPool implements Executor {
   readonly #workers: readonly PooledWorker[];
@@ -52,9 +50,9 @@ export class WorkerPool implements Executor {
   readonly #drainTimeoutMs: number;
   readonly #cleanup: () => void;
   readonly #listeners: (() => void)[] = [];
-  readonly #waiters: SlotWaiter[] = [];
   readonly #health: HealthProber;
-  #notifyQueued = false;
+  #drainQueued = false;
+  #restartTimer: NodeJS.Timeout | undefined;
   #active = 0;
   #drained: (() => void) | undefined;
   #closing: Promise<void> | undefined;
@@ -66,7 +64,7 @@ export class WorkerPool implements Executor {
     this.#metrics = opts.metrics;
     this.#log = log;
     this.#drainTimeoutMs = opts.config.drainTimeoutMs;
-    this.#health = new HealthProber(this.#workers, log, () => this.#slotFreed());
+    this.#health = new HealthProber(this.#workers, log, () => this.#drain());
     this.#health.start();
   }
 
@@ -86,7 +84,7 @@ export class WorkerPool implements Executor {
         if (ref.pool) ref.pool.#workerExited(w, reason);
       },
       onRestart: (w) => opts.metrics.workerRestarts.inc({ worker: w.id }),
-    });
+    }, undefined, opts.threadEntry);
     const pool = new WorkerPool(opts, started, log);
     ref.pool = pool;
     // Local workers are up (start waited for them); remote ones get their first probe now.
@@ -95,23 +93,48 @@ export class WorkerPool implements Executor {
     return pool;
   }
 
-  hasCapacity(_model: string, _version: string): boolean {
-    if (this.#closing || this.#waiters.length > 0) return false;
-    return this.#workers.some((w) => w.canTake);
+  tryAcquire(job: PickJob): Acquired {
+    if (this.#closing) return { kind: 'unavailable', error: ShuttingDown() };
+    const now = performance.now();
+    const views = this.#workers.map((w) => w.view(job, now));
+    const picked = this.#picker.pick(views, job);
+    if (picked !== undefined) {
+      const worker = this.#workers[views.indexOf(picked)];
+      // A picker must return one of the views it was given, healthy and with a slot; trust but verify.
+      if (worker?.canTake) return { kind: 'slot', slot: this.#slot(worker, worker.reserve(job.rows, now)) };
+      this.#log.error({ policy: this.#picker.name, picked: picked.id }, 'balancer policy picked a worker that cannot take a batch');
+    }
+    if (this.#workers.some((w) => w.healthy)) return BUSY;
+    // A local worker that just went down is being restarted: its batches wait in the queue for it.
+    const restarting = this.#workers.filter((w) => w.local && w.downFor(now) < RESTART_WAIT_MS);
+    if (restarting.length > 0) {
+      this.#wakeAfterRestartWait(Math.min(...restarting.map((w) => RESTART_WAIT_MS - w.downFor(now))));
+      return BUSY;
+    }
+    return { kind: 'unavailable', error: NoWorkerAvailable(job.model, this.#downSummary()) };
   }
 
-  onCapacity(listener: () => void): void {
+  onDrain(listener: () => void): void {
     this.#listeners.push(listener);
   }
 
-  execute(job: BatchJob): Promise<BatchResult> {
-    if (this.#closing) return Promise.reject(ShuttingDown());
-    this.#active++;
-    // #run reserves its slot before its first await, so the caller's hasCapacity() still holds.
-    return this.#run(job).finally(() => {
-      this.#active--;
-      if (this.#active === 0) this.#drained?.();
-    });
+  costOf(model: string, version: string): BatchCost | undefined {
+    const now = performance.now();
+    let perRow = 0;
+    let perBatch = 0;
+    let measured = 0;
+    let workers = 0;
+    for (const w of this.#workers) {
+      if (!w.healthy) continue;
+      workers++;
+      const c = w.costOf(model, version, now);
+      if (!c) continue;
+      measured++;
+      perRow += c.perRow;
+      perBatch += c.perBatch;
+    }
+    if (measured === 0) return undefined;
+    return { perRowMs: (perRow / measured) * 1000, perBatchMs: (perBatch / measured) * 1000, workers };
   }
 
   async load(model: string, version: string): Promise<void> {
@@ -177,7 +200,10 @@ export class WorkerPool implements Executor {
    * workers (SIGTERM, waiting for their exit) and closes every connection pool.
    */
   close(): Promise<void> {
-    this.#closing ??= this.#shutdown();
+    if (!this.#closing) {
+      this.#closing = this.#shutdown();
+      this.#drain();
+    }
     return this.#closing;
   }
 
@@ -195,38 +221,42 @@ export class WorkerPool implements Executor {
     this.#health.stop();
     // Down first, so that a batch still running when the workers stop fails without a pointless retry.
     for (const w of this.#workers) w.markDown('pool closed');
-    for (const waiter of this.#waiters.splice(0)) {
-      clearTimeout(waiter.timer);
-      waiter.reject(ShuttingDown());
-    }
+    if (this.#restartTimer) clearTimeout(this.#restartTimer);
     await Promise.all(this.#workers.map(async (w) => w.local?.stop()));
     await Promise.all(this.#workers.map((w) => w.client.close()));
     this.#cleanup();
   }
 
-  async #run(job: BatchJob): Promise<BatchResult> {
-    const first = (this.#waiters.length === 0 ? this.#acquire(job, undefined) : undefined) ?? await this.#waitForSlot(job, undefined, undefined);
-    let failure: RetryableFailure;
-    try {
-      return await this.#attempt(job, first);
-    } catch (e) {
-      if (!(e instanceof RetryableFailure)) throw e;
-      failure = e;
-    }
-    this.#metrics.batchRetries.inc({ model: job.model });
-    this.#log.warn({ worker: failure.worker, model: job.model, rows: job.rows }, `batch failed on ${failure.worker} (${failure.message}); retrying on another worker`);
-    const second = this.#acquire(job, first.worker) ?? await this.#waitForSlot(job, first.worker, failure);
-    try {
-      return await this.#attempt(job, second);
-    } catch (e) {
-      if (!(e instanceof RetryableFailure)) throw e;
-      throw WorkerFailed(e.worker, `${e.message} (the batch had first failed on ${failure.worker}: ${failure.message})`);
-    }
+  /** A reserved slot as the scheduler sees it: run() once, or release() unused. */
+  #slot(worker: PooledWorker, lease: SlotLease): BatchSlot {
+    let used = false;
+    // Counted from the reservation: close() waits for every slot handed out, run or given back.
+    this.#active++;
+    const settled = (): void => {
+      this.#active--;
+      if (this.#active === 0) this.#drained?.();
+    };
+    return {
+      worker: worker.id,
+      run: (job) => {
+        if (used) return Promise.reject(new Error(`slot on ${worker.id} used twice`));
+        used = true;
+        return this.#attempt(job, lease).finally(settled);
+      },
+      release: () => {
+        if (used) return;
+        used = true;
+        worker.release(lease, performance.now(), undefined);
+        settled();
+        this.#drain();
+      },
+    };
   }
 
-  /** Sends the batch on a reserved slot; converts every failure into a RetryableFailure or the error to report. */
+  /** Sends the batch on a reserved slot; converts every failure into BatchNotRun or the error to report. */
   async #attempt(job: BatchJob, lease: SlotLease): Promise<BatchResult> {
     const w = lease.worker;
+    const sentNs = traceNow();
     try {
       const r = await w.client.infer(job, lease.cancel.signal);
       // A miss includes the model load: measuring it would make the worker look slow for many batches.
@@ -241,12 +271,17 @@ export class WorkerPool implements Executor {
       m.batchCompute.observe(labels, (r.computeInputNs + r.computeInferNs + r.computeOutputNs) / 1e9);
       m.cacheLookups.inc({ model: job.model, result: r.cacheHit ? 'hit' : 'miss' });
       if (!r.cacheHit) m.modelLoads.inc({ model: job.model, result: 'success' });
-      return { ...r, worker: w.id };
+      const { stamps, ...rest } = r;
+      return stamps ? { ...rest, worker: w.id, timestamps: {
+        workerSendNs: sentNs, workerRecvNs: stamps.recvNs, computeInputEndNs: stamps.ortStartNs,
+        computeOutputStartNs: stamps.ortEndNs, workerReplyNs: stamps.replyNs,
+      } } : { ...rest, worker: w.id };
     } catch (e) {
       w.release(lease, performance.now(), undefined);
-      throw this.#classify(w, e, job.model);
+      const failure = this.#classify(w, e, job.model);
+      throw failure instanceof RetryableFailure ? new BatchNotRun(failure.worker, failure.message, { cause: e }) : failure;
     } finally {
-      this.#slotFreed();
+      this.#drain();
     }
   }
 
@@ -268,99 +303,49 @@ export class WorkerPool implements Executor {
     return toSluiceError(e);
   }
 
-  #acquire(job: BatchJob, exclude: PooledWorker | undefined): SlotLease | undefined {
-    const now = performance.now();
-    const workers = exclude ? this.#workers.filter((w) => w !== exclude) : this.#workers;
-    const views = workers.map((w) => w.view(job, now));
-    const picked = this.#picker.pick(views, job);
-    if (picked === undefined) return undefined;
-    const worker = workers[views.indexOf(picked)];
-    // A picker must return one of the views it was given, healthy and with a slot; trust but verify.
-    if (worker === undefined || !worker.canTake) {
-      this.#log.error({ policy: this.#picker.name, picked: picked.id }, 'balancer policy picked a worker that cannot take a batch');
-      return undefined;
-    }
-    return worker.reserve(job.rows, now);
-  }
-
-  #waitForSlot(job: BatchJob, exclude: PooledWorker | undefined, failure: RetryableFailure | undefined): Promise<SlotLease> {
-    const refusal = this.#refusal(job, exclude, failure);
-    if (refusal) return Promise.reject(refusal);
-    if (this.#waiters.length >= MAX_SLOT_WAITERS) {
-      return Promise.reject(NoWorkerAvailable(job.model, `every worker is busy and ${MAX_SLOT_WAITERS} batches already wait for a slot`));
-    }
-    return new Promise<SlotLease>((resolve, reject) => {
-      const timer = setTimeout(() => {
-        const i = this.#waiters.indexOf(waiter);
-        if (i >= 0) this.#waiters.splice(i, 1);
-        reject(failure
-          ? WorkerFailed(failure.worker, `${failure.message}; no other worker freed a slot for the retry within ${SLOT_WAIT_MS} ms`)
-          : NoWorkerAvailable(job.model, `no worker freed a slot within ${SLOT_WAIT_MS} ms`));
-      }, SLOT_WAIT_MS);
-      timer.unref();
-      const waiter: SlotWaiter = { job, exclude, failure, resolve, reject, timer };
-      this.#waiters.push(waiter);
-    });
-  }
-
-  /** The error for a batch that no healthy worker (other than `exclude`) could ever take, if that is the case. */
-  #refusal(job: BatchJob, exclude: PooledWorker | undefined, failure: RetryableFailure | undefined): SluiceError | undefined {
-    if (this.#workers.some((w) => w !== exclude && w.healthy)) return undefined;
-    if (failure) {
-      const others = this.#workers.filter((w) => w !== exclude);
-      const rest = others.length === 0 ? 'there is no other worker to retry on' : `no other worker is up to retry on (${summarize(others)})`;
-      return WorkerFailed(failure.worker, `${failure.message}; ${rest}`);
-    }
-    return NoWorkerAvailable(job.model, this.#downSummary());
-  }
-
   #downSummary(): string {
     return `every worker is down (${summarize(this.#workers)})`;
   }
 
-  /** Hands free slots to waiting batches first, then tells the scheduler capacity may have appeared. */
-  #slotFreed(): void {
-    for (let i = 0; i < this.#waiters.length;) {
-      const waiter = this.#waiters[i]!;
-      const refusal = this.#refusal(waiter.job, waiter.exclude, waiter.failure);
-      const lease = refusal ? undefined : this.#acquire(waiter.job, waiter.exclude);
-      if (refusal === undefined && lease === undefined) {
-        i++;
-        continue;
-      }
-      this.#waiters.splice(i, 1);
-      clearTimeout(waiter.timer);
-      if (lease) waiter.resolve(lease);
-      else waiter.reject(refusal!);
-    }
-    if (this.#waiters.length > 0 || this.#listeners.length === 0 || this.#notifyQueued) return;
-    this.#notifyQueued = true;
-    // Deferred so a listener that calls execute() never re-enters the pool while it updates its state.
+  /** Tells the schedulers a slot may have freed. Deferred and coalesced: never re-enters a caller. */
+  #drain(): void {
+    if (this.#drainQueued || this.#listeners.length === 0) return;
+    this.#drainQueued = true;
     queueMicrotask(() => {
-      this.#notifyQueued = false;
-      if (this.#closing) return;
+      this.#drainQueued = false;
+      // Also while closing: a scheduler waiting for a slot must hear that none will come.
       for (const listener of this.#listeners) {
         try {
           listener();
         } catch (e) {
-          this.#log.error({ err: e }, 'capacity listener threw');
+          this.#log.error({ err: e }, 'drain listener threw');
         }
       }
     });
   }
 
+  /** Wakes the schedulers when the wait for a restarting worker runs out, so they see it unavailable. */
+  #wakeAfterRestartWait(ms: number): void {
+    if (this.#restartTimer) return;
+    this.#restartTimer = setTimeout(() => {
+      this.#restartTimer = undefined;
+      this.#drain();
+    }, Math.max(1, Math.ceil(ms)));
+    this.#restartTimer.unref();
+  }
+
   #eject(w: PooledWorker, reason: string): void {
     if (w.healthy) this.#log.warn({ worker: w.id, reason }, `ejecting worker ${w.id}: ${reason}`);
     w.markDown(reason);
-    // Waiting batches that only this worker could have served must not wait for nothing.
-    this.#slotFreed();
+    // Queued batches that only this worker could have served must hear that it is gone.
+    this.#drain();
   }
 
   #workerReady(w: PooledWorker): void {
     w.forgetModels();
     if (this.#closing) return;
     if (w.markUp()) this.#log.info({ worker: w.id }, `worker ${w.id} is up`);
-    this.#slotFreed();
+    this.#drain();
     void this.#health.probe(w);
   }
 
@@ -369,6 +354,8 @@ export class WorkerPool implements Executor {
     this.#eject(w, `process ${reason}; respawning`);
   }
 }
+
+const BUSY: Acquired = { kind: 'busy' };
 
 function summarize(workers: readonly PooledWorker[]): string {
   return workers.map((w) => `${w.id}: ${w.healthy ? 'up' : w.downReason}`).join('; ');

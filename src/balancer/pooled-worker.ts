@@ -1,12 +1,20 @@
 import type { WorkerSnapshot } from '../telemetry/metrics.ts';
 import type { WorkerHealth } from '../worker/protocol.ts';
 import { BatchCostModel } from './cost-model.ts';
-import type { LocalWorker } from './local-worker.ts';
 import { modelKey, type PickJob, type WorkerView } from './picker.ts';
-import type { WorkerClient } from './worker-client.ts';
+import type { WorkerLink } from './link.ts';
 
 /** Consecutive failed /health probes that eject a worker (one slow probe under load is not enough). */
 export const PROBE_FAILURES_TO_EJECT = 2;
+
+/** A local worker the gateway runs and restarts itself: a process (LocalWorker) or a thread (ThreadWorker). */
+export interface SupervisedWorker {
+  /** Pid of the process the worker runs in, while it runs. */
+  readonly pid: number | undefined;
+  readonly restarts: number;
+  /** Stops it for good (no restart). */
+  stop(): Promise<void>;
+}
 
 /** A reserved slot on a worker; released exactly once when the batch settles. */
 export interface SlotLease {
@@ -40,11 +48,13 @@ export interface WorkerInfo {
  */
 export class PooledWorker {
   readonly id: string;
-  readonly client: WorkerClient;
-  readonly local: LocalWorker | undefined;
+  readonly client: WorkerLink;
+  readonly local: SupervisedWorker | undefined;
   readonly maxInflight: number;
   #healthy = false;
   #downReason = 'not yet probed';
+  /** performance.now() when the worker last went down (a local one is expected back within a restart). */
+  #downSince = performance.now();
   #probeFailures = 0;
   #inflightBatches = 0;
   #inflightRows = 0;
@@ -58,7 +68,7 @@ export class PooledWorker {
   #pendingLoads = 0;
   readonly #leases = new Set<SlotLease>();
 
-  constructor(id: string, client: WorkerClient, maxInflight: number, local?: LocalWorker) {
+  constructor(id: string, client: WorkerLink, maxInflight: number, local?: SupervisedWorker) {
     this.id = id;
     this.client = client;
     this.maxInflight = maxInflight;
@@ -71,6 +81,11 @@ export class PooledWorker {
 
   get downReason(): string {
     return this.#healthy ? '' : this.#downReason;
+  }
+
+  /** How long the worker has been down (0 while healthy). */
+  downFor(now: number): number {
+    return this.#healthy ? 0 : now - this.#downSince;
   }
 
   get inflightBatches(): number {
@@ -102,6 +117,7 @@ export class PooledWorker {
    * aborted: a worker that stopped answering probes would otherwise hold them until the batch timeout.
    */
   markDown(reason: string): void {
+    if (this.#healthy) this.#downSince = performance.now();
     this.#healthy = false;
     this.#downReason = reason;
     for (const lease of this.#leases) lease.cancel.abort(new Error(`worker ${this.id} was ejected: ${reason}`));
@@ -182,6 +198,11 @@ export class PooledWorker {
       this.#costs.set(key, cost);
     }
     cost.observe(lease.rows, (now - startedAt) / 1000, now);
+  }
+
+  /** The model's fitted batch cost on this worker (seconds), if recent batches measured it. */
+  costOf(model: string, version: string, now: number): { perRow: number; perBatch: number } | undefined {
+    return this.#costs.get(modelKey(model, version))?.cost(now);
   }
 
   view(job: PickJob, now: number): WorkerView {

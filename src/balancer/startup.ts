@@ -5,6 +5,7 @@ import type { Config } from '../config/schema.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { LocalWorker } from './local-worker.ts';
 import { PooledWorker } from './pooled-worker.ts';
+import { ThreadWorker } from './thread-worker.ts';
 import { WorkerClient, type WorkerClientTimeouts } from './worker-client.ts';
 
 /** Generous on purpose: a batch on a cold worker includes loading the model. */
@@ -42,6 +43,12 @@ export function intraOpThreads(config: Config, localWorkers: number, cores = ava
   return Math.max(1, Math.floor(cores / Math.max(1, localWorkers)));
 }
 
+/** The GPU of local worker i: more workers than GPUs share them round the list. */
+function deviceIdOf(config: Config, index: number): number {
+  const { gpus } = config.workers;
+  return gpus.length > 0 ? gpus[index % gpus.length]! : 0;
+}
+
 /** Flags for local worker i (all but --listen and --id, which the supervisor adds). */
 export function localWorkerArgs(config: Config, index: number, localWorkers: number): string[] {
   const w = config.workers;
@@ -49,8 +56,7 @@ export function localWorkerArgs(config: Config, index: number, localWorkers: num
     // Absolute, so the worker does not depend on the directory it was started from.
     '--model-repository', resolve(config.modelRepository),
     '--device', w.device,
-    // More workers than GPUs share them round the list.
-    '--device-id', String(w.gpus.length > 0 ? w.gpus[index % w.gpus.length] : 0),
+    '--device-id', String(deviceIdOf(config, index)),
     '--cuda-fallback', w.cudaFallback,
     '--intra-op-threads', String(intraOpThreads(config, localWorkers)),
     '--memory-budget', String(w.memoryBudgetBytes),
@@ -63,43 +69,51 @@ export function localWorkerArgs(config: Config, index: number, localWorkers: num
  * for every worker, local and remote. Fails naming the worker that did not start, after stopping the
  * ones that did.
  */
-export async function startWorkers(config: Config, log: Logger, events: WorkerLifecycleEvents, timeouts = DEFAULT_TIMEOUTS): Promise<StartedWorkers> {
+export async function startWorkers(config: Config, log: Logger, events_: WorkerLifecycleEvents, timeouts = DEFAULT_TIMEOUTS, threadEntry?: URL): Promise<StartedWorkers> {
   const count = localWorkerCount(config);
   const { connectionsPerWorker, maxInflightBatches } = config.workers;
-  const dir = count > 0 ? mkdtempSync(join(tmpdir(), 'sluice-')) : undefined;
+  const threads = config.workers.isolation === 'thread';
+  const dir = count > 0 && !threads ? mkdtempSync(join(tmpdir(), 'sluice-')) : undefined;
   const cleanup = (): void => {
     if (dir) rmSync(dir, { recursive: true, force: true });
   };
   const workers: PooledWorker[] = [];
+  const starting: LocalWorker[] = [];
   for (let i = 0; i < count; i++) {
     const id = `w${i}`;
     const ref: { pooled?: PooledWorker } = {};
-    const local = new LocalWorker({
-      id,
-      socketPath: join(dir!, `${id}.sock`),
-      args: localWorkerArgs(config, i, count),
-      logger: log,
-      events: {
-        onReady: () => ref.pooled && events.onReady(ref.pooled),
-        onExit: (reason) => ref.pooled && events.onExit(ref.pooled, reason),
-        onRestart: () => ref.pooled && events.onRestart(ref.pooled),
-      },
-    });
-    ref.pooled = new PooledWorker(id, new WorkerClient(id, local.address, connectionsPerWorker, timeouts), maxInflightBatches, local);
+    const events = {
+      onReady: () => ref.pooled && events_.onReady(ref.pooled),
+      onExit: (reason: string) => ref.pooled && events_.onExit(ref.pooled, reason),
+      onRestart: () => ref.pooled && events_.onRestart(ref.pooled),
+    };
+    if (threads) {
+      const w = config.workers;
+      const thread = new ThreadWorker({
+        id, modelRepository: resolve(config.modelRepository), device: w.device, deviceId: deviceIdOf(config, i),
+        cudaFallback: w.cudaFallback, intraOpThreads: intraOpThreads(config, count), memoryBudgetBytes: w.memoryBudgetBytes, logger: log, events,
+        ...(threadEntry ? { entry: threadEntry } : {}),
+      });
+      ref.pooled = new PooledWorker(id, thread, maxInflightBatches, thread);
+    } else {
+      const local = new LocalWorker({ id, socketPath: join(dir!, `${id}.sock`), args: localWorkerArgs(config, i, count), logger: log, events });
+      starting.push(local);
+      ref.pooled = new PooledWorker(id, new WorkerClient(id, local.address, connectionsPerWorker, timeouts), maxInflightBatches, local);
+    }
     workers.push(ref.pooled);
   }
   for (const url of config.workers.remote) {
     // The URL names the worker in logs and metrics: an operator recognises it at once.
     workers.push(new PooledWorker(url, new WorkerClient(url, url, connectionsPerWorker, timeouts), maxInflightBatches));
   }
-  const results = await Promise.allSettled(workers.map(async (w) => w.local?.start()));
+  const results = await Promise.allSettled(starting.map((w) => w.start()));
   const failed = results.findIndex((r) => r.status === 'rejected');
   if (failed >= 0) {
     await Promise.all(workers.map(async (w) => w.local?.stop()));
     await Promise.all(workers.map((w) => w.client.close()));
     cleanup();
-    throw new Error(`local worker ${workers[failed]!.id} failed to start: ${((results[failed] as PromiseRejectedResult).reason as Error).message}`);
+    throw new Error(`local worker ${starting[failed]!.id} failed to start: ${((results[failed] as PromiseRejectedResult).reason as Error).message}`);
   }
-  log.info({ local: count, remote: config.workers.remote.length }, `${count} local and ${config.workers.remote.length} remote workers`);
+  log.info({ local: count, isolation: config.workers.isolation, remote: config.workers.remote.length }, `${count} local (${config.workers.isolation}) and ${config.workers.remote.length} remote workers`);
   return { workers, cleanup };
 }

@@ -1,6 +1,5 @@
 import type { Readable } from 'node:stream';
 import { Pool } from 'undici';
-import type { SluiceError } from '../core/errors.ts';
 import type { BatchJob } from '../core/execution.ts';
 import {
   FRAME_CONTENT_TYPE,
@@ -15,6 +14,7 @@ import {
   type UnloadResult,
   type WorkerHealth,
 } from '../worker/protocol.ts';
+import { TransportError, WorkerAnswerError, type WorkerLink } from './link.ts';
 
 /** Timeouts of one worker's client; every call is bounded by one of them. */
 export interface WorkerClientTimeouts {
@@ -26,35 +26,10 @@ export interface WorkerClientTimeouts {
 }
 
 /**
- * The worker could not be reached or did not answer (refused, reset, closed, timed out, or sent a reply
- * that is not a frame). Such a failure says nothing about the batch, so the batch may run elsewhere.
- */
-export class TransportError extends Error {
-  readonly worker: string;
-  constructor(worker: string, reason: string, options?: ErrorOptions) {
-    super(reason, options);
-    this.name = 'TransportError';
-    this.worker = worker;
-  }
-}
-
-/** The worker answered with an error (its SluiceError, rebuilt); `status` is the HTTP status. */
-export class WorkerAnswerError extends Error {
-  readonly status: number;
-  readonly error: SluiceError;
-  constructor(status: number, error: SluiceError) {
-    super(error.message);
-    this.name = 'WorkerAnswerError';
-    this.status = status;
-    this.error = error;
-  }
-}
-
-/**
  * Speaks src/worker/protocol.ts to one worker over an undici Pool of persistent connections: a unix
  * socket for `unix:/path` and TCP for `http://host:port`, the same code either way.
  */
-export class WorkerClient {
+export class WorkerClient implements WorkerLink {
   readonly worker: string;
   readonly address: string;
   readonly #pool: Pool;

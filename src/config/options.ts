@@ -26,6 +26,7 @@ export const DEFAULTS: Config = {
   logLevel: 'info',
   workers: {
     count: -1,
+    isolation: 'thread',
     remote: [],
     device: 'cpu',
     gpus: [],
@@ -38,6 +39,8 @@ export const DEFAULTS: Config = {
   balancer: { policy: 'least-loaded' },
   drainTimeoutMs: 30_000,
   maxRequestMemoryBytes: 1024 * 1024 * 1024,
+  // Triton's defaults: tracing off, one in 1000 requests once it is on, no limit on the count.
+  trace: { file: '', level: ['OFF'], rate: 1000, count: -1, logFrequency: 0, mode: 'triton', otlpUrl: '', settings: [] },
 };
 
 const PORT = { min: 0, max: 65535 } as const;
@@ -62,6 +65,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { flag: 'load-model', env: 'SLUICE_LOAD_MODEL', path: 'loadModels', type: 'list', help: 'model to load at start (repeatable; env: comma-separated)' },
   { flag: 'log-level', env: 'SLUICE_LOG_LEVEL', path: 'logLevel', type: 'string', choices: ['fatal', 'error', 'warn', 'info', 'debug', 'trace'], help: 'log level' },
   { flag: 'workers', env: 'SLUICE_WORKERS', path: 'workers.count', type: 'int', min: -1, max: 256, help: 'local worker processes (-1: one per GPU, else 1; 0: remote workers only)' },
+  { flag: 'worker-isolation', env: 'SLUICE_WORKER_ISOLATION', path: 'workers.isolation', type: 'string', choices: ['thread', 'process'], help: 'local workers as ONNX Runtime threads of the gateway (fastest) or as processes (a native crash stays in the worker)' },
   { flag: 'worker', env: 'SLUICE_WORKER', path: 'workers.remote', type: 'list', help: 'remote worker host URL, e.g. http://10.0.0.5:9000 (repeatable)' },
   { flag: 'device', env: 'SLUICE_DEVICE', path: 'workers.device', type: 'string', choices: ['cpu', 'cuda'], help: 'execution provider of local workers' },
   { flag: 'gpus', env: 'SLUICE_GPUS', path: 'workers.gpus', type: 'list', help: 'GPU device ids for local workers (comma-separated)' },
@@ -71,5 +75,13 @@ export const OPTIONS: readonly OptionSpec[] = [
   { flag: 'worker-max-inflight', env: 'SLUICE_WORKER_MAX_INFLIGHT', path: 'workers.maxInflightBatches', type: 'int', min: 1, max: 64, help: 'batches in flight per worker' },
   { flag: 'balancer', env: 'SLUICE_BALANCER', path: 'balancer.policy', type: 'string', choices: ['least-loaded', 'round-robin'], help: 'worker pick policy' },
   { flag: 'max-request-memory', env: 'SLUICE_MAX_REQUEST_MEMORY', path: 'maxRequestMemoryBytes', type: 'bytes', min: 1024, help: 'input bytes accepted requests may hold in all (beyond: RESOURCE_EXHAUSTED), e.g. 1gb' },
+  { flag: 'trace-config', env: 'SLUICE_TRACE_CONFIG', path: 'trace.settings', type: 'list', help: "Triton's trace settings: [triton,|opentelemetry,]key=value, keys level, rate, count, mode, file, log-frequency, url (repeatable; wins over --trace-*)" },
+  { flag: 'trace-file', env: 'SLUICE_TRACE_FILE', path: 'trace.file', type: 'string', help: 'trace file of trace mode triton (with --trace-log-frequency N: the prefix of file.0, file.1, ...)' },
+  { flag: 'trace-level', env: 'SLUICE_TRACE_LEVEL', path: 'trace.level', type: 'list', help: 'OFF, or TIMESTAMPS (TENSORS is accepted and traces timestamps)' },
+  { flag: 'trace-rate', env: 'SLUICE_TRACE_RATE', path: 'trace.rate', type: 'int', min: 1, max: 4_294_967_295, help: 'trace one request in every N' },
+  { flag: 'trace-count', env: 'SLUICE_TRACE_COUNT', path: 'trace.count', type: 'int', min: -1, max: 2_147_483_647, help: 'traces to take, then stop (-1: unlimited)' },
+  { flag: 'trace-log-frequency', env: 'SLUICE_TRACE_LOG_FREQUENCY', path: 'trace.logFrequency', type: 'int', min: 0, max: 4_294_967_295, help: 'write the trace file every N traces (0: at shutdown)' },
+  { flag: 'trace-mode', env: 'SLUICE_TRACE_MODE', path: 'trace.mode', type: 'string', choices: ['triton', 'opentelemetry'], help: 'triton: the trace file; opentelemetry: OTLP/HTTP export to --trace-otlp-url' },
+  { flag: 'trace-otlp-url', env: 'SLUICE_TRACE_OTLP_URL', path: 'trace.otlpUrl', type: 'string', help: 'OpenTelemetry collector, e.g. http://127.0.0.1:4318 (POST /v1/traces; needs --trace-mode opentelemetry)' },
   { flag: 'drain-timeout-ms', env: 'SLUICE_DRAIN_TIMEOUT_MS', path: 'drainTimeoutMs', type: 'int', min: 0, max: 3_600_000, help: 'how long SIGTERM waits for accepted requests' },
 ];

@@ -29,6 +29,11 @@ export interface Config {
   readonly workers: {
     /** Local worker processes; -1 = one per GPU when GPUs are configured, else 1. */
     readonly count: number;
+    /**
+     * How local workers run: 'thread' = an ONNX Runtime thread of the gateway process (shortest path;
+     * a native crash takes the gateway down), 'process' = a process each behind a unix socket.
+     */
+    readonly isolation: 'thread' | 'process';
     readonly remote: readonly string[];
     readonly device: 'cpu' | 'cuda';
     readonly gpus: readonly number[];
@@ -44,4 +49,25 @@ export interface Config {
   readonly drainTimeoutMs: number;
   /** Input bytes that accepted, unanswered requests may hold, all models together. */
   readonly maxRequestMemoryBytes: number;
+  readonly trace: TraceConfig;
+}
+
+/** Triton's trace extension at start (the global trace settings; docs/protocol.md, trace extension). */
+export interface TraceConfig {
+  /** Where mode 'triton' writes traces ('' = nowhere); with logFrequency > 0 the prefix of file.0, file.1, ... */
+  readonly file: string;
+  /** ['OFF'], or any of 'TIMESTAMPS' and 'TENSORS' (TENSORS traces timestamps only, as TIMESTAMPS). */
+  readonly level: readonly string[];
+  /** One request in every `rate` is traced. */
+  readonly rate: number;
+  /** Traces still to take; -1 = unlimited, 0 = none. */
+  readonly count: number;
+  /** 0 = write the trace file at shutdown; N = write file.<i> every N traces. */
+  readonly logFrequency: number;
+  /** 'triton': the trace file; 'opentelemetry': OTLP/HTTP JSON export to otlpUrl. */
+  readonly mode: 'triton' | 'opentelemetry';
+  /** OTLP/HTTP collector base URL (POST {otlpUrl}/v1/traces); '' = none. */
+  readonly otlpUrl: string;
+  /** Triton's --trace-config entries as given; load folds them into the fields above (they win). */
+  readonly settings: readonly string[];
 }

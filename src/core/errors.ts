@@ -86,10 +86,14 @@ export const InvalidParameter = define('SLUICE_INVALID_PARAMETER', 'INVALID_ARG'
 export const MixedTensorContents = define('SLUICE_MIXED_TENSOR_CONTENTS', 'INVALID_ARG', (tensor: string, model: string) => `contents field must not be specified when using raw_input_contents for '${tensor}' for model '${model}'`);
 export const TooManyElements = define('SLUICE_TOO_MANY_ELEMENTS', 'INVALID_ARG', (tensor: string, limit: number) => `tensor '${tensor}' exceeds the limit of ${limit} elements`);
 export const BodyTooLarge = define('SLUICE_BODY_TOO_LARGE', 'INVALID_ARG', (limit: number) => `request body exceeds the limit of ${limit} bytes`);
+export const ModelBodyTooLarge = define('SLUICE_MODEL_BODY_TOO_LARGE', 'INVALID_ARG', (model: string, size: string, limit: number, why: string) => `request body of ${size} bytes exceeds the limit of ${limit} bytes for model '${model}' (${why})`);
 export const UnsupportedEncoding = define('SLUICE_UNSUPPORTED_ENCODING', 'INVALID_ARG', (encoding: string) => `unsupported Content-Encoding '${encoding}': use gzip, deflate or identity`);
+
+export const InvalidTraceSetting = define('SLUICE_INVALID_TRACE_SETTING', 'INVALID_ARG', (field: string, reason: string) => `invalid trace setting '${field}': ${reason}`);
 
 // --- scheduling ---
 export const QueueFull = define('SLUICE_QUEUE_FULL', 'RESOURCE_EXHAUSTED', (model: string, max: number) => `Exceeds maximum queue size: the queue of model '${model}' is full (max_queue_size ${max})`);
+export const ExpectedWaitTooLong = define('SLUICE_EXPECTED_WAIT_TOO_LONG', 'RESOURCE_EXHAUSTED', (model: string, expectedUs: number, budgetUs: number) => `Overloaded: a request for model '${model}' would wait about ${Math.round(expectedUs)} us in its queue, past the model's max_expected_wait_microseconds of ${budgetUs}; retry later`);
 export const RequestMemoryFull = define('SLUICE_REQUEST_MEMORY_FULL', 'RESOURCE_EXHAUSTED', (model: string, bytes: number, held: number, limit: number) => `Exceeds the gateway's request memory: a request for model '${model}' needs ${bytes} bytes while accepted requests hold ${held} of ${limit} (--max-request-memory); retry later`);
 export const RequestTimeout = define('SLUICE_REQUEST_TIMEOUT', 'DEADLINE_EXCEEDED', (model: string, timeoutUs: number) => `Request timeout expired: request for model '${model}' waited longer than ${timeoutUs} us`);
 export const RequestCancelled = define('SLUICE_REQUEST_CANCELLED', 'CANCELLED', (model: string) => `request for model '${model}' was cancelled by the client`);

@@ -1,3 +1,4 @@
+import type { BatchTimestamps } from './trace.ts';
 import type { Tensor } from './tensor.ts';
 
 /**
@@ -13,6 +14,11 @@ export interface BatchJob {
   /** Rows that belong to requests (rows minus padding); absent when nothing is padded. */
   readonly requestRows?: number;
   readonly inputs: readonly Tensor[];
+  /**
+   * Whether the inputs were written for this batch alone (so whoever runs it may move their memory);
+   * false when they are a request's own tensors, which its scheduler still holds.
+   */
+  readonly inputsOwned?: boolean;
   /** Output names to compute (the union of what the batch's requests asked for). */
   readonly outputs: readonly string[];
 }
@@ -27,19 +33,71 @@ export interface BatchResult {
   readonly worker: string;
   /** Whether the model was already hot on that worker. */
   readonly cacheHit: boolean;
+  /** Where the batch's time went, for request traces (absent when the worker did not report it). */
+  readonly timestamps?: BatchTimestamps;
 }
 
-/** Runs batches on workers. Implemented by the balancer's WorkerPool. */
-export interface Executor {
-  /** Whether some healthy worker able to serve the model could start a batch now (a free slot). */
-  hasCapacity(model: string, version: string): boolean;
-  /** Registers a listener called whenever capacity may have appeared (a batch finished, a worker came up). */
-  onCapacity(listener: () => void): void;
+/**
+ * A batch that did not run to an answer for reasons of the worker (it died, its connection broke, it
+ * was ejected, it refused while draining). Nothing is wrong with the batch: the scheduler puts its
+ * requests back at the head of their queue, once, to run on whichever slot frees next.
+ */
+export class BatchNotRun extends Error {
+  readonly worker: string;
+  constructor(worker: string, reason: string, options?: ErrorOptions) {
+    super(reason, options);
+    this.name = 'BatchNotRun';
+    this.worker = worker;
+  }
+}
+
+/**
+ * One reserved place on a worker for one batch. The scheduler owns the job's input bytes until it
+ * calls run(); from then on they belong to the slot (which may hand them to another thread without a
+ * copy), and the scheduler keeps only the requests' own inputs. The slot frees itself when run()
+ * settles; release() gives back a slot that is not going to be used.
+ */
+export interface BatchSlot {
+  /** The worker the slot is on (for logs and responses). */
+  readonly worker: string;
   /**
-   * Runs a batch on the best worker, reserving its slot synchronously. On worker failure (crash, lost
-   * connection, timeout) it retries once on another worker; throws SluiceError when none can serve.
+   * Runs the batch. Rejects with BatchNotRun when the worker failed it (the batch may run elsewhere),
+   * or with the SluiceError to report (bad input, inference or load failure).
    */
-  execute(job: BatchJob): Promise<BatchResult>;
+  run(job: BatchJob): Promise<BatchResult>;
+  release(): void;
+}
+
+/** What tryAcquire found: a slot, no free slot now (wait for the drain signal), or no worker at all. */
+export type Acquired =
+  | { readonly kind: 'slot'; readonly slot: BatchSlot }
+  | { readonly kind: 'busy' }
+  | { readonly kind: 'unavailable'; readonly error: Error };
+
+/** Measured cost of a model's batches on the workers that run it, for admission by expected wait. */
+export interface BatchCost {
+  /** Milliseconds a batch costs beyond its rows, and each row, fitted from recent batches. */
+  readonly perBatchMs: number;
+  readonly perRowMs: number;
+  /** Workers able to run it now (its batches spread over them). */
+  readonly workers: number;
+}
+
+/**
+ * Runs batches (the balancer's WorkerPool; a test executor in the scheduler's tests). A synchronous
+ * lease: the scheduler's queue is the only place a request waits, so the executor never queues a
+ * batch. It hands out a slot or says why not, and signals drain when a slot may have freed.
+ */
+export interface Executor {
+  /** A free slot able to run a batch of `rows` rows of the model version now, reserved; or busy / unavailable. Never blocks. */
+  tryAcquire(batch: { readonly model: string; readonly version: string; readonly rows: number }): Acquired;
+  /**
+   * Registers a listener called (never synchronously from inside tryAcquire or run) whenever a slot may
+   * have freed or the set of workers changed.
+   */
+  onDrain(listener: () => void): void;
+  /** The model's measured batch cost, once some batches ran; undefined before. */
+  costOf(model: string, version: string): BatchCost | undefined;
   /** Makes the model hot on at least one worker (start-up loading and explicit model control). */
   load(model: string, version: string): Promise<void>;
   /** Drops the model from every worker's cache. */

@@ -1,5 +1,6 @@
 import type { ModelConfig, ModelMetadata, ModelStats, RepositoryIndexEntry } from './model.ts';
 import type { Tensor } from './tensor.ts';
+import type { RequestTrace } from './trace.ts';
 
 export type Protocol = 'http' | 'grpc';
 
@@ -22,6 +23,8 @@ export interface InferRequest {
   /** Aborted when the client goes away or cancels; a queued request is then dropped. */
   readonly signal?: AbortSignal;
   readonly protocol: Protocol;
+  /** Present when the tracer sampled this request: every stage of the path marks it. */
+  readonly trace?: RequestTrace;
 }
 
 export interface InferResponse {

@@ -19,6 +19,13 @@ export interface QueuePolicy {
   readonly allowTimeoutOverride: boolean;
   /** 0 = unbounded in Triton; sluice always applies a bound (see DEFAULT_MAX_QUEUE_SIZE). */
   readonly maxQueueSize: number;
+  /**
+   * sluice's admission bound (not in Triton): a request whose expected wait (rows queued ahead of it
+   * times the measured cost per row, over the workers) passes this many microseconds is refused at
+   * once with RESOURCE_EXHAUSTED, so the requests that are accepted keep their latency under
+   * overload. 0 = off (the default, DEFAULT_MAX_EXPECTED_WAIT_US).
+   */
+  readonly maxExpectedWaitUs: number;
 }
 
 export interface DynamicBatchingConfig {
@@ -83,6 +90,13 @@ export interface ModelConfig {
 export const DEFAULT_MAX_BATCH_SIZE = 32;
 export const DEFAULT_PREFERRED_BATCH_SIZES: readonly number[] = [8, 16, 32];
 export const DEFAULT_MAX_QUEUE_SIZE = 4096;
+/**
+ * Default admission bound on a request's expected queue wait (QueuePolicy.maxExpectedWaitUs): off. The
+ * batch cost fit charges everything per row while it has seen batches of one size only, which
+ * overestimates the wait of a deep queue of small requests and sheds what would have been served in
+ * time; until the estimate separates the two, a model opts in.
+ */
+export const DEFAULT_MAX_EXPECTED_WAIT_US = 0;
 
 /** Names a model or version may have: they become path segments, so they are checked before use. */
 export const MODEL_NAME_PATTERN = /^(?!\.{1,2}$)[A-Za-z0-9_.-]{1,128}$/;

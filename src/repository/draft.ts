@@ -40,6 +40,7 @@ export interface QueuePolicyDraft {
   readonly defaultTimeoutUs?: number;
   readonly allowTimeoutOverride?: boolean;
   readonly maxQueueSize?: number;
+  readonly maxExpectedWaitUs?: number;
 }
 
 export interface DynamicBatchingDraft {

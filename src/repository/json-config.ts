@@ -141,8 +141,9 @@ function readQueuePolicy(r: ObjectReader): QueuePolicyDraft {
     allowTimeoutOverride: r.bool('allowTimeoutOverride'),
     maxQueueSize: r.int('maxQueueSize', 0, 2 ** 32 - 1),
   };
+  const maxExpectedWaitUs = r.int('maxExpectedWaitUs', 0);
   r.finish();
-  return policy;
+  return maxExpectedWaitUs === undefined ? policy : { ...policy, maxExpectedWaitUs };
 }
 
 function readDynamicBatching(r: ObjectReader): DynamicBatchingDraft {

@@ -1,4 +1,4 @@
-import { DEFAULT_MAX_QUEUE_SIZE, DEFAULT_PREFERRED_BATCH_SIZES } from '../core/model.ts';
+import { DEFAULT_MAX_EXPECTED_WAIT_US, DEFAULT_MAX_QUEUE_SIZE, DEFAULT_PREFERRED_BATCH_SIZES } from '../core/model.ts';
 import type { DynamicBatchingConfig, InstanceGroup, ModelConfig, QueuePolicy, TensorConfig, VersionPolicy, WarmupSpec } from '../core/model.ts';
 import { configError } from './draft.ts';
 import type { ConfigDraft, QueuePolicyDraft } from './draft.ts';
@@ -82,10 +82,11 @@ function queuePolicy(q: QueuePolicyDraft | undefined, base: QueuePolicy): QueueP
     allowTimeoutOverride: q?.allowTimeoutOverride ?? base.allowTimeoutOverride,
     // Triton's 0 means unbounded; sluice always bounds its queues.
     maxQueueSize: q?.maxQueueSize === undefined || q.maxQueueSize === 0 ? base.maxQueueSize : q.maxQueueSize,
+    maxExpectedWaitUs: q?.maxExpectedWaitUs ?? base.maxExpectedWaitUs,
   };
 }
 
-const BASE_QUEUE_POLICY: QueuePolicy = { timeoutAction: 'REJECT', defaultTimeoutUs: 0, allowTimeoutOverride: false, maxQueueSize: DEFAULT_MAX_QUEUE_SIZE };
+const BASE_QUEUE_POLICY: QueuePolicy = { timeoutAction: 'REJECT', defaultTimeoutUs: 0, allowTimeoutOverride: false, maxQueueSize: DEFAULT_MAX_QUEUE_SIZE, maxExpectedWaitUs: DEFAULT_MAX_EXPECTED_WAIT_US };
 
 function dynamicBatching(check: Checker, draft: ConfigDraft | undefined, maxBatchSize: number): DynamicBatchingConfig {
   const db = draft?.dynamicBatching;

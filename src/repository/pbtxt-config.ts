@@ -158,8 +158,9 @@ function readQueuePolicy(r: MessageReader): QueuePolicyDraft {
   const defaultTimeoutUs = r.int('default_timeout_microseconds', 0);
   const allowTimeoutOverride = r.bool('allow_timeout_override');
   const maxQueueSize = r.int('max_queue_size', 0, 2 ** 32 - 1);
+  const maxExpectedWaitUs = r.int('max_expected_wait_microseconds', 0);
   r.finish();
-  return { timeoutAction, defaultTimeoutUs, allowTimeoutOverride, maxQueueSize };
+  return { timeoutAction, defaultTimeoutUs, allowTimeoutOverride, maxQueueSize, ...(maxExpectedWaitUs !== undefined && { maxExpectedWaitUs }) };
 }
 
 function readDynamicBatching(r: MessageReader): DynamicBatchingDraft {

@@ -1,6 +1,6 @@
 import { performance } from 'node:perf_hooks';
-import { QueueFull, RequestCancelled, RequestMemoryFull, RequestTimeout, toSluiceError } from '../core/errors.ts';
-import type { BatchJob, BatchResult, Executor } from '../core/execution.ts';
+import { ExpectedWaitTooLong, QueueFull, RequestCancelled, RequestMemoryFull, RequestTimeout, WorkerFailed, toSluiceError } from '../core/errors.ts';
+import { BatchNotRun, type BatchJob, type BatchResult, type BatchSlot, type Executor } from '../core/execution.ts';
 import type { InferRequest, InferResponse } from '../core/inference.ts';
 import type { ModelConfig } from '../core/model.ts';
 import type { Tensor } from '../core/tensor.ts';
@@ -9,7 +9,7 @@ import type { Logger } from '../telemetry/logger.ts';
 import { requestBytes, type RequestMemory } from './memory.ts';
 import { batchLimitsOf, levelCount, maxQueueSizeOf, queuePolicyOf, timeoutUsOf } from './policy.ts';
 import { RequestQueue, type QueueNode } from './queue.ts';
-import type { RequestPlan, Scheduler } from './scheduler.ts';
+import type { DispatchResult, RequestPlan, Scheduler } from './scheduler.ts';
 import { selectBatch, type BatchLimits, type Candidate } from './select.ts';
 import { nsBetween, type ModelStatsRecorder } from './stats.ts';
 import { concatInputs, paddedSize, pickOutputs, splitOutputs, type BatchMember } from './tensors.ts';
@@ -26,11 +26,15 @@ export interface BatcherOptions {
   readonly logger: Logger;
   /** The gateway-wide bound on bytes held by accepted requests (none: unbounded, as in unit tests). */
   readonly memory?: RequestMemory;
+  /** Called when the queue holds work but the executor had no free slot: the service's ready list. */
+  readonly onBlocked?: (batcher: DynamicBatcher) => void;
 }
 
 interface Pending extends QueueNode, Candidate {
   readonly request: InferRequest;
   readonly plan: RequestPlan;
+  /** The queue list it waits in: its priority level's, or the last one once demoted past a DELAY deadline. */
+  home: number;
   deadlineMs: number;
   readonly timeoutUs: number;
   /** Triton's timeout_action DELAY: past its deadline the request moves behind every other, not out. */
@@ -38,15 +42,21 @@ interface Pending extends QueueNode, Candidate {
   readonly resolve: (response: InferResponse) => void;
   readonly reject: (error: Error) => void;
   abort: (() => void) | undefined;
+  /** Set when a batch holding this request failed for reasons of its worker: the worker and why. */
+  firstFailure: string | undefined;
 }
 
-type ShedReason = 'queue_full' | 'timeout' | 'cancelled';
+type ShedReason = 'queue_full' | 'expected_wait' | 'timeout' | 'cancelled';
 
 /**
- * The queue and dynamic batcher of one model version. Batches form only when the executor has a free
- * slot (on enqueue, on capacity, or when a queue delay ends), so an idle worker never waits on a timer
- * unless the model asks for a max queue delay; under load batches grow because slots are full. One
- * unref'd timer per queue tracks the earliest deadline, and one the queue delay.
+ * The queue and dynamic batcher of one model version: the only place a request waits. Batches form
+ * only when the executor has a free slot (on enqueue, on the executor's drain signal, or when a queue
+ * delay ends), so an idle worker never waits on a timer unless the model asks for a max queue delay;
+ * under load batches grow because slots are full. A batch its worker failed goes back to the head of
+ * the queue once. One unref'd timer per queue tracks the earliest deadline, and one the queue delay.
+ *
+ * Bytes: a request's inputs belong to its front door and are only read here; a batch's inputs are
+ * written once (concatInputs) and belong to the executor's slot from run() on.
  */
 export class DynamicBatcher implements Scheduler {
   readonly #o: BatcherOptions;
@@ -55,9 +65,9 @@ export class DynamicBatcher implements Scheduler {
   readonly #levels: number;
   readonly #queue: RequestQueue<Pending>;
   #inflight = 0;
+  /** Rows waiting in the queue (for the expected-wait admission). */
+  #queuedRows = 0;
   #closedError: Error | undefined;
-  #dispatching = false;
-  #repump = false;
   #deadlineAt = Infinity;
   #deadlineTimer: NodeJS.Timeout | undefined;
   #delayAt = Infinity;
@@ -100,6 +110,11 @@ export class DynamicBatcher implements Scheduler {
     if (this.#queue.sizeOf(list) >= max) {
       return this.#refuse(request, 'queue_full', QueueFull(model, max), now);
     }
+    const budgetUs = policy.maxExpectedWaitUs;
+    if (budgetUs > 0) {
+      const waitUs = this.#expectedWaitUs(plan.rows);
+      if (waitUs > budgetUs) return this.#refuse(request, 'expected_wait', ExpectedWaitTooLong(model, waitUs, budgetUs), now);
+    }
     const { memory } = this.#o;
     let release: (() => void) | undefined;
     if (memory) {
@@ -111,50 +126,48 @@ export class DynamicBatcher implements Scheduler {
       // Held from here until the request is answered, whichever way (result, error, expiry, cancel).
       const done = release;
       const p: Pending = {
-        list: -1, prev: undefined, next: undefined,
+        list: -1, prev: undefined, next: undefined, home: list,
         request, plan, rows: plan.rows, shapeKey: plan.shapeKey, arrivalMs: request.arrivalMs,
         deadlineMs, timeoutUs, delayOnTimeout,
         resolve: done ? (r) => { done(); resolve(r); } : resolve,
         reject: done ? (e) => { done(); reject(e); } : reject,
         abort: undefined,
+        firstFailure: undefined,
       };
       if (request.signal) {
         p.abort = () => this.#cancel(p);
         request.signal.addEventListener('abort', p.abort, { once: true });
       }
       this.#queue.push(list, p);
+      this.#queuedRows += p.rows;
+      request.trace?.mark('QUEUE_START');
       if (deadlineMs !== Infinity) this.#armDeadline(deadlineMs, now);
       this.#pump();
     });
   }
 
-  dispatchOne(): boolean {
-    if (this.#dispatching) {
-      // The executor called back into us from inside execute(): finish this dispatch first.
-      this.#repump = true;
-      return false;
-    }
+  dispatchOne(): DispatchResult {
     const { executor, model, version } = this.#o;
-    if (this.#closedError || this.#queue.size === 0 || !executor.hasCapacity(model, version)) return false;
+    if (this.#closedError || this.#queue.size === 0) return 'idle';
     const now = performance.now();
     if (now >= this.#deadlineAt) this.#expire(now);
     const selection = selectBatch(this.#queue, this.#limits, now);
-    if (selection.kind === 'empty') return false;
+    if (selection.kind === 'empty') return 'idle';
     if (selection.kind === 'wait') {
       this.#armDelay(selection.untilMs, now);
-      return false;
+      return 'idle';
     }
-    this.#dispatching = true;
-    try {
-      this.#dispatch(selection.items, selection.rows, now);
-    } finally {
-      this.#dispatching = false;
+    const padded = this.#limits.batching ? paddedSize(selection.rows, this.#allowed) : selection.rows;
+    const got = executor.tryAcquire({ model, version, rows: padded });
+    if (got.kind === 'busy') return 'busy';
+    if (got.kind === 'unavailable') {
+      for (const p of selection.items) this.#unqueue(p);
+      this.#fail(selection.items, got.error);
+      this.#checkIdle();
+      return 'sent';
     }
-    if (this.#repump) {
-      this.#repump = false;
-      queueMicrotask(() => this.#pump());
-    }
-    return true;
+    this.#dispatch(selection.items, selection.rows, padded, got.slot, now);
+    return 'sent';
   }
 
   drain(): Promise<void> {
@@ -174,10 +187,21 @@ export class DynamicBatcher implements Scheduler {
     this.#checkIdle();
   }
 
+  /** Sends what the executor has room for; when it has none, joins the ready list for the drain signal. */
   #pump(): void {
-    while (this.dispatchOne()) {
-      // Each dispatch takes at least one request off the queue, so this ends.
-    }
+    let r: DispatchResult;
+    // Each dispatch takes at least one request off the queue, so this ends.
+    while ((r = this.dispatchOne()) === 'sent');
+    if (r === 'busy') this.#o.onBlocked?.(this);
+  }
+
+  /** Microseconds a request of `rows` rows would wait behind the queue, from the measured batch cost; 0 while unmeasured. */
+  #expectedWaitUs(rows: number): number {
+    const cost = this.#o.executor.costOf(this.#o.model, this.#o.version);
+    if (!cost || cost.workers === 0) return 0;
+    const ahead = this.#queuedRows + rows;
+    const batches = Math.ceil(ahead / this.#limits.maxRows);
+    return ((batches * cost.perBatchMs + ahead * cost.perRowMs) / cost.workers) * 1000;
   }
 
   #refuse(request: InferRequest, reason: ShedReason, error: Error, now: number): Promise<never> {
@@ -194,7 +218,7 @@ export class DynamicBatcher implements Scheduler {
   }
 
   #unqueue(p: Pending): void {
-    this.#queue.remove(p);
+    if (this.#queue.remove(p)) this.#queuedRows -= p.rows;
     if (p.abort) {
       p.request.signal?.removeEventListener('abort', p.abort);
       p.abort = undefined;
@@ -207,15 +231,14 @@ export class DynamicBatcher implements Scheduler {
     this.#checkIdle();
   }
 
-  #dispatch(items: readonly Pending[], rows: number, now: number): void {
-    const { model, version, config, metrics, stats, executor } = this.#o;
+  #dispatch(items: readonly Pending[], rows: number, padded: number, slot: BatchSlot, now: number): void {
+    const { model, version, config, metrics, stats } = this.#o;
     for (const p of items) {
       this.#unqueue(p);
       const ns = nsBetween(p.arrivalMs, now);
       metrics.queueDuration.observe({ model }, ns / 1e9);
       stats.queued(ns);
     }
-    const padded = this.#limits.batching ? paddedSize(rows, this.#allowed) : rows;
     const members: BatchMember[] = items.map((p) => ({ inputs: p.request.inputs, rows: p.plan.rows, outputs: p.plan.outputs }));
     let running: Promise<BatchResult>;
     try {
@@ -223,16 +246,19 @@ export class DynamicBatcher implements Scheduler {
       for (const p of items) for (const name of p.plan.outputs) wanted.add(name);
       const all = items.some((p) => p.plan.allOutputs);
       const outputs = config.outputs.map((o) => o.name).filter((name) => all || wanted.has(name));
-      const job: BatchJob = { model, version, rows: padded, requestRows: rows, inputs: concatInputs(members, padded), outputs };
-      running = executor.execute(job);
+      const inputs = concatInputs(members, padded);
+      const job: BatchJob = { model, version, rows: padded, requestRows: rows, inputs, inputsOwned: !passesThrough(items.length, rows, padded), outputs };
+      for (const p of items) p.request.trace?.mark('COMPUTE_START');
+      running = slot.run(job);
     } catch (e) {
+      slot.release();
       running = Promise.reject(e instanceof Error ? e : new Error(String(e)));
     }
     this.#inflight += items.length;
     running
       .then(
         (result) => this.#complete(items, members, rows, padded, result),
-        (e: unknown) => this.#fail(items, e),
+        (e: unknown) => this.#failed(items, e),
       )
       .finally(() => {
         this.#inflight -= items.length;
@@ -255,9 +281,47 @@ export class DynamicBatcher implements Scheduler {
     stats.executed(rows, padded, items.length, result);
     const end = performance.now();
     items.forEach((p, i) => {
+      const trace = p.request.trace;
+      if (trace) {
+        if (result.timestamps) trace.markBatch(result.timestamps);
+        trace.mark('COMPUTE_END');
+      }
       stats.success(nsBetween(p.arrivalMs, end));
       p.resolve({ id: p.request.id, model: p.request.model, version, outputs: shares[i]!, worker: result.worker, batchRows: rows });
     });
+  }
+
+  /**
+   * A batch its worker failed (BatchNotRun) goes back to the head of the queue, in its order, for the
+   * next free slot; a request whose batch had failed once already fails now. Other errors are the
+   * batch's own: every request in it gets them.
+   */
+  #failed(items: readonly Pending[], e: unknown): void {
+    if (!(e instanceof BatchNotRun) || this.#closedError) {
+      this.#fail(items, e);
+      return;
+    }
+    const { model, metrics, logger } = this.#o;
+    const again = items.filter((p) => p.firstFailure === undefined && !p.request.signal?.aborted);
+    const give = items.filter((p) => !again.includes(p));
+    if (give.length > 0) {
+      const first = give[0]!.firstFailure;
+      this.#fail(give, first === undefined ? e : WorkerFailed(e.worker, `${e.message} (the batch had first failed on ${first})`));
+    }
+    if (again.length === 0) return;
+    metrics.batchRetries.inc({ model });
+    logger.warn({ worker: e.worker, model, requests: again.length }, `batch failed on ${e.worker} (${e.message}); its requests go back to the head of the queue`);
+    for (let i = again.length - 1; i >= 0; i--) {
+      const p = again[i]!;
+      p.firstFailure = `${e.worker}: ${e.message}`;
+      this.#queue.unshift(p.home, p);
+      this.#queuedRows += p.rows;
+      if (p.request.signal && p.abort === undefined) {
+        p.abort = () => this.#cancel(p);
+        p.request.signal.addEventListener('abort', p.abort, { once: true });
+      }
+    }
+    this.#pump();
   }
 
   #fail(items: readonly Pending[], e: unknown): void {
@@ -283,6 +347,7 @@ export class DynamicBatcher implements Scheduler {
       if (p.delayOnTimeout) {
         this.#queue.remove(p);
         p.deadlineMs = Infinity;
+        p.home = this.#levels;
         this.#queue.push(this.#levels, p);
       } else {
         this.#shed(p, 'timeout', RequestTimeout(this.#o.model, p.timeoutUs), now);
@@ -338,4 +403,9 @@ export class DynamicBatcher implements Scheduler {
     this.#idleWaiters = [];
     for (const w of waiters) w();
   }
+}
+
+/** Whether concatInputs hands back the one request's own tensors (one request, no padding) instead of writing new ones. */
+function passesThrough(requests: number, rows: number, padded: number): boolean {
+  return requests === 1 && rows === padded;
 }

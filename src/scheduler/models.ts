@@ -45,6 +45,8 @@ export interface ModelTableOptions {
   readonly metrics: Metrics;
   readonly logger: Logger;
   readonly memory?: RequestMemory;
+  /** Where a batcher goes when it holds work and no slot is free (the service's ready list). */
+  readonly onBlocked?: (batcher: DynamicBatcher) => void;
 }
 
 function fingerprintOf(entry: ModelEntry): string {
@@ -329,6 +331,7 @@ export class ModelTable {
       model, version, config,
       executor: this.#o.executor, metrics: this.#o.metrics, stats: this.statsFor(model, version),
       logger: this.#o.logger, ...(this.#o.memory ? { memory: this.#o.memory } : {}),
+      ...(this.#o.onBlocked ? { onBlocked: this.#o.onBlocked } : {}),
     });
   }
 

@@ -50,6 +50,20 @@ export class RequestQueue<T extends QueueNode> {
     this.#size++;
   }
 
+  /** Puts the node at the head of its list (a request whose batch must run again keeps its place). */
+  unshift(list: number, node: T): void {
+    if (node.list !== -1) throw new Error('node is already queued');
+    const l = this.#list(list);
+    node.list = list;
+    node.prev = undefined;
+    node.next = l.head;
+    if (l.head) l.head.prev = node;
+    else l.tail = node;
+    l.head = node;
+    l.size++;
+    this.#size++;
+  }
+
   /** Unlinks the node; returns false when it was not queued (already taken, expired or cancelled). */
   remove(node: T): boolean {
     if (node.list === -1) return false;

@@ -17,6 +17,8 @@ export interface RequestPlan {
   readonly allOutputs: boolean;
 }
 
+export type DispatchResult = 'sent' | 'busy' | 'idle';
+
 /**
  * The queue and batcher of one model version (Triton's Scheduler {enqueue, inflight, stop}). The
  * service owns one per loaded version and routes validated requests to it.
@@ -29,10 +31,12 @@ export interface Scheduler {
   /** Requests sent to the executor and not yet answered. */
   inflight(): number;
   /**
-   * Sends whatever the executor has room for now; returns whether a batch went out. The service calls
-   * it round-robin over every scheduler when capacity appears, so no model starves the others.
+   * Sends one batch if the executor has a slot for it: 'sent' (a batch went out, or failed at once),
+   * 'busy' (work is queued but no slot is free: call again on the drain signal), 'idle' (nothing to
+   * send now: empty, closed, or waiting for a max queue delay, whose own timer calls back). The service
+   * calls it round-robin over its ready list, so no model starves the others.
    */
-  dispatchOne(): boolean;
+  dispatchOne(): DispatchResult;
   /** Resolves once the queue is empty and nothing is in flight (queued requests still run). */
   drain(): Promise<void>;
   /** Stops the timers and rejects whatever is still queued with `error`; in-flight batches still settle. */

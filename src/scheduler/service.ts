@@ -18,6 +18,7 @@ import type { Logger } from '../telemetry/logger.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
 import { ModelTable, type ModelSlot } from './models.ts';
 import { RequestMemory } from './memory.ts';
+import { ReadyList } from './ready-list.ts';
 import { levelCount, maxQueueSizeOf, queuePolicyOf } from './policy.ts';
 import { validateRequest } from './validate.ts';
 import { compareVersions } from './versions.ts';
@@ -31,7 +32,7 @@ export interface GatewayServiceOptions {
 }
 
 /** Protocol extensions sluice implements (GET /v2 and ServerMetadata report them). */
-export const EXTENSIONS: readonly string[] = ['binary_tensor_data', 'statistics', 'model_configuration', 'model_repository', 'schedule_policy'];
+export const EXTENSIONS: readonly string[] = ['binary_tensor_data', 'statistics', 'model_configuration', 'model_repository', 'schedule_policy', 'trace'];
 
 /** package.json's version, looked up from this file so it works from src/ (tsx) and dist/src/ (built). */
 function packageVersion(): string {
@@ -53,7 +54,7 @@ function metadataShape(config: ModelConfig, dims: readonly number[]): number[] {
 /**
  * The InferenceService behind both front doors: model lifecycle per the control mode (none | explicit
  * | poll), readiness, metadata, statistics, and inference through each version's dynamic batcher.
- * Capacity from the executor is shared round-robin over every model's batcher so no model starves.
+ * Free slots go round-robin to the models whose queues wait for one (the ready list), so none starves.
  */
 export class GatewayService implements InferenceService {
   readonly #o: GatewayServiceOptions;
@@ -67,13 +68,13 @@ export class GatewayService implements InferenceService {
   #drainWaiters: (() => void)[] = [];
   #pollTimer: NodeJS.Timeout | undefined;
   #polling = false;
-  #rr = 0;
+  readonly #ready = new ReadyList();
 
   constructor(options: GatewayServiceOptions) {
     this.#o = options;
     this.#memory = new RequestMemory(options.config.maxRequestMemoryBytes);
-    this.#table = new ModelTable({ ...options, memory: this.#memory });
-    options.executor.onCapacity(() => this.#onCapacity());
+    this.#table = new ModelTable({ ...options, memory: this.#memory, onBlocked: (b) => this.#ready.add(b) });
+    options.executor.onDrain(() => this.#ready.drain());
   }
 
   /** Scans the repository and loads models per the control mode; resolves once every load settled. */
@@ -195,6 +196,7 @@ export class GatewayService implements InferenceService {
     if (request.version !== '') this.#checkVersion(slot, request.version);
     const v = this.#table.resolve(slot, request.version);
     const plan = validateRequest(v.config!, request);
+    request.trace?.mark('VALIDATE_END');
     this.#accepted++;
     try {
       return await v.batcher!.enqueue(request, plan);
@@ -266,20 +268,6 @@ export class GatewayService implements InferenceService {
       this.#o.logger.warn({ err: e instanceof Error ? e.message : String(e) }, 'repository poll failed');
     } finally {
       this.#polling = false;
-    }
-  }
-
-  #onCapacity(): void {
-    const batchers = this.#table.batchers();
-    const n = batchers.length;
-    if (n === 0) return;
-    // Round-robin rounds of one batch per model until none can send: each batch takes requests off a
-    // queue, so the loop ends; rotating the start keeps the first model from always winning.
-    let progress = true;
-    while (progress) {
-      progress = false;
-      for (let i = 0; i < n; i++) if (batchers[(this.#rr + i) % n]!.dispatchOne()) progress = true;
-      this.#rr = (this.#rr + 1) % n;
     }
   }
 

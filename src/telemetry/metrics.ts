@@ -1,4 +1,5 @@
 import { Counter, Gauge, Histogram, Registry, Summary, collectDefaultMetrics } from 'prom-client';
+import type { TracerStats } from './trace.ts';
 
 /** Outcome label of a finished request. Bounded set: one value per failure reason. */
 export type RequestStatus =
@@ -25,6 +26,8 @@ export interface MetricSources {
   gpus?: () => Iterable<GpuSnapshot>;
   /** Input bytes held by accepted, unanswered requests, and the gateway's limit on them. */
   requestMemory?: () => { readonly heldBytes: number; readonly limitBytes: number };
+  /** The tracer's counts (Triton's trace extension). */
+  trace?: () => TracerStats;
 }
 
 /** One worker's live state, read at scrape time. */
@@ -53,7 +56,7 @@ export const LATENCY_BUCKETS: readonly number[] = [
 ];
 
 /** Reasons the scheduler sheds a request (the reason label of sluice_requests_shed_total). */
-export const SHED_REASONS: readonly string[] = ['queue_full', 'timeout', 'cancelled'];
+export const SHED_REASONS: readonly string[] = ['queue_full', 'expected_wait', 'timeout', 'cancelled'];
 
 const BATCH_BUCKETS: readonly number[] = [...Array.from({ length: 32 }, (_, i) => i + 1), 48, 64, 128];
 
@@ -98,7 +101,7 @@ export class Metrics {
     this.requestDurationSummary = new Summary({ name: 'sluice_request_duration_quantiles_seconds', help: 'End-to-end latency of successful requests over a sliding 60 s window (per-instance P50/P95/P99).', labelNames: ['model', 'protocol'], percentiles: [0.5, 0.95, 0.99], maxAgeSeconds: 60, ageBuckets: 3, registers });
     this.requests = new Counter({ name: 'sluice_requests_total', help: 'Inference requests finished, by model, protocol and status.', labelNames: ['model', 'protocol', 'status'], registers });
     this.queueDuration = new Histogram({ name: 'sluice_queue_duration_seconds', help: 'Time requests spent queued before their batch was sent to a worker.', labelNames: ['model'], buckets: [...LATENCY_BUCKETS], registers });
-    this.requestsShed = new Counter({ name: 'sluice_requests_shed_total', help: 'Requests dropped by the scheduler before running, by reason (queue_full, timeout, cancelled).', labelNames: ['model', 'reason'], registers, collect() { zeroFill(this, SHED_REASONS.map((reason) => ({ reason }))); } });
+    this.requestsShed = new Counter({ name: 'sluice_requests_shed_total', help: 'Requests dropped by the scheduler before running, by reason (queue_full, expected_wait, timeout, cancelled).', labelNames: ['model', 'reason'], registers, collect() { zeroFill(this, SHED_REASONS.map((reason) => ({ reason }))); } });
     this.batchSize = new Histogram({ name: 'sluice_batch_size_rows', help: 'Rows per executed batch.', labelNames: ['model'], buckets: [...BATCH_BUCKETS], registers });
     this.batches = new Counter({ name: 'sluice_batches_total', help: 'Batches executed (Triton execution_count).', labelNames: ['model'], registers });
     this.inferences = new Counter({ name: 'sluice_inferences_total', help: 'Rows inferred (Triton inference_count).', labelNames: ['model'], registers });
@@ -137,6 +140,26 @@ export class Metrics {
         if (m) this.set(m.limitBytes);
       },
     });
+    // The tracer counts on its own (it sits on the request path); these mirror its snapshot at scrape time.
+    new Counter({
+      name: 'sluice_traces_total', help: 'Requests the tracer sampled and finished (trace extension).', registers,
+      collect() {
+        const t = sources.trace?.();
+        this.reset();
+        this.inc(t?.finished ?? 0);
+      },
+    });
+    const sinkCounter = (name: string, help: string, pick: (s: { dropped: number; failures: number }) => number): void => {
+      new Counter({
+        name, help, labelNames: ['sink'], registers,
+        collect() {
+          this.reset();
+          for (const [sink, stats] of Object.entries(sources.trace?.().sinks ?? {})) this.inc({ sink }, pick(stats));
+        },
+      });
+    };
+    sinkCounter('sluice_traces_dropped_total', 'Finished traces a trace sink dropped (its buffer was full, or an export failed), by sink (file, otlp).', (s) => s.dropped);
+    sinkCounter('sluice_trace_write_failures_total', 'Failed trace file writes or OTLP exports, by sink (file, otlp).', (s) => s.failures);
     const workerGauge = (name: string, help: string, pick: (w: WorkerSnapshot) => number): void => {
       new Gauge({
         name, help, labelNames: ['worker'], registers,
@@ -189,7 +212,7 @@ export function statusOfKind(kind: string, code?: string): RequestStatus {
     case 'NOT_FOUND': return 'not_found';
     // Only a full queue (or the gateway's request memory) is load shedding; a model too large for a
     // worker's memory budget is a capacity problem.
-    case 'RESOURCE_EXHAUSTED': return code === undefined || code === 'SLUICE_QUEUE_FULL' || code === 'SLUICE_REQUEST_MEMORY_FULL' ? 'queue_full' : 'unavailable';
+    case 'RESOURCE_EXHAUSTED': return code === undefined || code === 'SLUICE_QUEUE_FULL' || code === 'SLUICE_REQUEST_MEMORY_FULL' || code === 'SLUICE_EXPECTED_WAIT_TOO_LONG' ? 'queue_full' : 'unavailable';
     case 'DEADLINE_EXCEEDED': return 'timeout';
     case 'CANCELLED': return 'cancelled';
     case 'UNIMPLEMENTED':

@@ -8,10 +8,12 @@
 import { unlink } from 'node:fs/promises';
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { MalformedBody, QueueFull, ShapeMismatch, ShuttingDown, Unimplemented, toSluiceError, type SluiceError } from '../core/errors.ts';
+import { MalformedBody, QueueFull, ShuttingDown, Unimplemented, toSluiceError, type SluiceError } from '../core/errors.ts';
 import type { Tensor } from '../core/tensor.ts';
+import { traceNow } from '../core/trace.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { ModelCache, type Lease } from './cache.ts';
+import { startRun } from './engine.ts';
 import { readBody, sendJson } from './http-io.ts';
 import { OrtThread } from './ort-client.ts';
 import { packFrame } from './ort-messages.ts';
@@ -304,7 +306,7 @@ class Host implements WorkerHost {
 
   /** Takes a lease (loading the model if needed) and starts the run; the answer is sent when it ends. */
   async #dispatch(b: QueuedBatch): Promise<void> {
-    const { model, version, rows, outputs } = b.header;
+    const { model, version } = b.header;
     let lease: Lease;
     try {
       lease = await this.#cache.acquire(model, version);
@@ -312,35 +314,27 @@ class Host implements WorkerHost {
       this.#failBatch(b, e);
       return;
     }
-    let run;
+    let run: Promise<FrameResult>;
     try {
-      const batching = (lease.config?.maxBatchSize ?? 0) > 0;
-      for (const t of b.inputs) {
-        if (batching && rows > 0 && t.shape[0] !== rows) throw ShapeMismatch(t.name, model, `${rows} rows (the batch's row count) in dimension 0`, JSON.stringify(t.shape));
-      }
-      const packed = packFrame(b.inputs, b.body);
-      run = lease.session.run(packed.tensors, outputs, { transfer: packed.transfer, enqueuedNs: b.enqueuedNs });
+      run = startRun(lease, b.header, b.inputs, () => packFrame(b.inputs, b.body), b.enqueuedNs);
     } catch (e) {
-      lease.release();
       this.#failBatch(b, e);
       return;
     }
     this.#inThread++;
     run.then(
       (result) => {
-        this.#runEnded(lease);
-        const { queueNs, ...timed } = result;
-        this.#answer(b.res, { ...timed, cacheHit: lease.cacheHit, ...(queueNs === undefined ? {} : { workerQueueNs: queueNs }) });
+        this.#runEnded();
+        this.#answer(b.res, result);
       },
       (e: unknown) => {
-        this.#runEnded(lease);
+        this.#runEnded();
         this.#failBatch(b, e);
       },
     );
   }
 
-  #runEnded(lease: Lease): void {
-    lease.release();
+  #runEnded(): void {
     this.#inThread--;
     // The thread already holds the next batch; refill its slot before this answer is encoded and written.
     this.#pump();
@@ -349,7 +343,8 @@ class Host implements WorkerHost {
   #answer(res: ServerResponse, result: FrameResult): void {
     let chunks: Buffer[];
     try {
-      chunks = encodeInferResponse(result);
+      const stamps = result.stamps && { ...result.stamps, replyNs: traceNow() };
+      chunks = encodeInferResponse(stamps ? { ...result, stamps } : result);
     } catch (e) {
       this.#fail(res, toSluiceError(e));
       return;

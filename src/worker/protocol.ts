@@ -116,6 +116,8 @@ export interface ResultFrameHeader {
   readonly cacheHit: boolean;
   /** Nanoseconds the batch waited inside the worker before its run started (absent from older workers). */
   readonly workerQueueNs?: number;
+  /** The worker's trace-clock stamps of the batch (absent from older workers). */
+  readonly stamps?: WorkerStamps;
 }
 
 /** What a worker returns for one batch (BatchResult without the worker name the client adds). */
@@ -127,6 +129,18 @@ export interface FrameResult {
   readonly cacheHit: boolean;
   /** Time waited in the worker's queue, when the worker reports it. */
   readonly workerQueueNs?: number;
+  /**
+   * The worker's own clock (trace-clock ns) when it received the batch, when ONNX Runtime began and
+   * ended, and when it replied; absent from workers that do not report them.
+   */
+  readonly stamps?: WorkerStamps;
+}
+
+export interface WorkerStamps {
+  readonly recvNs: number;
+  readonly ortStartNs: number;
+  readonly ortEndNs: number;
+  readonly replyNs: number;
 }
 
 const KIND_STATUS: Readonly<Record<ErrorKind, number>> = {
@@ -211,6 +225,7 @@ export function encodeInferResponse(result: FrameResult): Buffer[] {
     cacheHit: result.cacheHit,
     // Optional and unknown to older readers, which ignore fields they do not use: the format stays compatible.
     ...(result.workerQueueNs === undefined ? {} : { workerQueueNs: result.workerQueueNs }),
+    ...(result.stamps === undefined ? {} : { stamps: result.stamps }),
   };
   return [headerChunk(header), ...chunks];
 }
@@ -233,7 +248,18 @@ export function decodeInferResponse(body: Buffer): FrameResult {
     computeOutputNs: num('computeOutputNs'),
     cacheHit: json['cacheHit'],
     ...(json['workerQueueNs'] === undefined ? {} : { workerQueueNs: num('workerQueueNs') }),
+    ...(json['stamps'] === undefined ? {} : { stamps: parseStamps(json['stamps']) }),
   };
+}
+
+function parseStamps(v: unknown): WorkerStamps {
+  if (!isRecord(v)) throw frameError('response header field stamps must be an object');
+  const num = (key: string): number => {
+    const n = v[key];
+    if (typeof n !== 'number' || !Number.isFinite(n) || n < 0) throw frameError(`response header field stamps.${key} must be a non-negative number`);
+    return n;
+  };
+  return { recvNs: num('recvNs'), ortStartNs: num('ortStartNs'), ortEndNs: num('ortEndNs'), replyNs: num('replyNs') };
 }
 
 /** Total byte length of a frame given as chunks (for Content-Length). */

@@ -35,6 +35,10 @@ export interface RunResult {
   readonly computeOutputNs: number;
   /** Nanoseconds the batch waited in the worker between RunOptions.enqueuedNs and the start of its run. */
   readonly queueNs?: number;
+  /** When the run was entered, when ONNX Runtime began and ended: trace-clock ns (src/core/trace.ts). */
+  readonly enteredNs: number;
+  readonly ortStartNs: number;
+  readonly ortEndNs: number;
 }
 
 /** How a caller hands a batch over: `transfer` matters to the ORT thread proxy only. */
@@ -180,7 +184,10 @@ export class ModelSession implements SessionHandle {
     const t2 = process.hrtime.bigint();
     const out = fetches.map((name) => fromOrtTensor(name, results[name]!));
     const t3 = process.hrtime.bigint();
-    const result = { outputs: out, computeInputNs: Number(t1 - t0), computeInferNs: Number(t2 - t1), computeOutputNs: Number(t3 - t2) };
+    const result = {
+      outputs: out, computeInputNs: Number(t1 - t0), computeInferNs: Number(t2 - t1), computeOutputNs: Number(t3 - t2),
+      enteredNs: Number(t0), ortStartNs: Number(t1), ortEndNs: Number(t2),
+    };
     return queueNs === undefined ? result : { ...result, queueNs };
   }
 

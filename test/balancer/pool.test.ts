@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { isSluiceError } from '../../src/core/errors.ts';
 import type { Metrics } from '../../src/telemetry/metrics.ts';
-import { int32s, simpleJob, startPool } from './support.ts';
+import { execute, int32s, peek, simpleJob, startPool } from './support.ts';
 
 async function count(metric: Metrics['batches'] | Metrics['cacheLookups'], labels: Record<string, string>): Promise<number> {
   const { values } = await metric.get();
@@ -24,9 +24,9 @@ void test('runs batches on a local worker, records them, and drains on close', a
   const [info] = pool.workers();
   assert.equal(info?.kind, 'local');
   assert.match(info.address, /^unix:.*w0\.sock$/);
-  assert.equal(pool.hasCapacity('simple', '1'), true);
+  assert.equal(peek(pool), 'slot');
 
-  const first = await pool.execute(simpleJob(3, 10));
+  const first = await execute(pool, simpleJob(3, 10));
   assert.equal(first.worker, 'w0');
   assert.equal(first.cacheHit, false, 'the first batch loads the model');
   assert.deepEqual(first.outputs.map((o) => o.name), ['OUTPUT0', 'OUTPUT1']);
@@ -36,13 +36,13 @@ void test('runs batches on a local worker, records them, and drains on close', a
   assert.equal(sums[16 + 5], 16); // (10 + 1) + 5
   assert.equal(int32s(first.outputs[1]!.data)[2 * 16 + 15], 12 - 15);
 
-  const second = await pool.execute(simpleJob(5));
+  const second = await execute(pool, simpleJob(5));
   assert.equal(second.cacheHit, true);
   assert.ok(second.computeInferNs > 0);
   assert.equal(await count(metrics.batches, { model: 'simple' }), 2);
   assert.equal(await count(metrics.inferences, { model: 'simple' }), 8);
   // A batch padded from 3 request rows to 4 runs 4 rows and counts 3 inferences.
-  const padded = await pool.execute({ ...simpleJob(4), requestRows: 3 });
+  const padded = await execute(pool, { ...simpleJob(4), requestRows: 3 });
   assert.deepEqual(padded.outputs[0]!.shape, [4, 16]);
   assert.equal(await count(metrics.inferences, { model: 'simple' }), 11, 'padding rows are not inferences');
   const sizes = (await metrics.batchSize.get()).values.find((v) => v.metricName === 'sluice_batch_size_rows_sum' && v.labels.model === 'simple');
@@ -54,17 +54,19 @@ void test('runs batches on a local worker, records them, and drains on close', a
   assert.equal(pool.hotWorkers('simple', '1'), 1);
   assert.deepEqual(pool.snapshot().map((s) => [s.worker, s.up, s.inflightBatches]), [['w0', true, 0]]);
 
-  // More batches than slots: the pool holds the rest until slots free; close() waits for all of them.
-  const pending = Array.from({ length: 12 }, (_, i) => pool.execute(simpleJob(2, i)));
-  assert.equal(pool.hasCapacity('simple', '1'), false, 'both slots are taken and batches wait');
+  // More batches than slots: two run, the pool queues none of the rest (they wait for the drain signal,
+  // as in a scheduler's queue); close() lets the running ones finish and tells the waiting ones no slot comes.
+  const pending = Array.from({ length: 12 }, (_, i) => execute(pool, simpleJob(2, i)));
+  assert.equal(peek(pool), 'busy', 'both slots are taken');
   assert.equal(pool.snapshot()[0]!.inflightBatches, 2, 'never more than maxInflightBatches on the worker');
   const closed = pool.close();
-  await assert.rejects(pool.execute(simpleJob(1)), (e: unknown) => isSluiceError(e) && e.code === 'SLUICE_SHUTTING_DOWN');
+  await assert.rejects(execute(pool, simpleJob(1)), (e: unknown) => isSluiceError(e) && e.code === 'SLUICE_SHUTTING_DOWN');
   const results = await Promise.allSettled(pending);
-  assert.deepEqual(results.map((r) => r.status), Array(12).fill('fulfilled'), 'nothing accepted is lost on close');
+  assert.deepEqual(results.filter((r) => r.status === 'fulfilled').length, 2, 'the two running batches are answered on close');
+  for (const r of results) if (r.status === 'rejected') assert.ok(isSluiceError(r.reason) && r.reason.code === 'SLUICE_SHUTTING_DOWN', String(r.reason));
   await closed;
   assert.equal(alive(info.pid!), false, 'the local worker process has exited');
-  assert.equal(pool.hasCapacity('simple', '1'), false);
+  assert.equal(peek(pool), 'unavailable');
 });
 
 void test('model errors come back as the worker reported them, without a retry', async (t) => {
@@ -72,12 +74,12 @@ void test('model errors come back as the worker reported them, without a retry',
   const job = simpleJob(4);
   // [4, 8] for a [-1, 16] input: refused by the worker or by ONNX Runtime, a failure that would repeat anywhere.
   const bad = { ...job, inputs: job.inputs.map((x) => ({ ...x, shape: [4, 8], data: (x.data as Uint8Array).subarray(0, 4 * 8 * 4) })) };
-  await assert.rejects(pool.execute(bad), (e: unknown) => isSluiceError(e) && (e.kind === 'INVALID_ARG' || e.kind === 'INTERNAL') && /INPUT0/.test(e.message));
-  await assert.rejects(pool.execute({ ...job, outputs: ['NOPE'] }), (e: unknown) => isSluiceError(e) && e.kind === 'INVALID_ARG' && /NOPE/.test(e.message));
-  await assert.rejects(pool.execute({ ...job, model: 'no_such_model' }), (e: unknown) => isSluiceError(e) && e.kind === 'NOT_FOUND');
+  await assert.rejects(execute(pool, bad), (e: unknown) => isSluiceError(e) && (e.kind === 'INVALID_ARG' || e.kind === 'INTERNAL') && /INPUT0/.test(e.message));
+  await assert.rejects(execute(pool, { ...job, outputs: ['NOPE'] }), (e: unknown) => isSluiceError(e) && e.kind === 'INVALID_ARG' && /NOPE/.test(e.message));
+  await assert.rejects(execute(pool, { ...job, model: 'no_such_model' }), (e: unknown) => isSluiceError(e) && e.kind === 'NOT_FOUND');
   assert.equal(await count(metrics.batchRetries, {}), 0);
   assert.ok(pool.workers().every((w) => w.healthy), 'a model error does not eject the worker');
-  assert.equal((await pool.execute(job)).outputs.length, 2);
+  assert.equal((await execute(pool, job)).outputs.length, 2);
 });
 
 void test('load makes a model hot on one worker; unload drops it everywhere', async (t) => {
@@ -88,10 +90,10 @@ void test('load makes a model hot on one worker; unload drops it everywhere', as
   await pool.load('simple', '1');
   assert.equal(pool.hotWorkers('simple', '1'), 1, 'a second load confirms the hot worker instead of loading another');
   assert.equal(await count(metrics.modelLoads, { model: 'simple', result: 'success' }), 1);
-  const r = await pool.execute(simpleJob(2));
+  const r = await execute(pool, simpleJob(2));
   assert.equal(r.cacheHit, true, 'the batch goes to the worker that holds the model');
   await assert.rejects(pool.load('no_such_model', '1'), (e: unknown) => isSluiceError(e) && e.kind === 'NOT_FOUND' && /no_such_model/.test(e.message));
   await pool.unload('simple', '1');
   assert.equal(pool.hotWorkers('simple', '1'), 0);
-  assert.equal((await pool.execute(simpleJob(2))).cacheHit, false, 'the worker really dropped it');
+  assert.equal((await execute(pool, simpleJob(2))).cacheHit, false, 'the worker really dropped it');
 });

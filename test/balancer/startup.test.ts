@@ -4,7 +4,7 @@ import { isAbsolute } from 'node:path';
 import { test } from 'node:test';
 import { intraOpThreads, localWorkerArgs, localWorkerCount } from '../../src/balancer/startup.ts';
 import { isSluiceError } from '../../src/core/errors.ts';
-import { poolConfig, simpleJob, startPool, startRemoteWorker, waitFor } from './support.ts';
+import { execute, peek, poolConfig, simpleJob, startPool, startRemoteWorker, waitFor } from './support.ts';
 
 void test('local worker count: -1 is one per GPU on cuda, else one; explicit counts win', () => {
   assert.equal(localWorkerCount(poolConfig(['--workers=-1'])), 1);
@@ -42,8 +42,8 @@ void test('a remote worker that is not up at start is ejected, named in errors, 
   const [info] = pool.workers();
   assert.equal(info?.healthy, false);
   assert.match(info.downReason, /ECONNREFUSED/);
-  assert.equal(pool.hasCapacity('simple', '1'), false);
-  await assert.rejects(pool.execute(simpleJob(1)), (e: unknown) => isSluiceError(e) && e.code === 'SLUICE_NO_WORKER' && e.message.includes(gone.url) && /ECONNREFUSED/.test(e.message));
+  assert.equal(peek(pool), 'unavailable');
+  await assert.rejects(execute(pool, simpleJob(1)), (e: unknown) => isSluiceError(e) && e.code === 'SLUICE_NO_WORKER' && e.message.includes(gone.url) && /ECONNREFUSED/.test(e.message));
   await assert.rejects(pool.load('simple', '1'), (e: unknown) => isSluiceError(e) && e.code === 'SLUICE_NO_WORKER');
 
   // The worker comes up at that address: the probes let it in, and it serves.
@@ -51,9 +51,9 @@ void test('a remote worker that is not up at start is ejected, named in errors, 
   const back = await startRemoteWorker(t, 'back', `127.0.0.1:${port}`);
   assert.equal(back.url, gone.url);
   let capacity = 0;
-  pool.onCapacity(() => capacity++);
+  pool.onDrain(() => capacity++);
   await waitFor('the worker to join', () => pool.workers()[0]!.healthy, 10_000);
   assert.ok(capacity > 0, 'the scheduler hears that capacity appeared');
-  assert.equal(pool.hasCapacity('simple', '1'), true);
-  assert.equal((await pool.execute(simpleJob(2))).worker, gone.url);
+  assert.equal(peek(pool), 'slot');
+  assert.equal((await execute(pool, simpleJob(2))).worker, gone.url);
 });

@@ -5,8 +5,9 @@ import type { TestContext } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { WorkerPool } from '../../src/balancer/pool.ts';
 import { loadConfig } from '../../src/config/load.ts';
+import { WorkerFailed } from '../../src/core/errors.ts';
 import type { Config } from '../../src/config/schema.ts';
-import type { BatchJob } from '../../src/core/execution.ts';
+import { BatchNotRun, type Acquired, type BatchJob, type BatchResult, type BatchSlot, type Executor } from '../../src/core/execution.ts';
 import { createLogger } from '../../src/telemetry/logger.ts';
 import { Metrics } from '../../src/telemetry/metrics.ts';
 
@@ -16,15 +17,76 @@ const LOG_LEVEL = process.env['SLUICE_TEST_LOG_LEVEL'] ?? 'warn';
 
 /** A pool config: `flags` are sluice serve flags (e.g. --workers 2, --worker URL, --balancer ...). */
 export function poolConfig(flags: readonly string[]): Config {
-  return loadConfig({ argv: ['--model-repository', REPOSITORY, '--log-level', LOG_LEVEL, '--intra-op-threads', '1', ...flags], env: {} });
+  // Process workers unless a test asks otherwise: these tests kill and stop worker processes.
+  const isolation = flags.includes('--worker-isolation') ? [] : ['--worker-isolation', 'process'];
+  return loadConfig({ argv: ['--model-repository', REPOSITORY, '--log-level', LOG_LEVEL, '--intra-op-threads', '1', ...isolation, ...flags], env: {} });
 }
 
 /** Starts a pool and closes it when the test ends. */
-export async function startPool(t: TestContext, flags: readonly string[]): Promise<{ pool: WorkerPool; metrics: Metrics }> {
+export async function startPool(t: TestContext, flags: readonly string[], threadEntry?: URL): Promise<{ pool: WorkerPool; metrics: Metrics }> {
   const metrics = new Metrics({ defaultMetrics: false });
-  const pool = await WorkerPool.create({ config: poolConfig(flags), metrics, logger: createLogger(LOG_LEVEL) });
-  t.after(() => pool.close());
+  const pool = await WorkerPool.create({ config: poolConfig(flags), metrics, logger: createLogger(LOG_LEVEL), ...(threadEntry ? { threadEntry } : {}) });
+  // The pool's timers are unref'd (a server's sockets keep a real process alive): a test waiting for a
+  // worker's restart or ejection needs a handle of its own.
+  const alive = setInterval(() => undefined, 1_000);
+  t.after(async () => {
+    clearInterval(alive);
+    await pool.close();
+  });
   return { pool, metrics };
+}
+
+const waiting = new WeakMap<Executor, (() => void)[]>();
+
+/** Resolves on the executor's next drain signal. */
+function nextDrain(executor: Executor): Promise<void> {
+  let list = waiting.get(executor);
+  if (!list) {
+    const fresh: (() => void)[] = [];
+    list = fresh;
+    waiting.set(executor, fresh);
+    executor.onDrain(() => {
+      for (const wake of fresh.splice(0)) wake();
+    });
+  }
+  const l = list;
+  return new Promise((resolve) => l.push(resolve));
+}
+
+/** A slot for the job, waiting on the drain signal while the executor is busy (as a scheduler's queue does). */
+export async function acquire(executor: Executor, job: BatchJob, maxWaitMs = 60_000): Promise<BatchSlot> {
+  const until = Date.now() + maxWaitMs;
+  for (;;) {
+    const got = executor.tryAcquire(job);
+    if (got.kind === 'slot') return got.slot;
+    if (got.kind === 'unavailable') throw got.error;
+    if (Date.now() > until) throw new Error(`no slot within ${maxWaitMs} ms`);
+    await nextDrain(executor);
+  }
+}
+
+/** What tryAcquire says now, giving back a slot it reserved. */
+export function peek(executor: Executor, job: BatchJob = simpleJob(1)): Acquired['kind'] {
+  const got = executor.tryAcquire(job);
+  if (got.kind === 'slot') got.slot.release();
+  return got.kind;
+}
+
+/**
+ * Runs a batch the way the scheduler does, in its smallest form: wait for a slot, run, and run a batch
+ * its worker failed (BatchNotRun) once more on the next slot. `retries` counts those second runs.
+ */
+export async function execute(executor: Executor, job: BatchJob, retries?: { count: number }): Promise<BatchResult> {
+  for (let attempt = 0; ; attempt++) {
+    const slot = await acquire(executor, job);
+    try {
+      return await slot.run(job);
+    } catch (e) {
+      if (!(e instanceof BatchNotRun)) throw e;
+      if (attempt > 0) throw WorkerFailed(e.worker, e.message);
+      if (retries) retries.count++;
+    }
+  }
 }
 
 /** A batch of `rows` rows for `simple`: INPUT0[r][i] = seed + r, INPUT1[r][i] = i. */
@@ -93,7 +155,7 @@ export async function runBatches(pool: WorkerPool, total: number, concurrency: n
   const loop = async (): Promise<void> => {
     while (started < total) {
       started++;
-      const r = await pool.execute(simpleJob(rows, started));
+      const r = await execute(pool, simpleJob(rows, started));
       workers.push(r.worker);
     }
   };

@@ -16,7 +16,7 @@ function body(k: number): string {
 }
 
 test('a worker SIGKILLed under load: every request is answered right, the worker respawns and serves again', async (t) => {
-  const sluice = await startTestSluice(t, ['--workers', '2']);
+  const sluice = await startTestSluice(t, ['--workers', '2', '--worker-isolation', 'process']);
   const agent = new Agent({ connections: 32 });
   t.after(() => agent.close());
   const url = `http://127.0.0.1:${sluice.ports.http}/v2/models/simple/infer`;

@@ -82,13 +82,13 @@ export interface BatcherRig {
   readonly stats: ModelStatsRecorder;
 }
 
-/** A batcher for `config` on `executor`, its capacity events wired as the service wires them. */
+/** A batcher for `config` on `executor`, the drain signal wired as the service's ready list wires it. */
 export function makeBatcher(executor: Executor, config: ModelConfig, version = '1', memory?: RequestMemory): BatcherRig {
   const metrics = new Metrics({ defaultMetrics: false });
   const stats = new ModelStatsRecorder(config.name, version);
   const batcher = new DynamicBatcher({ model: config.name, version, config, executor, metrics, stats, logger: quietLogger, ...(memory ? { memory } : {}) });
-  executor.onCapacity(() => {
-    while (batcher.dispatchOne()) {
+  executor.onDrain(() => {
+    while (batcher.dispatchOne() === 'sent') {
       // keep sending while there is room
     }
   });

@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import ort from 'onnxruntime-node';
 import { fromOrtTypeName, ortTypeName } from '../../src/core/datatypes.ts';
 import { InferenceFailed } from '../../src/core/errors.ts';
-import type { BatchJob, BatchResult, Executor } from '../../src/core/execution.ts';
+import type { Acquired, BatchCost, BatchJob, BatchResult, Executor } from '../../src/core/execution.ts';
 import { isBytesData, type Tensor } from '../../src/core/tensor.ts';
 
 export const MODELS_ROOT = fileURLToPath(new URL('../../models', import.meta.url));
@@ -48,7 +48,7 @@ export interface ExecutedBatch {
 }
 
 export class OrtTestExecutor implements Executor {
-  /** Batches that may run at once; hasCapacity is false while that many are started and unanswered. */
+  /** Batches that may run at once; tryAcquire says busy while that many are reserved and unanswered. */
   slots: number;
   readonly batches: ExecutedBatch[] = [];
   readonly loads: string[] = [];
@@ -91,17 +91,41 @@ export class OrtTestExecutor implements Executor {
     for (const l of this.#listeners) l();
   }
 
-  hasCapacity(_model: string, _version: string): boolean {
-    return this.#busy < this.slots;
+  /** What costOf reports (tests of admission set it). */
+  cost: BatchCost | undefined;
+
+  tryAcquire(_batch: { model: string; version: string; rows: number }): Acquired {
+    if (this.#busy >= this.slots) return { kind: 'busy' };
+    this.#busy++;
+    let used = false;
+    return {
+      kind: 'slot',
+      slot: {
+        worker: 'in-test',
+        run: (job) => {
+          if (used) return Promise.reject(new Error('slot used twice'));
+          used = true;
+          return this.#run(job);
+        },
+        release: () => {
+          if (used) return;
+          used = true;
+          this.#busy--;
+          setImmediate(() => this.notify());
+        },
+      },
+    };
   }
 
-  onCapacity(listener: () => void): void {
+  onDrain(listener: () => void): void {
     this.#listeners.push(listener);
   }
 
-  async execute(job: BatchJob): Promise<BatchResult> {
-    // Reserved before the first await, as the Executor contract asks.
-    this.#busy++;
+  costOf(_model: string, _version: string): BatchCost | undefined {
+    return this.cost;
+  }
+
+  async #run(job: BatchJob): Promise<BatchResult> {
     this.batches.push({ job, rows: job.inputs[0]?.shape[0] ?? 0 });
     try {
       if (!this.#gateOpen) await new Promise<void>((resolve) => this.#held.push(resolve));

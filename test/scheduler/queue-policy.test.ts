@@ -5,6 +5,7 @@ import { performance } from 'node:perf_hooks';
 import { test, type TestContext } from 'node:test';
 import { ShuttingDown, type SluiceError } from '../../src/core/errors.ts';
 import { RequestMemory, requestBytes } from '../../src/scheduler/memory.ts';
+import { batchLimitsOf } from '../../src/scheduler/policy.ts';
 import type { Metrics } from '../../src/telemetry/metrics.ts';
 import { expectedSimple, int32Tensor, int32s, keepAlive, makeBatcher, sampleConfig, seedsOfBatch, simpleRequest, sleep, submit, ticks } from './fixtures.ts';
 import { OrtTestExecutor } from './ort-executor.ts';
@@ -47,6 +48,32 @@ void test('a full queue refuses at once with QueueFull (RESOURCE_EXHAUSTED); eve
   const answers = await Promise.all(accepted);
   answers.forEach((res, i) => assert.deepEqual(int32s(res.outputs[0]!), expectedSimple(i + 1, 1).sum));
   assert.deepEqual(executedSeeds(ex).sort(), [1, 2, 3, 4]);
+});
+
+void test('admission by expected wait: a request that would wait past max_expected_wait_microseconds is refused at once; the rest are answered', async (t) => {
+  const ex = executor(t);
+  const config = await sampleConfig('simple', { defaultQueuePolicy: { maxExpectedWaitUs: 15_000 } });
+  const rig = makeBatcher(ex, config);
+  const { maxRows } = batchLimitsOf(config);
+  // Unmeasured, nothing is refused: the first batches measure the cost.
+  assert.equal(ex.costOf('simple', '1'), undefined);
+  ex.cost = { perBatchMs: 10, perRowMs: 1, workers: 1 };
+  ex.hold();
+  const running = submit(rig, config, simpleRequest(1));
+  // The k-th queued row expects ceil(k / maxRows) * 10 + k * 1 ms: within 15 ms up to k = 5 (maxRows >= 5).
+  assert.ok(maxRows >= 5, `simple batches ${maxRows} rows`);
+  const queued = [2, 3, 4, 5, 6].map((seed) => submit(rig, config, simpleRequest(seed)));
+  const started = performance.now();
+  await assert.rejects(submit(rig, config, simpleRequest(7)), isError('SLUICE_EXPECTED_WAIT_TOO_LONG', 'RESOURCE_EXHAUSTED', /would wait about 16000 us .* max_expected_wait_microseconds of 15000/));
+  assert.ok(performance.now() - started < 50, 'refused at once, not after waiting');
+  assert.equal(await shed(rig.metrics, 'expected_wait'), 1);
+  // Two workers halve the wait: the same request is accepted.
+  ex.cost = { perBatchMs: 10, perRowMs: 1, workers: 2 };
+  const accepted = submit(rig, config, simpleRequest(8));
+  ex.release();
+  const answers = await Promise.all([running, ...queued, accepted]);
+  assert.equal(answers.length, 7, 'every accepted request is answered');
+  assert.deepEqual(int32s(answers[6]!.outputs[0]!), expectedSimple(8, 1).sum);
 });
 
 void test('the gateway memory bound refuses a request whose inputs would pass it, and every way out of the queue gives the bytes back', async (t) => {

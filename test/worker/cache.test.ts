@@ -19,7 +19,7 @@ function config(name: string, over: Partial<ModelConfig> = {}): ModelConfig {
     name, platform: 'onnxruntime_onnx', backend: 'onnxruntime', maxBatchSize: 32, inputs: [], outputs: [],
     dynamicBatching: {
       preferredBatchSizes: [], maxQueueDelayUs: 0, preserveOrdering: false, priorityLevels: 0, defaultPriorityLevel: 0,
-      defaultQueuePolicy: { timeoutAction: 'REJECT', defaultTimeoutUs: 0, allowTimeoutOverride: true, maxQueueSize: 0 },
+      defaultQueuePolicy: { timeoutAction: 'REJECT', defaultTimeoutUs: 0, allowTimeoutOverride: true, maxQueueSize: 0, maxExpectedWaitUs: 0 },
       priorityQueuePolicy: {}, allowedBatchSizes: [],
     },
     instanceGroups: [], versionPolicy: { latest: { numVersions: 1 } }, warmup: [], pinned: false, source: 'json', unknownFields: [],

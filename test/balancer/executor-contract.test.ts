@@ -1,0 +1,111 @@
+// The slot lease (src/core/execution.ts Executor), one suite for every executor: the pool over thread
+// workers, the pool over worker processes, and the scheduler tests' in-process executor. Plus what only
+// thread workers do: a thread that dies fails its batch as BatchNotRun and is replaced.
+import assert from 'node:assert/strict';
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { test, type TestContext } from 'node:test';
+import { BatchNotRun, type Executor } from '../../src/core/execution.ts';
+import { OrtTestExecutor } from '../scheduler/ort-executor.ts';
+import { tempDir } from '../worker/helpers.ts';
+import { execute, int32s, peek, simpleJob, startPool } from './support.ts';
+
+interface Subject {
+  readonly name: string;
+  /** An executor with exactly two slots, able to run `simple`. */
+  start(t: TestContext): Promise<Executor>;
+}
+
+const SUBJECTS: readonly Subject[] = [
+  { name: 'WorkerPool, thread worker', start: async (t) => (await startPool(t, ['--workers', '1', '--worker-isolation', 'thread', '--worker-max-inflight', '2'])).pool },
+  { name: 'WorkerPool, worker process', start: async (t) => (await startPool(t, ['--workers', '1', '--worker-isolation', 'process', '--worker-max-inflight', '2'])).pool },
+  {
+    name: 'OrtTestExecutor (scheduler tests)',
+    start: (t) => {
+      const e = new OrtTestExecutor({ slots: 2 });
+      t.after(() => e.close());
+      return Promise.resolve(e);
+    },
+  },
+];
+
+for (const subject of SUBJECTS) {
+  void test(`Executor contract: ${subject.name}`, async (t) => {
+    const executor = await subject.start(t);
+    await execute(executor, simpleJob(1)); // the model is hot
+
+    await t.test('a slot is reserved synchronously; with every slot taken the answer is busy', () => {
+      const a = executor.tryAcquire(simpleJob(2));
+      const b = executor.tryAcquire(simpleJob(2));
+      assert.equal(a.kind, 'slot');
+      assert.equal(b.kind, 'slot');
+      assert.equal(peek(executor), 'busy');
+      if (a.kind === 'slot') a.slot.release();
+      assert.equal(peek(executor), 'slot', 'a released slot is free again at once');
+      if (b.kind === 'slot') b.slot.release();
+    });
+
+    await t.test('the drain signal comes after a slot frees, never from inside release or run', async () => {
+      let drains = 0;
+      executor.onDrain(() => drains++);
+      const got = executor.tryAcquire(simpleJob(1));
+      assert.equal(got.kind, 'slot');
+      if (got.kind !== 'slot') return;
+      got.slot.release();
+      assert.equal(drains, 0, 'not synchronously inside release()');
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.ok(drains >= 1, 'signalled once the caller has returned');
+      const before = drains;
+      const again = executor.tryAcquire(simpleJob(3, 40));
+      assert.equal(again.kind, 'slot');
+      if (again.kind !== 'slot') return;
+      const running = again.slot.run(simpleJob(3, 40));
+      assert.equal(drains, before, 'not synchronously inside run()');
+      const r = await running;
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.ok(drains > before, 'signalled when the batch settled');
+      assert.deepEqual(r.outputs[0]!.shape, [3, 16]);
+      assert.equal(int32s(r.outputs[0]!.data)[16], 41, 'row 1 of OUTPUT0 = (40 + 1) + 0');
+    });
+
+    await t.test('a slot runs one batch: a second run() is refused, release() after run() changes nothing', async () => {
+      const got = executor.tryAcquire(simpleJob(1));
+      assert.equal(got.kind, 'slot');
+      if (got.kind !== 'slot') return;
+      const first = got.slot.run(simpleJob(1, 7));
+      await assert.rejects(got.slot.run(simpleJob(1, 8)), /twice/);
+      got.slot.release();
+      assert.equal((await first).outputs.length, 2);
+      await new Promise((resolve) => setImmediate(resolve));
+      assert.equal(peek(executor), 'slot');
+    });
+
+    await t.test('model errors are the batch\'s own (a SluiceError), not BatchNotRun', async () => {
+      const bad = { ...simpleJob(1), outputs: ['NOPE'] };
+      const got = executor.tryAcquire(bad);
+      assert.equal(got.kind, 'slot');
+      if (got.kind !== 'slot') return;
+      await assert.rejects(got.slot.run(bad), (e: unknown) => !(e instanceof BatchNotRun) && /NOPE/.test(String(e)));
+    });
+  });
+}
+
+void test('a thread worker whose ONNX Runtime thread dies: its batch comes back as BatchNotRun, the thread is replaced, the batch runs again', async (t) => {
+  const marker = join(tempDir(t), 'crash');
+  writeFileSync(marker, '');
+  process.env['SLUICE_TEST_CRASH_MARKER'] = marker;
+  t.after(() => delete process.env['SLUICE_TEST_CRASH_MARKER']);
+  const { pool, metrics } = await startPool(t, ['--workers', '1', '--worker-isolation', 'thread'], new URL('./fixtures-crash-once-thread.ts', import.meta.url));
+  const got = pool.tryAcquire(simpleJob(2, 5));
+  assert.equal(got.kind, 'slot');
+  if (got.kind !== 'slot') return;
+  await assert.rejects(got.slot.run(simpleJob(2, 5)), (e: unknown) => e instanceof BatchNotRun && e.worker === 'w0' && /thread died/.test(e.message));
+  assert.equal(pool.workers()[0]!.healthy, false, 'the worker is ejected');
+  assert.equal(peek(pool), 'busy', 'a local worker being replaced is waited for');
+  const retried = { count: 0 };
+  const r = await execute(pool, simpleJob(2, 5), retried);
+  assert.equal(r.worker, 'w0');
+  assert.equal(int32s(r.outputs[0]!.data)[16 + 3], 5 + 1 + 3);
+  assert.equal(pool.workers()[0]!.restarts, 1);
+  assert.equal((await metrics.workerRestarts.get()).values.reduce((n, v) => n + v.value, 0), 1);
+});
