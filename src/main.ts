@@ -9,6 +9,7 @@ import { startGpuSampler } from './telemetry/gpu.ts';
 import { createLogger, type Logger } from './telemetry/logger.ts';
 import { Metrics } from './telemetry/metrics.ts';
 import { startMetricsServer } from './telemetry/server.ts';
+import { Tracer } from './telemetry/trace.ts';
 
 /** A running sluice: its bound ports and an orderly shutdown. */
 export interface Sluice {
@@ -31,6 +32,7 @@ export async function startSluice(config: Config, opts: { logger?: Logger } = {}
   const gpus = startGpuSampler({ logger: logger.child({ component: 'gpu' }) });
   const pool = await WorkerPool.create({ config, metrics, logger: logger.child({ component: 'balancer' }) });
   const service = new GatewayService({ config, executor: pool, metrics, logger: logger.child({ component: 'scheduler' }) });
+  const tracer = new Tracer({ config: config.trace, logger: logger.child({ component: 'trace' }), service: { name: config.serverName, version: service.serverMetadata().version } });
   const cleanup: (() => Promise<void>)[] = [];
   try {
     await service.start();
@@ -39,11 +41,12 @@ export async function startSluice(config: Config, opts: { logger?: Logger } = {}
     metrics.sources.requestMemory = () => service.requestMemory();
     metrics.sources.workers = () => pool.snapshot();
     metrics.sources.gpus = () => gpus.snapshot();
+    metrics.sources.trace = () => tracer.stats();
     const metricsServer = await startMetricsServer({ host: config.host, port: config.metrics.port, metrics });
     cleanup.push(() => metricsServer.close());
-    const http = await startHttpServer({ config, service, metrics, logger: logger.child({ component: 'http' }) });
+    const http = await startHttpServer({ config, service, metrics, tracer, logger: logger.child({ component: 'http' }) });
     cleanup.push(() => http.close());
-    const grpc = await startGrpcServer({ config, service, metrics, logger: logger.child({ component: 'grpc' }) });
+    const grpc = await startGrpcServer({ config, service, metrics, tracer, logger: logger.child({ component: 'grpc' }) });
     cleanup.push(() => grpc.close());
     logger.info({ http: http.port, grpc: grpc.port, metrics: metricsServer.port, repository: config.modelRepository }, 'sluice is serving');
 
@@ -55,6 +58,8 @@ export async function startSluice(config: Config, opts: { logger?: Logger } = {}
       // Front doors close after the drain so that every accepted request gets its answer written.
       await grpc.close();
       await http.close();
+      // After the doors: every answered request has ended its trace, so the file holds them all.
+      await tracer.close();
       service.close();
       await pool.close();
       await metricsServer.close();
@@ -69,6 +74,7 @@ export async function startSluice(config: Config, opts: { logger?: Logger } = {}
     };
   } catch (e) {
     for (const c of cleanup.reverse()) await c().catch(() => undefined);
+    await tracer.close().catch(() => undefined);
     service.close();
     await pool.close();
     gpus.stop();

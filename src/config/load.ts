@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { DEFAULTS, OPTIONS, type OptionSpec } from './options.ts';
 import type { Config } from './schema.ts';
+import { applyTraceSettings, normalizedLevels, traceConfigProblem } from './trace.ts';
 
 /** A configuration problem, named by the setting that caused it. */
 export class ConfigError extends Error {
@@ -148,7 +149,14 @@ export function loadConfig(input: LoadInput): Config {
     const v = flags[o.flag];
     if (v !== undefined) setPath(config, o.path, coerce(o, v, 'flag'));
   }
+  const trace = config['trace'] as Parameters<typeof applyTraceSettings>[0];
+  try {
+    applyTraceSettings(trace);
+  } catch (e) {
+    throw new ConfigError((e as Error).message);
+  }
   validate(config as unknown as Config);
+  trace.level = normalizedLevels(trace);
   const workers = config['workers'] as Mutable;
   workers['gpus'] = (workers['gpus'] as unknown[]).map(Number);
   return deepFreeze(config as unknown as Config);
@@ -170,5 +178,7 @@ function validate(c: Config): void {
     if (u.protocol !== 'http:' && u.protocol !== 'unix:') throw new ConfigError(`--worker: '${url}' must use http: or unix:`);
   }
   for (const g of c.workers.gpus) if (!/^\d+$/.test(String(g))) throw new ConfigError(`--gpus: '${String(g)}' is not a device id`);
+  const traceProblem = traceConfigProblem(c.trace);
+  if (traceProblem !== undefined) throw new ConfigError(traceProblem);
   if (c.workers.count === 0 && c.workers.remote.length === 0) throw new ConfigError('--workers 0 needs at least one --worker URL: nothing could run inference');
 }

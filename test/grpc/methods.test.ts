@@ -89,8 +89,8 @@ test('every GRPCInferenceService method against a running sluice', { timeout: 60
     assert.deepEqual(await c.call('ModelReady', { name: 'simple' }), { ready: true });
   });
 
-  await t.test('shared-memory, trace and log methods answer UNIMPLEMENTED and say so', async () => {
-    for (const method of ['SystemSharedMemoryStatus', 'SystemSharedMemoryRegister', 'SystemSharedMemoryUnregister', 'CudaSharedMemoryStatus', 'CudaSharedMemoryRegister', 'CudaSharedMemoryUnregister', 'TraceSetting', 'LogSettings']) {
+  await t.test('shared-memory and log methods answer UNIMPLEMENTED and say so', async () => {
+    for (const method of ['SystemSharedMemoryStatus', 'SystemSharedMemoryRegister', 'SystemSharedMemoryUnregister', 'CudaSharedMemoryStatus', 'CudaSharedMemoryRegister', 'CudaSharedMemoryUnregister', 'LogSettings']) {
       await expectStatus(c.call(method, {}), status.UNIMPLEMENTED, method, 'not supported');
     }
   });

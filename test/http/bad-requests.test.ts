@@ -114,8 +114,10 @@ const CASES: readonly BadCase[] = [
   { name: 'backslash path model name', path: '/v2/models/..%5C..%5Cwindows/config', method: 'GET', status: 400, error: /invalid model name '..\\..\\windows'/ },
   { name: 'overlong model name', path: `/v2/models/${'m'.repeat(300)}`, method: 'GET', status: 400, error: /invalid model name/ },
   { name: 'bad percent-encoding in the path', path: '/v2/models/%zz/infer', body: '{}', status: 400, error: /%zz/ },
-  { name: 'body over the limit', body: Buffer.alloc(LIMIT + 1, 0x20), status: 413, error: /request body exceeds the limit of 1048576 bytes/ },
-  { name: 'gzip bomb', body: gzipSync(Buffer.alloc(64 * LIMIT, 0x20)), headers: { 'content-encoding': 'gzip' }, status: 413, error: /limit of 1048576 bytes once gzip-decompressed/ },
+  { name: 'body over the limit', path: '/v2/repository/index', body: Buffer.alloc(LIMIT + 1, 0x20), status: 413, error: /request body exceeds the limit of 1048576 bytes/ },
+  // An infer body is bounded tighter, by a full batch of its model (simple: the 256 KiB floor).
+  { name: 'infer body over the model limit', body: Buffer.alloc(256 * 1024 + 1, 0x20), status: 413, error: /request body of (262145|more than 262144) bytes exceeds the limit of 262144 bytes for model 'simple'/ },
+  { name: 'gzip bomb', body: gzipSync(Buffer.alloc(64 * LIMIT, 0x20)), headers: { 'content-encoding': 'gzip' }, status: 413, error: /limit of 262144 bytes once gzip-decompressed/ },
   { name: 'truncated gzip body', body: gzipSync(Buffer.from(json(simpleRequest()))).subarray(0, 40), headers: { 'content-encoding': 'gzip' }, status: 400, error: /failed to decompress the gzip request body: unexpected end of file/ },
   { name: 'gzip header on a plain body', body: json(simpleRequest()), headers: { 'content-encoding': 'gzip' }, status: 400, error: /failed to decompress the gzip request body/ },
   { name: 'unsupported content encoding', body: json(simpleRequest()), headers: { 'content-encoding': 'br' }, status: 400, error: /unsupported Content-Encoding 'br'/ },

@@ -1,7 +1,9 @@
 import type { handleUnaryCall, sendUnaryData, ServerUnaryCall, UntypedServiceImplementation } from '@grpc/grpc-js';
-import { toSluiceError, Unimplemented } from '../../core/errors.ts';
+import { ModelNotFound, toSluiceError, Unimplemented } from '../../core/errors.ts';
 import type { InferenceService } from '../../core/inference.ts';
 import type { Logger } from '../../telemetry/logger.ts';
+import { parseUpdate, settingsWire } from '../../telemetry/trace-settings.ts';
+import type { Tracer } from '../../telemetry/trace.ts';
 import { checkModelRef } from './codec.ts';
 import { modelInferHandler, modelStreamInferHandler, type InferDeps, type StreamRegistry } from './infer.ts';
 import { modelConfigMessage, modelMetadataMessage, modelStatsMessage } from './messages.ts';
@@ -46,9 +48,31 @@ const UNSUPPORTED: Readonly<Record<string, string>> = {
   CudaSharedMemoryStatus: 'CudaSharedMemoryStatus (the CUDA shared-memory extension; send tensors in raw_input_contents)',
   CudaSharedMemoryRegister: 'CudaSharedMemoryRegister (the CUDA shared-memory extension; send tensors in raw_input_contents)',
   CudaSharedMemoryUnregister: 'CudaSharedMemoryUnregister (the CUDA shared-memory extension; send tensors in raw_input_contents)',
-  TraceSetting: 'TraceSetting (the trace extension; sluice exports Prometheus metrics on its metrics port instead)',
   LogSettings: 'LogSettings (the logging extension; set the level with --log-level at start)',
 };
+
+interface TraceSettingRequest {
+  settings: Record<string, { value: string[] }>;
+  model_name: string;
+}
+
+/**
+ * TraceSetting: the REST trace/setting endpoint's twin. An empty value list clears the setting (as
+ * null does over REST); the reply carries every setting as a list of strings.
+ */
+function traceSetting(service: InferenceService, tracer: Tracer, r: TraceSettingRequest): Msg {
+  const model = r.model_name;
+  if (model !== '') {
+    checkModelRef(model, '');
+    if (!service.hasModel(model)) throw ModelNotFound(model);
+  }
+  const wire: Record<string, readonly string[] | null> = {};
+  for (const [field, v] of Object.entries(r.settings)) wire[field] = v.value.length === 0 ? null : v.value;
+  const settings = Object.keys(wire).length === 0 ? tracer.settings(model) : tracer.update(model, parseUpdate(wire));
+  const out: Record<string, { value: string[] }> = {};
+  for (const [field, v] of Object.entries(settingsWire(settings))) out[field] = { value: Array.isArray(v) ? v : [v] };
+  return { settings: out };
+}
 
 /** Every method of inference.GRPCInferenceService, bound to the service. */
 export function serviceImplementation(deps: InferDeps & { readonly streams: StreamRegistry }): UntypedServiceImplementation {
@@ -94,6 +118,10 @@ export function serviceImplementation(deps: InferDeps & { readonly streams: Stre
       checkModelRef(r.model_name, '');
       await service.unloadModel(r.model_name);
       return {};
+    }),
+    TraceSetting: unary(log, 'TraceSetting', (r: TraceSettingRequest) => {
+      if (deps.tracer === undefined) throw Unimplemented('TraceSetting (the trace extension: this server runs without a tracer)');
+      return traceSetting(service, deps.tracer, r);
     }),
     ModelInfer: modelInferHandler(deps),
     ModelStreamInfer: modelStreamInferHandler(deps, deps.streams),

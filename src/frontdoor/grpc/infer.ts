@@ -4,6 +4,7 @@ import { RequestTimeout, toSluiceError, type SluiceError } from '../../core/erro
 import type { InferenceService } from '../../core/inference.ts';
 import type { Logger } from '../../telemetry/logger.ts';
 import { statusOfKind, UNKNOWN_MODEL_LABEL, type Metrics } from '../../telemetry/metrics.ts';
+import type { FrontDoorTrace, Tracer } from '../../telemetry/trace.ts';
 import { decodeInferRequest, encodeInferResponse } from './codec.ts';
 import type { ModelInferRequestMsg, ModelInferResponseMsg, ModelStreamInferResponseMsg } from './proto.ts';
 import { grpcStatusOf, toServiceError } from './status.ts';
@@ -13,6 +14,8 @@ export interface InferDeps {
   readonly service: InferenceService;
   readonly metrics: Metrics;
   readonly logger: Logger;
+  /** Triton's trace extension: sampled requests carry a trace; TraceSetting reads and updates it. */
+  readonly tracer?: Tracer;
 }
 
 /**
@@ -59,15 +62,20 @@ type Outcome = { ok: true; reply: ModelInferResponseMsg } | { ok: false; error: 
  * Decodes, runs and encodes one request, then records it in the metrics: exactly once per request,
  * whatever happens. A request cancelled because its deadline passed is reported as the timeout it is.
  */
-async function runOne(deps: InferDeps, msg: ModelInferRequestMsg, arrivalMs: number, signal: AbortSignal, deadlineAtMs: number): Promise<Outcome> {
+async function runOne(deps: InferDeps, msg: ModelInferRequestMsg, arrivalMs: number, signal: AbortSignal, deadlineAtMs: number, trace: FrontDoorTrace | undefined): Promise<Outcome> {
   let outcome: Outcome;
   let worker: string | undefined;
   let batchRows: number | undefined;
   const deadlineUs = remainingUs(deadlineAtMs);
   try {
-    const request = decodeInferRequest(msg, { arrivalMs, signal, deadlineUs });
+    const decoded = decodeInferRequest(msg, { arrivalMs, signal, deadlineUs });
+    const request = trace ? { ...decoded, trace } : decoded;
+    trace?.mark('DECODE_END');
+    trace?.identify(msg.id, '');
     const response = await deps.service.infer(request);
+    trace?.identify('', response.version);
     outcome = { ok: true, reply: encodeInferResponse(response) };
+    trace?.mark('ENCODE_END');
     worker = response.worker;
     batchRows = response.batchRows;
   } catch (e) {
@@ -96,13 +104,16 @@ async function runOne(deps: InferDeps, msg: ModelInferRequestMsg, arrivalMs: num
 export function modelInferHandler(deps: InferDeps) {
   return (call: ServerUnaryCall<ModelInferRequestMsg, ModelInferResponseMsg>, callback: sendUnaryData<ModelInferResponseMsg>): void => {
     const arrivalMs = performance.now();
+    const trace = deps.tracer?.start(call.request.model_name, 'grpc');
     const controller = new AbortController();
     // Fires on client cancel, on the deadline (grpc-js answers DEADLINE_EXCEEDED and closes the stream)
     // and on a lost connection; the scheduler drops the request if it is still queued.
     call.once('cancelled', () => controller.abort());
-    void runOne(deps, call.request, arrivalMs, controller.signal, deadlineOf(call.getDeadline())).then((outcome) => {
+    void runOne(deps, call.request, arrivalMs, controller.signal, deadlineOf(call.getDeadline()), trace).then((outcome) => {
       if (outcome.ok) callback(null, outcome.reply);
       else callback(toServiceError(outcome.error));
+      // grpc-js serializes and writes the reply inside callback(): it is on the socket now.
+      trace?.end();
     });
   };
 }
@@ -149,11 +160,12 @@ export function modelStreamInferHandler(deps: InferDeps, registry: StreamRegistr
 
     call.on('data', (msg: ModelInferRequestMsg) => {
       const arrivalMs = performance.now();
+      const trace = deps.tracer?.start(msg.model_name, 'grpc');
       const controller = new AbortController();
       controllers.add(controller);
       inflight++;
       if (inflight >= MAX_STREAM_INFLIGHT) call.pause();
-      void runOne(deps, msg, arrivalMs, controller.signal, deadlineOf(call.getDeadline())).then((outcome) => {
+      void runOne(deps, msg, arrivalMs, controller.signal, deadlineOf(call.getDeadline()), trace).then((outcome) => {
         controllers.delete(controller);
         inflight--;
         if (!finished && !call.cancelled) {
@@ -162,6 +174,7 @@ export function modelStreamInferHandler(deps: InferDeps, registry: StreamRegistr
             : { error_message: outcome.error.message, infer_response: { model_name: msg.model_name, model_version: msg.model_version, id: msg.id, outputs: [], raw_output_contents: [] } };
           if (!call.write(reply)) writeBlocked = true;
         }
+        trace?.end();
         maybeResume();
         maybeFinish();
       });

@@ -4,6 +4,7 @@ import type { Config } from '../../config/schema.ts';
 import type { InferenceService } from '../../core/inference.ts';
 import type { Logger } from '../../telemetry/logger.ts';
 import type { Metrics } from '../../telemetry/metrics.ts';
+import type { Tracer } from '../../telemetry/trace.ts';
 import { serviceImplementation } from './handlers.ts';
 import { loadInferenceService } from './proto.ts';
 
@@ -50,12 +51,12 @@ function address(host: string, port: number): string {
  * deflate compressed messages are accepted (grpc-js decompresses them, the size limit applying to the
  * decompressed message).
  */
-export async function startGrpcServer(opts: { config: Config; service: InferenceService; metrics: Metrics; logger: Logger }): Promise<GrpcServer> {
-  const { config, service, metrics, logger } = opts;
+export async function startGrpcServer(opts: { config: Config; service: InferenceService; metrics: Metrics; logger: Logger; tracer?: Tracer }): Promise<GrpcServer> {
+  const { config, service, metrics, logger, tracer } = opts;
   const definition = loadInferenceService();
   const drains = new Set<() => void>();
   const server = new Server(channelOptions(config));
-  server.addService(definition, serviceImplementation({ service, metrics, logger, streams: drains }));
+  server.addService(definition, serviceImplementation({ service, metrics, logger, tracer, streams: drains }));
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(address(config.host, config.grpc.port), credentials(config), (err, bound) => {
       if (err) reject(new Error(`gRPC server cannot listen on ${address(config.host, config.grpc.port)}: ${err.message}`, { cause: err }));

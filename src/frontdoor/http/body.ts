@@ -13,10 +13,13 @@ function single(h: string | string[] | undefined): string | undefined {
   return Array.isArray(h) ? h.join(',') : h;
 }
 
+/** The error of a body over its limit; `size` is the declared length, or "more than N" once cut off. */
+export type TooLarge = (size: string) => SluiceError;
+
 /** Rejects a body whose declared length is already over the limit, before reading a byte of it. */
-export function checkDeclaredLength(headers: Headers, limit: number): void {
+export function checkDeclaredLength(headers: Headers, limit: number, tooLarge?: TooLarge): void {
   const declared = single(headers['content-length']);
-  if (declared !== undefined && /^\d+$/.test(declared.trim()) && Number(declared) > limit) throw BodyTooLarge(limit);
+  if (declared !== undefined && /^\d+$/.test(declared.trim()) && Number(declared) > limit) throw tooLarge ? tooLarge(declared.trim()) : BodyTooLarge(limit);
 }
 
 /**
@@ -24,9 +27,9 @@ export function checkDeclaredLength(headers: Headers, limit: number): void {
  * error is thrown) as soon as the body goes past the limit. The stream is paused, not destroyed, so that
  * the 413 can still be written; the caller closes the connection after it.
  */
-export function readBody(stream: Readable, headers: Headers, limit: number): Promise<Buffer> {
+export function readBody(stream: Readable, headers: Headers, limit: number, tooLarge?: TooLarge): Promise<Buffer> {
   return new Promise<Buffer>((resolve, reject) => {
-    checkDeclaredLength(headers, limit);
+    checkDeclaredLength(headers, limit, tooLarge);
     const chunks: Buffer[] = [];
     let total = 0;
     const cleanup = (): void => {
@@ -40,7 +43,7 @@ export function readBody(stream: Readable, headers: Headers, limit: number): Pro
       if (total > limit) {
         cleanup();
         stream.pause();
-        reject(BodyTooLarge(limit));
+        reject(tooLarge ? tooLarge(`more than ${limit}`) : BodyTooLarge(limit));
         return;
       }
       chunks.push(chunk);

@@ -4,6 +4,7 @@ import {
   MalformedBody, TooManyElements, UnknownDatatype, Unimplemented,
 } from '../../core/errors.ts';
 import type { InferRequest } from '../../core/inference.ts';
+import type { RequestTrace } from '../../core/trace.ts';
 import { decodeBytesElements, elementCount, MAX_TENSOR_ELEMENTS, type Tensor } from '../../core/tensor.ts';
 import { decodeJsonTensorData } from './json-tensor.ts';
 
@@ -13,6 +14,8 @@ export interface InferContext {
   readonly version: string;
   readonly arrivalMs: number;
   readonly signal?: AbortSignal;
+  /** The request's trace when the tracer sampled it. */
+  readonly trace?: RequestTrace;
 }
 
 /** How the client wants the outputs back (the binary tensor data extension). */
@@ -196,7 +199,7 @@ export function decodeInferBody(body: Uint8Array, headerLength: number | undefin
   const inputs = decodeInputs(header['inputs'], body.subarray(jsonEnd));
   const outputs = decodeOutputs(header['outputs']);
   return {
-    request: { id: id ?? '', model: ctx.model, version: ctx.version, inputs, outputs: outputs.names, priority, timeoutUs, arrivalMs: ctx.arrivalMs, signal: ctx.signal, protocol: 'http' },
+    request: { id: id ?? '', model: ctx.model, version: ctx.version, inputs, outputs: outputs.names, priority, timeoutUs, arrivalMs: ctx.arrivalMs, signal: ctx.signal, protocol: 'http', trace: ctx.trace },
     encoding: { binaryDefault, binary: outputs.binary },
   };
 }
@@ -220,7 +223,7 @@ export function decodeRawBody(body: Uint8Array, input: RawInputSpec | undefined,
   const shape = input.shape.map((d) => (d < 0 ? count / fixed : d));
   const data: Tensor['data'] = width === 0 ? [body] : body;
   return {
-    request: { id: '', model: ctx.model, version: ctx.version, inputs: [{ name: input.name, datatype: input.datatype, shape, data }], outputs: [], priority: 0, timeoutUs: 0, arrivalMs: ctx.arrivalMs, signal: ctx.signal, protocol: 'http' },
+    request: { id: '', model: ctx.model, version: ctx.version, inputs: [{ name: input.name, datatype: input.datatype, shape, data }], outputs: [], priority: 0, timeoutUs: 0, arrivalMs: ctx.arrivalMs, signal: ctx.signal, protocol: 'http', trace: ctx.trace },
     encoding: { binaryDefault: false, binary: new Map() },
   };
 }

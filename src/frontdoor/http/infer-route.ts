@@ -6,7 +6,9 @@ import type { SluiceError } from '../../core/errors.ts';
 import type { InferenceService } from '../../core/inference.ts';
 import type { Logger } from '../../telemetry/logger.ts';
 import { UNKNOWN_MODEL_LABEL, type Metrics, type RequestStatus } from '../../telemetry/metrics.ts';
+import type { FrontDoorTrace, Tracer } from '../../telemetry/trace.ts';
 import { decodeContentEncoding } from './body.ts';
+import type { BodyLimit, BodyLimits } from './body-limit.ts';
 import { decodeInferBody, decodeRawBody, parseHeaderLength, type InferContext, type RawInputSpec } from './infer-request.ts';
 import { encodeInferResponse } from './infer-response.ts';
 import { checkModelParams, type ModelParams } from './routes.ts';
@@ -21,6 +23,9 @@ export interface InferRouteOptions {
   readonly metrics: Metrics;
   readonly logger: Logger;
   readonly bodyLimitBytes: number;
+  /** Per-model body limits: a body larger than a full batch of its model is refused before it is read. */
+  readonly bodyLimits: BodyLimits;
+  readonly tracer?: Tracer;
 }
 
 /** Per-request state of an infer request, kept on the Fastify request. */
@@ -32,6 +37,10 @@ export interface InferState {
   /** Which worker ran it, in a batch of how many rows (for logs). */
   worker?: string;
   batchRows?: number;
+  /** Set when the tracer sampled the request. */
+  readonly trace?: FrontDoorTrace;
+  /** The model's body limit, when tighter than the global one (the body readers apply it). */
+  readonly bodyLimit?: BodyLimit;
 }
 
 declare module 'fastify' {
@@ -82,7 +91,10 @@ function responseCompleted(res: FastifyReply['raw'] | Http2ServerResponse): bool
  */
 function watchCompletion(req: FastifyRequest<{ Params: ModelParams }>, reply: FastifyReply, opts: InferRouteOptions, state: InferState): void {
   const res = reply.raw;
+  // 'finish': the last byte was handed to the socket (REQUEST_END); 'close' ends a trace 'finish' never saw.
+  if (state.trace) res.once('finish', () => state.trace?.end());
   res.once('close', () => {
+    state.trace?.end();
     const finished = responseCompleted(res);
     if (!finished) state.abort.abort();
     const name = req.params.model;
@@ -98,22 +110,36 @@ function watchCompletion(req: FastifyRequest<{ Params: ModelParams }>, reply: Fa
 async function handleInfer(req: FastifyRequest<{ Params: ModelParams }>, reply: FastifyReply, opts: InferRouteOptions): Promise<FastifyReply> {
   const state = req.inferState!;
   const { model, version } = checkModelParams(req.params);
-  const limit = opts.bodyLimitBytes;
+  const trace = state.trace;
+  // A compressed body may not inflate past what its model could need either.
+  const limit = state.bodyLimit?.bytes ?? opts.bodyLimitBytes;
   const body = await decodeContentEncoding((req.body as Buffer | undefined) ?? Buffer.alloc(0), req.headers, limit);
   const headerLength = parseHeaderLength(req.headers['inference-header-content-length'], body.byteLength);
-  const ctx: InferContext = { model, version, arrivalMs: state.arrivalMs, signal: state.abort.signal };
+  const ctx: InferContext = { model, version, arrivalMs: state.arrivalMs, signal: state.abort.signal, trace };
   const decoded = headerLength === 0 ? decodeRawBody(body, rawInputOf(opts.service, model, version), ctx) : decodeInferBody(body, headerLength, ctx);
+  trace?.mark('DECODE_END');
+  trace?.identify(decoded.request.id, '');
   state.id = decoded.request.id;
   const response = await opts.service.infer(decoded.request);
   state.worker = response.worker;
   state.batchRows = response.batchRows;
+  trace?.identify('', response.version);
   const encoded = encodeInferResponse(response, decoded.encoding);
   reply.code(200).type(encoded.contentType).header('vary', 'accept-encoding');
   if (encoded.headerLength !== undefined) reply.header('inference-header-content-length', String(encoded.headerLength));
   const encoding = negotiateEncoding(req.headers['accept-encoding']);
-  if (encoding === undefined) return reply.send(encoded.body);
+  if (encoding === undefined) {
+    trace?.mark('ENCODE_END');
+    return reply.send(encoded.body);
+  }
   const compressed = encoding === 'gzip' ? await gzipAsync(encoded.body) : await deflateAsync(encoded.body);
+  trace?.mark('ENCODE_END');
   return reply.header('content-encoding', encoding).send(compressed);
+}
+
+/** The Inference-Header-Content-Length as a number when it is one (the handler checks it properly later). */
+function binaryHeaderLength(h: string | string[] | undefined): number | undefined {
+  return typeof h === 'string' && /^\d{1,15}$/.test(h.trim()) ? Number(h) : undefined;
 }
 
 /** POST /v2/models/{m}[/versions/{v}]/infer. */
@@ -123,9 +149,18 @@ export function registerInferRoutes(app: FastifyInstance, opts: InferRouteOption
       method: 'POST',
       url,
       onRequest: (req, reply, done) => {
-        const state: InferState = { arrivalMs: performance.now(), abort: new AbortController(), id: '' };
+        const { model, version = '' } = req.params;
+        const trace = opts.tracer?.start(model, 'http');
+        const bodyLimit = opts.bodyLimits.limitFor(model, version, binaryHeaderLength(req.headers['inference-header-content-length']));
+        const state: InferState = { arrivalMs: performance.now(), abort: new AbortController(), id: '', trace, bodyLimit };
         req.inferState = state;
         watchCompletion(req, reply, opts, state);
+        // Refused from the headers alone: not a byte of an oversize body is read, let alone parsed.
+        const declared = req.headers['content-length'];
+        if (bodyLimit !== undefined && declared !== undefined && /^\d+$/.test(declared) && Number(declared) > bodyLimit.bytes) {
+          done(bodyLimit.tooLarge(declared));
+          return;
+        }
         done();
       },
       handler: (req, reply) => handleInfer(req, reply, opts),

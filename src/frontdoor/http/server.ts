@@ -6,9 +6,12 @@ import { isSluiceError, toSluiceError } from '../../core/errors.ts';
 import type { InferenceService } from '../../core/inference.ts';
 import type { Logger } from '../../telemetry/logger.ts';
 import type { Metrics } from '../../telemetry/metrics.ts';
+import type { Tracer } from '../../telemetry/trace.ts';
 import { readBody } from './body.ts';
+import { BodyLimits } from './body-limit.ts';
 import { registerInferRoutes } from './infer-route.ts';
 import { registerRoutes } from './routes.ts';
+import { registerTraceRoutes } from './trace-routes.ts';
 import { httpStatusOfError } from './status.ts';
 import { HttpTransport, type RequestHandler } from './transport.ts';
 
@@ -25,6 +28,8 @@ export interface HttpServerOptions {
   readonly service: InferenceService;
   readonly metrics: Metrics;
   readonly logger: Logger;
+  /** Triton's trace extension: sampled infer requests are traced, /v2/trace/setting is served. */
+  readonly tracer?: Tracer;
 }
 
 function errorParts(err: unknown): { status: number; message: string; sluice: ReturnType<typeof toSluiceError> | null } {
@@ -60,8 +65,9 @@ function sendError(logger: Logger, err: unknown, req: FastifyRequest, reply: Fas
  * config.host:config.http.port: HTTP/1.1 and h2c on one port, or TLS with ALPN when a certificate is set.
  */
 export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServer> {
-  const { config, service, metrics, logger } = opts;
+  const { config, service, metrics, logger, tracer } = opts;
   const limit = config.http.bodyLimitBytes;
+  const bodyLimits = new BodyLimits(service, limit);
   let transport: HttpTransport | undefined;
   // Typed as Fastify's logger so that the instance type is the default one the route modules take.
   const fastifyLogger: FastifyBaseLogger = logger;
@@ -86,12 +92,14 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
   // client octet-stream): the infer route parses the JSON header itself, and only that slice.
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', (req, payload, done) => {
-    readBody(payload, req.headers, limit).then((b) => done(null, b), (e: Error) => done(e, undefined));
+    // An infer body is bounded by what a full batch of its model could need (body-limit.ts).
+    const model = req.inferState?.bodyLimit;
+    readBody(payload, req.headers, model?.bytes ?? limit, model?.tooLarge).then((b) => done(null, b), (e: Error) => done(e, undefined));
   });
   // Fastify parses no body that comes without a content type and without a length (HTTP/2 allows
   // both): read those here, so every POST handler sees its body.
   app.addHook('preHandler', async (req) => {
-    if (req.body === undefined && req.method === 'POST') req.body = await readBody(req.raw, req.headers, limit);
+    if (req.body === undefined && req.method === 'POST') req.body = await readBody(req.raw, req.headers, req.inferState?.bodyLimit?.bytes ?? limit, req.inferState?.bodyLimit?.tooLarge);
   });
   app.setErrorHandler((err, req, reply) => sendError(logger, err, req, reply));
   app.setNotFoundHandler((req, reply) => reply.code(404).type('application/json').send(JSON.stringify({ error: `no route for ${req.method} ${req.url.slice(0, 200)}` })));
@@ -100,7 +108,8 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
     done();
   });
   registerRoutes(app, service);
-  registerInferRoutes(app, { service, metrics, logger, bodyLimitBytes: limit });
+  registerTraceRoutes(app, service, tracer);
+  registerInferRoutes(app, { service, metrics, logger, bodyLimitBytes: limit, bodyLimits, tracer });
   await app.ready();
   const port = await transport!.listen();
   let closing: Promise<void> | undefined;

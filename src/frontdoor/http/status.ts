@@ -1,5 +1,5 @@
 import type { ErrorKind, SluiceError } from '../../core/errors.ts';
-import { BodyTooLarge } from '../../core/errors.ts';
+import { BodyTooLarge, ModelBodyTooLarge } from '../../core/errors.ts';
 import { statusOfKind, type RequestStatus } from '../../telemetry/metrics.ts';
 
 /**
@@ -25,7 +25,7 @@ export function httpStatusOf(kind: ErrorKind): number {
 
 /** The status of one error: its kind's, except an oversize body, which HTTP names 413. */
 export function httpStatusOfError(e: SluiceError): number {
-  return e.code === BodyTooLarge.code ? 413 : httpStatusOf(e.kind);
+  return e.code === BodyTooLarge.code || e.code === ModelBodyTooLarge.code ? 413 : httpStatusOf(e.kind);
 }
 
 /** The metric status label of a response that was not a SluiceError (framework errors, plain statuses). */
