@@ -40,6 +40,8 @@ export interface LoadtestOptions {
   readonly timeoutMs: number;
   readonly connections: number;
   readonly maxOutstanding: number;
+  /** Server processes whose CPU time (their descendants' included) is read around each step. */
+  readonly serverPids: readonly number[];
   readonly maxRequests: number;
   readonly drainTimeoutMs: number;
   readonly lateThresholdMs: number;
@@ -63,6 +65,8 @@ Target
                             binary tensor extension, h2c over cleartext HTTP/2
   --metrics-url URL         Prometheus endpoint for the server's view (default: REST port + 2)
   --no-metrics              do not scrape the server
+  --server-pid LIST         server process ids (their child processes included, e.g. sluice's workers):
+                            report the server's CPU time per answered request for each step (Linux /proc)
 
 Load
   --concurrency LIST        closed-loop steps: connections / requests in flight, e.g. 1,8,64
@@ -70,7 +74,8 @@ Load
   --slo-p99 MS              search the highest open-loop rate whose P99 is <= MS
   --duration T              measured time per step (default 10s; 500ms, 10s, 1m)
   --warmup T                warm-up before each step, excluded from results (default 2s)
-  --connections N           HTTP/2 sessions (h2c) or gRPC channels (default 1)
+  --connections N           open loop over json/binary: keep-alive HTTP/1.1 connections, one request in
+                            flight each (default 64); HTTP/2 sessions (h2c) or gRPC channels (default 1)
   --max-outstanding N       open loop: requests in flight at most; later ones wait and count as late (default 1024)
   --max-requests N          requests per step at most, warm-up included (default 10000000)
   --timeout T               per-request timeout (default 10s)
@@ -113,7 +118,7 @@ const FLAGS = {
   seed: { type: 'string' }, 'check-every': { type: 'string' }, 'no-check': { type: 'boolean' }, rtol: { type: 'string' },
   timeout: { type: 'string' }, connections: { type: 'string' }, 'max-outstanding': { type: 'string' }, 'max-requests': { type: 'string' },
   'drain-timeout': { type: 'string' }, 'late-threshold': { type: 'string' }, progress: { type: 'boolean' }, 'no-progress': { type: 'boolean' },
-  quiet: { type: 'boolean' }, help: { type: 'boolean', short: 'h' },
+  quiet: { type: 'boolean' }, help: { type: 'boolean', short: 'h' }, 'server-pid': { type: 'string', multiple: true },
 } as const;
 
 /** Parses 10, 10s, 500ms, 2m into milliseconds. */
@@ -195,7 +200,9 @@ export function parseOptions(argv: readonly string[]): LoadtestOptions {
     checkEvery,
     rtol: num('rtol', v.rtol, 1e-3, 0, 1, false),
     timeoutMs: v.timeout === undefined ? 10_000 : parseDuration('timeout', v.timeout, 3_600_000),
-    connections: num('connections', v.connections, 1, 1, 1024, true),
+    // HTTP/1.1 has one request in flight per connection, so its open loop needs many; h2c and gRPC multiplex.
+    connections: num('connections', v.connections, protocol === 'json' || protocol === 'binary' ? 64 : 1, 1, 1024, true),
+    serverPids: list('server-pid', v['server-pid'], 1, 2 ** 22, true),
     maxOutstanding: num('max-outstanding', v['max-outstanding'], 1024, 1, 65_536, true),
     maxRequests: num('max-requests', v['max-requests'], 10_000_000, 1, 1e9, true),
     drainTimeoutMs: v['drain-timeout'] === undefined ? 10_000 : parseDuration('drain-timeout', v['drain-timeout'], 3_600_000),

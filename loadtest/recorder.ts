@@ -26,6 +26,23 @@ export interface RecordedStats {
   readonly spanMs: number;
 }
 
+/** Where a finished request falls: its latency, and whether it counts in the measurement. */
+export interface Placed {
+  readonly us: number;
+  readonly measured: boolean;
+}
+
+/** A recorder's counts and latency histogram, serializable (sent from the open-loop driver process). */
+export interface RecorderExport {
+  /** The latency histogram (microseconds), HDR's compressed base64 encoding. */
+  readonly histogram: string;
+  readonly ok: number;
+  readonly errors: Readonly<Record<string, number>>;
+  readonly sent: number;
+  /** Milliseconds from the start of measurement to the last measured response; undefined when none. */
+  readonly spanMs: number | undefined;
+}
+
 /**
  * Which instant decides whether a response belongs to the measurement: in an open loop the request's
  * due time (the schedule defines the load, and every request due in the window counts, however late it
@@ -49,6 +66,7 @@ export class Recorder {
   #wrong = 0;
   #lastMs = 0;
   #errorsSeen = 0;
+  #remote: { qps: number; p99Ms: number } | undefined;
 
   constructor(measureFromMs: number, by: MeasureBy) {
     this.#measureFromMs = measureFromMs;
@@ -80,21 +98,66 @@ export class Recorder {
    * it went out a fraction of a millisecond early.
    */
   record(basisMs: number, endMs: number, outcome: Outcome, dueMs = basisMs): void {
+    const p = this.place(basisMs, endMs, dueMs);
+    this.recordPlaced(p.us, outcome, p.measured);
+  }
+
+  /**
+   * Places a finished request (its latency, and whether it falls in the measurement, which then ends no
+   * earlier than it) without counting it: a sampled answer is counted once checked, after the step.
+   */
+  place(basisMs: number, endMs: number, dueMs = basisMs): Placed {
     const us = Math.max(1, Math.round((endMs - basisMs) * 1000));
+    const measured = (this.#by === 'due' ? dueMs : endMs) >= this.#measureFromMs;
+    if (measured && endMs > this.#lastMs) this.#lastMs = endMs;
+    return { us, measured };
+  }
+
+  /** Counts a placed request once its outcome is known. */
+  recordPlaced(us: number, outcome: Outcome, measured: boolean): void {
     if (outcome.ok) {
       this.#interval.recordValue(us);
       this.#intervalCount += 1;
     } else {
       this.#errorsSeen += 1;
     }
-    if ((this.#by === 'due' ? dueMs : endMs) < this.#measureFromMs) return;
-    if (endMs > this.#lastMs) this.#lastMs = endMs;
+    if (!measured) return;
     if (outcome.ok) {
       this.#ok += 1;
       this.#latency.recordValue(us);
     } else {
       this.#errors.set(outcome.error, (this.#errors.get(outcome.error) ?? 0) + 1);
     }
+  }
+
+  /** What this recorder counted, in a form that crosses a process boundary (the open-loop driver's). */
+  export(): RecorderExport {
+    return {
+      histogram: hdr.encodeIntoCompressedBase64(this.#latency),
+      ok: this.#ok,
+      errors: Object.fromEntries(this.#errors),
+      sent: this.#sent,
+      spanMs: this.#lastMs > 0 ? Math.max(0, this.#lastMs - this.#measureFromMs) : undefined,
+    };
+  }
+
+  /** Adds what a recorder in another process counted; its window is taken to start where this one does. */
+  absorb(r: RecorderExport): void {
+    if (r.ok > 0) {
+      const h = hdr.decodeFromCompressedBase64(r.histogram);
+      this.#latency.add(h);
+      h.destroy();
+    }
+    this.#ok += r.ok;
+    this.#sent += r.sent;
+    for (const [k, v] of Object.entries(r.errors)) this.#errors.set(k, (this.#errors.get(k) ?? 0) + v);
+    if (r.spanMs !== undefined) this.#lastMs = Math.max(this.#lastMs, this.#measureFromMs + r.spanMs);
+  }
+
+  /** The progress numbers of a driver in another process, returned by the next takeInterval(). */
+  noteRemoteInterval(qps: number, p99Ms: number, newErrors: number): void {
+    this.#remote = { qps, p99Ms };
+    this.#errorsSeen += newErrors;
   }
 
   /** Errors so far, warm-up included (for the progress line). */
@@ -104,6 +167,11 @@ export class Recorder {
 
   /** QPS and P99 since the previous call (for the progress line). */
   takeInterval(): { qps: number; p99Ms: number } {
+    if (this.#remote) {
+      const r = this.#remote;
+      this.#remote = undefined;
+      return r;
+    }
     const now = performance.now();
     const seconds = Math.max(1e-3, (now - this.#intervalStart) / 1000);
     const result = { qps: this.#intervalCount / seconds, p99Ms: this.#intervalCount > 0 ? this.#interval.getValueAtPercentile(99) / 1000 : 0 };

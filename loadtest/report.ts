@@ -58,12 +58,12 @@ const cell = (v: number | undefined, d = 2): string => (v === undefined || !Numb
 
 /** A self-contained HTML page: summary, step table, both charts inline, the search when one ran. */
 export function renderHtmlReport(r: RunReport): string {
-  const head = ['step', 'protocol', 'req/s', 'P50', 'P90', 'P95', 'P99', 'P99.9', 'max', 'errors', 'checked', 'server queue ms', 'server compute ms', 'mean batch', 'queue depth max', 'busy'];
+  const head = ['step', 'protocol', 'req/s', 'P50', 'P90', 'P95', 'P99', 'P99.9', 'max', 'errors', 'checked', 'server queue ms', 'server compute ms', 'mean batch', 'queue depth max', 'busy', 'server CPU us/request'];
   const rows = r.steps.map((s) => [
     s.label, s.protocol, cell(s.qps, 1), cell(s.latencyMs.p50), cell(s.latencyMs.p90), cell(s.latencyMs.p95), cell(s.latencyMs.p99), cell(s.latencyMs.p999), cell(s.latencyMs.max),
     s.errorCount === 0 ? '0' : `${s.errorCount}: ${Object.entries(s.errors).map(([k, v]) => `${k} ${v}`).join(', ')}`,
     `${s.checked - s.wrong}/${s.checked}`,
-    cell(s.server?.meanQueueMs), cell(s.server?.meanComputeMs), cell(s.server?.meanBatchSize, 1), cell(s.server?.queueDepthMax, 0), cell(s.server?.busyFraction),
+    cell(s.server?.meanQueueMs), cell(s.server?.meanComputeMs), cell(s.server?.meanBatchSize, 1), cell(s.server?.queueDepthMax, 0), cell(s.server?.busyFraction), cell(s.serverCpu?.usPerRequest, 0),
   ]);
   const table = `<table>\n<thead><tr>${head.map((h) => `<th>${escapeXml(h)}</th>`).join('')}</tr></thead>\n<tbody>\n${rows.map((row) => `<tr>${row.map((c) => `<td>${escapeXml(c)}</td>`).join('')}</tr>`).join('\n')}\n</tbody>\n</table>`;
   const search = r.search

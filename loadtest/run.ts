@@ -45,6 +45,8 @@ export async function runLoadtest(o: LoadtestOptions, io: RunIo = {}): Promise<R
     protocol: o.protocol, url: o.url, grpcUrl: o.grpcUrl, model: o.model, version: o.version, variants,
     timeoutMs: o.timeoutMs, connections: o.connections, maxOutstanding: o.maxOutstanding, lateThresholdMs: o.lateThresholdMs, checkEvery: o.checkEvery,
   });
+  // The open loop's driver process starts while the reference answers are fetched; its step waits for it.
+  if (o.rates.length > 0 || o.sloP99Ms !== undefined) driver.prepare({ mode: 'open', rate: 1 }).catch(() => undefined);
   const steps: StepResult[] = [];
   let search: RunReport['search'];
   let plan;
@@ -59,7 +61,7 @@ export async function runLoadtest(o: LoadtestOptions, io: RunIo = {}): Promise<R
     }
     const settings: StepSettings = {
       warmupMs: o.warmupMs, durationMs: o.durationMs, drainTimeoutMs: o.drainTimeoutMs, maxRequests: o.maxRequests,
-      check: plan.check, metricsUrl, model: o.model, ...(io.progress ? { progress: io.progress } : { progress: NO_PROGRESS }), ...(io.signal ? { signal: io.signal } : {}),
+      check: plan.check, metricsUrl, model: o.model, serverPids: o.serverPids, ...(io.progress ? { progress: io.progress } : { progress: NO_PROGRESS }), ...(io.signal ? { signal: io.signal } : {}),
     };
     const run = async (spec: StepSpec): Promise<StepResult> => {
       const r = await runStep(driver, spec, settings);
@@ -97,7 +99,7 @@ export async function runLoadtest(o: LoadtestOptions, io: RunIo = {}): Promise<R
       target: { url: o.protocol === 'grpc' ? undefined : o.url, grpcUrl: o.protocol === 'grpc' ? o.grpcUrl : undefined, model: o.model, protocol: o.protocol },
       settings: {
         durationMs: o.durationMs, warmupMs: o.warmupMs, checkEvery: o.checkEvery, check: plan.kind, variants: variants.length, seed: o.seed,
-        batch: o.batch, connections: o.connections, maxOutstanding: o.maxOutstanding, timeoutMs: o.timeoutMs,
+        batch: o.batch, connections: o.connections, maxOutstanding: o.maxOutstanding, timeoutMs: o.timeoutMs, serverPids: o.serverPids,
       },
       steps,
       search,

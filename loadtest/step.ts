@@ -3,6 +3,8 @@ import type { Timing } from './loops.ts';
 import { NO_PROGRESS, type Progress } from './progress.ts';
 import { Recorder } from './recorder.ts';
 import { DepthSampler, scrape, serverView, type Snapshot } from './scrape.ts';
+import { CpuMeter } from './server-cpu.ts';
+import { WRONG_ANSWER } from './transport.ts';
 import type { OutputCheck, StepResult, StepSpec } from './types.ts';
 
 /** How every step of a run is timed and observed. */
@@ -15,6 +17,8 @@ export interface StepSettings {
   /** Prometheus endpoint of the server, for its own view of the step. */
   readonly metricsUrl: string | undefined;
   readonly model: string;
+  /** Server processes (descendants included) whose CPU time per answered request each step reports. */
+  readonly serverPids?: readonly number[];
   readonly progress?: Progress;
   readonly signal?: AbortSignal;
 }
@@ -32,6 +36,7 @@ export async function runStep(driver: Driver, spec: StepSpec, s: StepSettings): 
   const progress = s.progress ?? NO_PROGRESS;
   const scrapeUrl = s.metricsUrl;
   let before: Snapshot | undefined;
+  await driver.prepare(spec);
   if (scrapeUrl && s.warmupMs === 0) before = await scrape(scrapeUrl);
   const startMs = performance.now();
   const timing: Timing = { startMs, warmupMs: s.warmupMs, durationMs: s.durationMs, drainTimeoutMs: s.drainTimeoutMs, maxRequests: s.maxRequests, ...(s.signal ? { stop: s.signal } : {}) };
@@ -43,11 +48,15 @@ export async function runStep(driver: Driver, spec: StepSpec, s: StepSettings): 
   const recorder = new Recorder(startMs + s.warmupMs, spec.mode === 'open' ? 'due' : 'completion');
   let sampler: DepthSampler | undefined;
   let beforeTaken: Promise<void> = Promise.resolve();
+  const pids = s.serverPids ?? [];
+  let cpu: CpuMeter | undefined;
   const startMeasuring = (): void => {
+    if (pids.length > 0) cpu ??= new CpuMeter(pids);
     if (!scrapeUrl) return;
     sampler = new DepthSampler(scrapeUrl, s.model, 1000);
     if (!before) beforeTaken = scrape(scrapeUrl).then((snap) => void (before = snap));
   };
+  if (s.warmupMs === 0 && pids.length > 0) cpu = new CpuMeter(pids);
   const measureTimer = setTimeout(startMeasuring, s.warmupMs);
   measureTimer.unref();
   const totalS = (s.warmupMs + s.durationMs) / 1000;
@@ -68,11 +77,16 @@ export async function runStep(driver: Driver, spec: StepSpec, s: StepSettings): 
     clearInterval(ticker);
     progress.done();
   }
+  // Read before the scrape below, whose rendering is the server's work but not the step's.
+  cpu?.stop();
   await beforeTaken;
   const after = scrapeUrl ? await scrape(scrapeUrl) : undefined;
   const depth = sampler?.stop() ?? { mean: undefined, max: undefined };
   const stats = recorder.stats();
   recorder.destroy();
+  // Answered: the server sent a response, whatever its status; not timeouts, resets or unsent requests.
+  const answered = stats.ok + Object.entries(stats.errors).filter(([k]) => k.startsWith('http ') || k === WRONG_ANSWER).reduce((n, [, v]) => n + v, 0);
+  const serverCpu = cpu?.reading === true ? cpu.result(answered) : undefined;
   const measureFromMs = startMs + s.warmupMs;
   const interrupted = stoppedAtMs !== undefined && stoppedAtMs < measureFromMs + s.durationMs;
   const plannedMs = interrupted ? Math.max(0, stoppedAtMs! - measureFromMs) : s.durationMs;
@@ -98,5 +112,6 @@ export async function runStep(driver: Driver, spec: StepSpec, s: StepSettings): 
     latencyMs: stats.latencyMs,
     percentiles: stats.percentiles,
     server: before && after ? serverView(before, after, s.model, depth) : undefined,
+    serverCpu,
   };
 }

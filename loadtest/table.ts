@@ -17,7 +17,7 @@ function errorsCell(s: StepResult): string {
 
 /** The console table: client-side latency and errors, then the server's own view. */
 export function renderTable(steps: readonly StepResult[]): string {
-  const header = ['step', 'proto', 'req/s', 'p50', 'p90', 'p95', 'p99', 'p99.9', 'max', 'errors', 'checked', 'late', 'srv queue', 'srv compute', 'batch', 'depth', 'busy'];
+  const header = ['step', 'proto', 'req/s', 'p50', 'p90', 'p95', 'p99', 'p99.9', 'max', 'errors', 'checked', 'late', 'srv queue', 'srv compute', 'batch', 'depth', 'busy', 'srv cpu'];
   const rows = steps.map((s) => [
     s.interrupted === true ? `${s.label}*` : s.label,
     s.protocol,
@@ -36,9 +36,10 @@ export function renderTable(steps: readonly StepResult[]): string {
     fmt(s.server?.meanBatchSize, 1),
     s.server?.queueDepthMax === undefined ? '-' : `${fmt(s.server.queueDepthMean, 1)}/${s.server.queueDepthMax}`,
     fmt(s.server?.busyFraction),
+    fmt(s.serverCpu?.usPerRequest, 0),
   ]);
   const stopped = steps.some((s) => s.interrupted === true) ? '\n* stopped by Ctrl-C before its end: measured up to that moment' : '';
-  return `${renderColumns(header, rows)}\nlatencies in ms (client side, from the intended send time in open-loop steps); srv = the server's metrics; depth = mean/max queue depth${stopped}`;
+  return `${renderColumns(header, rows)}\nlatencies in ms (client side, from the intended send time in open-loop steps); srv = the server's metrics; depth = mean/max queue depth; srv cpu = the server's CPU microseconds per answered request (--server-pid)${stopped}`;
 }
 
 export function renderSearch(search: SearchResult): string {

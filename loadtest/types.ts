@@ -1,4 +1,5 @@
 import type { DataType } from '../src/core/datatypes.ts';
+import type { ServerCpu } from './server-cpu.ts';
 
 /** The wire format a load test speaks. json/binary are HTTP/1.1 REST; h2c is REST binary over HTTP/2. */
 export type LoadProtocol = 'json' | 'binary' | 'h2c' | 'grpc';
@@ -98,6 +99,8 @@ export interface StepResult {
   /** [percentile (0..100), latency ms] pairs for the percentile plot. */
   readonly percentiles: readonly (readonly [number, number])[];
   readonly server: ServerView | undefined;
+  /** The server's CPU time over the measurement, when its pids were given (--server-pid). */
+  readonly serverCpu?: ServerCpu;
 }
 
 /** The outcome of a search for the highest rate whose P99 stays under an SLO. */

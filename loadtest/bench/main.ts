@@ -7,6 +7,7 @@ import { parseArgs } from 'node:util';
 import { parseDuration } from '../options.ts';
 import { modelMetadata } from '../prepare.ts';
 import { generateVariants } from '../workload.ts';
+import { latencyFloor } from './floor.ts';
 import type { Section } from './markdown.ts';
 import type { BenchTiming, ModelWorkload } from './measure.ts';
 import { startServerProcess, type ServerProcess } from './processes.ts';
@@ -14,14 +15,17 @@ import { batchingThroughput, oneClientLatency, overhead, protocols, workerBusy, 
 import { sloSearch } from './slo.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const SECTIONS = ['a', 'b', 'c', 'd', 'e', 'f'] as const;
+const SECTIONS = ['a', 'b', 'c', 'd', 'e', 'f', 'g'] as const;
 
 const USAGE = `Usage: npm run bench [-- --quick] [--repeats N] [--duration T] [--warmup T] [--only a,b,...] [--out FILE]
 
 Runs every benchmark comparison side by side (medians of repeated runs) and writes docs/benchmarks.md:
 (a) batching on vs max batch size 1 vs a naive server, (b) P50 at one client, (c) worker busy fraction,
-(d) REST JSON vs binary vs gRPC, (e) sluice vs bare Fastify / grpc-js echo, (f) highest rate with P99 < 10 ms.
+(d) REST JSON vs binary vs gRPC, (e) sluice vs bare Fastify / grpc-js echo, (f) highest rate with P99 < 10 ms,
+(g) the latency floor: sluice vs the naive server vs a bare echo, open loop, with server CPU per request.
 --quick: one repeat of short steps (about a minute), marked as a smoke run in the output.
+--only g: that section alone (any comma-separated list of a..g); the file then holds only those
+  (give --out FILE to leave docs/benchmarks.md as it is).
 `;
 
 function machine(): string {
@@ -59,6 +63,8 @@ export async function runBench(argv: string[]): Promise<number> {
   }
   const quick = values.quick === true;
   const only = new Set((values.only ?? SECTIONS.join(',')).split(',').map((s) => s.trim()));
+  const unknown = [...only].filter((id) => !(SECTIONS as readonly string[]).includes(id));
+  if (unknown.length > 0) throw new Error(`--only ${unknown.join(',')}: the sections are ${SECTIONS.join(', ')}`);
   const timing: BenchTiming = {
     repeats: Number(values.repeats ?? (quick ? 1 : 3)),
     durationMs: parseDuration('duration', values.duration ?? (quick ? '1s' : '5s'), 600_000),
@@ -104,6 +110,7 @@ export async function runBench(argv: string[]): Promise<number> {
       naiveWithoutInference: `http://127.0.0.1:${ceiling.ports['http']}`,
       echoHttp: `http://127.0.0.1:${echoHttp.ports['http']}`,
       echoGrpc: `127.0.0.1:${echoGrpc.ports['grpc']}`,
+      pids: { sluice: [a.pid], naive: [naive.pid], echoHttp: [echoHttp.pid] },
       workload,
     };
     const run = async (id: string, title: string, fn: () => Promise<Section>): Promise<void> => {
@@ -117,6 +124,7 @@ export async function runBench(argv: string[]): Promise<number> {
     await run('d', 'protocols', () => protocols(env, timing));
     await run('e', 'sluice vs bare echo servers', () => overhead(env, timing));
     await run('f', 'SLO search', () => sloSearch(env, timing, quick ? 5 : 10));
+    await run('g', 'the latency floor: sluice vs naive vs bare echo', () => latencyFloor(env, timing, quick ? 6 : 10));
   } finally {
     for (const s of servers.reverse()) await s.stop();
     await rm(repo, { recursive: true, force: true });
@@ -133,7 +141,7 @@ export async function runBench(argv: string[]): Promise<number> {
     `- Command: \`${command}\``,
     `- Date: ${started.toISOString()}; the run took ${seconds.toFixed(0)} s`,
     '- What these numbers mean, where the time goes and what limits them on this machine: [performance.md](performance.md) (written by hand, not by the suite).',
-    `- Method: each comparison runs its contenders side by side in one run, interleaved, ${timing.repeats} repeat(s) of ${timing.warmupMs / 1000} s warm-up + ${timing.durationMs / 1000} s measured; tables show medians. Latencies are client-side (HDR histogram, microsecond resolution), open-loop latencies counted from each request's intended send time. Every server runs in its own process, one sluice worker process per gateway, and all of them share the machine's cores with the load generator (\`sluice loadtest\`'s drivers: autocannon for HTTP/1.1 closed loops, grpc-js for gRPC).`,
+    `- Method: each comparison runs its contenders side by side in one run, interleaved, ${timing.repeats} repeat(s) of ${timing.warmupMs / 1000} s warm-up + ${timing.durationMs / 1000} s measured; tables show medians. Latencies are client-side (HDR histogram, microsecond resolution), open-loop latencies counted from each request's intended send time. Every server runs in its own process, one sluice worker process per gateway, and all of them share the machine's cores with the load generator (\`sluice loadtest\`'s drivers: autocannon for HTTP/1.1 closed loops, a driver process of its own over raw keep-alive sockets for HTTP/1.1 open loops, grpc-js for gRPC).`,
     '',
     ...sections.flatMap((s) => [`## ${s.title}`, '', s.body, '']),
   ].join('\n');

@@ -13,7 +13,12 @@ export interface Target {
   readonly metricsUrl?: string;
   /** Check sampled answers (off for echo servers, whose answers are not inferences). */
   readonly check: boolean;
+  /** The server's process ids, for its CPU time per request (descendants included). */
+  readonly pids?: readonly number[];
 }
+
+/** HTTP/1.1 keep-alive connections of every open loop over REST (one request in flight on each). */
+export const OPEN_LOOP_CONNECTIONS = 64;
 
 /** The workload of one model: its metadata (from sluice) and the seeded input sets every target gets. */
 export interface ModelWorkload {
@@ -37,6 +42,8 @@ export interface Measured {
   readonly qps: number;
   readonly p50: number;
   readonly p99: number;
+  /** Median over the runs of the server's CPU microseconds per answered request, when its pids were given. */
+  readonly cpuUsPerRequest: number | undefined;
   readonly errors: number;
   readonly wrong: number;
   /** The run whose QPS is the median (its server view is reported). */
@@ -51,22 +58,25 @@ export function median(values: readonly number[]): number {
 }
 
 function medianOf(target: Target, spec: StepSpec, runs: StepResult[]): Measured {
+  const cpu = runs.map((r) => r.serverCpu?.usPerRequest).filter((v): v is number => v !== undefined);
   const byQps = [...runs].sort((a, b) => a.qps - b.qps);
   return {
     target, spec, runs,
     qps: median(runs.map((r) => r.qps)),
     p50: median(runs.map((r) => r.latencyMs.p50)),
     p99: median(runs.map((r) => r.latencyMs.p99)),
+    cpuUsPerRequest: cpu.length > 0 ? median(cpu) : undefined,
     errors: runs.reduce((n, r) => n + r.errorCount, 0),
     wrong: runs.reduce((n, r) => n + r.wrong, 0),
     medianRun: byQps[Math.floor((byQps.length - 1) / 2)]!,
   };
 }
 
-async function open(target: Target, model: string, w: ModelWorkload): Promise<{ driver: Driver; check: Awaited<ReturnType<typeof planCheck>>['check'] }> {
+/** A driver for the target with its answer check planned (reference requests made). */
+export async function openTarget(target: Target, model: string, w: ModelWorkload): Promise<{ driver: Driver; check: Awaited<ReturnType<typeof planCheck>>['check'] }> {
   const driver = createDriver({
     protocol: target.protocol, url: target.url, grpcUrl: target.grpcUrl, model, version: '', variants: w.variants,
-    timeoutMs: 60_000, connections: target.protocol === 'h2c' ? 4 : 1, maxOutstanding: 1024, lateThresholdMs: 5, checkEvery: 16,
+    timeoutMs: 60_000, connections: target.protocol === 'h2c' ? 4 : target.protocol === 'grpc' ? 1 : OPEN_LOOP_CONNECTIONS, maxOutstanding: 1024, lateThresholdMs: 5, checkEvery: 16,
   });
   try {
     const plan = await planCheck(driver, w.meta, w.variants, { enabled: target.check, rtol: 1e-3 });
@@ -84,16 +94,18 @@ async function open(target: Target, model: string, w: ModelWorkload): Promise<{ 
 export async function measureSideBySide(model: string, w: ModelWorkload, pairs: readonly { target: Target; spec: StepSpec }[], t: BenchTiming): Promise<Measured[]> {
   const opened = [];
   try {
-    for (const p of pairs) opened.push(await open(p.target, model, w));
+    for (const p of pairs) opened.push(await openTarget(p.target, model, w));
     const runs: StepResult[][] = pairs.map(() => []);
     for (let r = 0; r < t.repeats; r++) {
       for (let i = 0; i < pairs.length; i++) {
         const { target, spec } = pairs[i]!;
         const { driver, check } = opened[i]!;
-        const res = await runStep(driver, spec, { warmupMs: t.warmupMs, durationMs: t.durationMs, drainTimeoutMs: 30_000, maxRequests: 50_000_000, check, metricsUrl: target.metricsUrl, model });
+        const res = await runStep(driver, spec, { warmupMs: t.warmupMs, durationMs: t.durationMs, drainTimeoutMs: 30_000, maxRequests: 50_000_000, check, metricsUrl: target.metricsUrl, model, ...(target.pids ? { serverPids: target.pids } : {}) });
         runs[i]!.push(res);
         const errors = res.errorCount > 0 ? `, ${res.errorCount} errors ${JSON.stringify(res.errors)}` : '';
-        t.log(`  ${target.name} ${res.label} run ${r + 1}/${t.repeats}: ${res.qps.toFixed(0)} req/s, p50 ${res.latencyMs.p50.toFixed(2)} ms, p99 ${res.latencyMs.p99.toFixed(2)} ms${errors}`);
+        const cpu = res.serverCpu?.usPerRequest !== undefined ? `, server ${res.serverCpu.usPerRequest.toFixed(0)} us CPU/req` : '';
+        const late = res.late > 0 ? `, ${res.late} late` : '';
+        t.log(`  ${target.name} ${res.label} run ${r + 1}/${t.repeats}: ${res.qps.toFixed(0)} req/s, p50 ${res.latencyMs.p50.toFixed(2)} ms, p99 ${res.latencyMs.p99.toFixed(2)} ms${cpu}${late}${errors}`);
       }
     }
     return pairs.map((p, i) => medianOf(p.target, p.spec, runs[i]!));

@@ -5,6 +5,8 @@ import { fileURLToPath } from 'node:url';
 export interface ServerProcess {
   readonly name: string;
   readonly ports: Readonly<Record<string, number>>;
+  /** The server's process id (its own child processes, such as sluice's workers, are found from it). */
+  readonly pid: number;
   stop(): Promise<void>;
 }
 
@@ -44,7 +46,7 @@ export function startServerProcess(name: string, kind: string, args: readonly st
         const { ports } = JSON.parse(out.slice(0, nl)) as { ports: Record<string, number> };
         // Later output is drained so that a chatty child never blocks on a full pipe.
         child.stdout!.resume();
-        resolve({ name, ports, stop });
+        resolve({ name, ports, pid: child.pid ?? 0, stop });
       } catch {
         void stop();
         reject(new Error(`${name} printed '${out.slice(0, nl)}' instead of its ports: ${stderr}`));

@@ -13,6 +13,8 @@ export interface BenchEnv {
   readonly naiveWithoutInference: string;
   readonly echoHttp: string;
   readonly echoGrpc: string;
+  /** Process ids of the servers (sluice's workers are found as its children), for CPU per request. */
+  readonly pids: { readonly sluice: readonly number[]; readonly naive: readonly number[]; readonly echoHttp: readonly number[] };
   workload(model: string): Promise<ModelWorkload>;
 }
 

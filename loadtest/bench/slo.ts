@@ -4,7 +4,7 @@ import { searchSlo } from '../search.ts';
 import { runStep } from '../step.ts';
 import type { StepResult } from '../types.ts';
 import { mdTable, n0, n2, type Section } from './markdown.ts';
-import type { BenchTiming } from './measure.ts';
+import { OPEN_LOOP_CONNECTIONS, type BenchTiming } from './measure.ts';
 import type { BenchEnv } from './sections.ts';
 
 export const SLO_P99_MS = 10;
@@ -17,7 +17,7 @@ export async function sloSearch(env: BenchEnv, t: BenchTiming, maxSteps: number)
   const w = await env.workload('mlp');
   const driver = createDriver({
     protocol: 'binary', url: env.sluice.http, grpcUrl: undefined, model: 'mlp', version: '', variants: w.variants,
-    timeoutMs: 60_000, connections: 1, maxOutstanding: 1024, lateThresholdMs: 5, checkEvery: 16,
+    timeoutMs: 60_000, connections: OPEN_LOOP_CONNECTIONS, maxOutstanding: 1024, lateThresholdMs: 5, checkEvery: 16,
   });
   try {
     const { check } = await planCheck(driver, w.meta, w.variants, { enabled: true, rtol: 1e-3 });

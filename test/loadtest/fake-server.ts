@@ -17,6 +17,8 @@ export interface FakeServerOptions {
   readonly wrongEvery?: number;
   /** Answers before any wrong one (so that reference requests get right answers). */
   readonly rightFirst?: number;
+  /** Every Nth inference request (1-based) is answered with this HTTP status and an error body. */
+  readonly statusEvery?: { readonly every: number; readonly status: number };
 }
 
 /** A running fake server: its URL and what it saw and did. */
@@ -28,6 +30,8 @@ export interface FakeServer {
   readonly wrongSent: () => number;
   /** Most inference requests in flight at once. */
   readonly maxInflight: () => number;
+  /** When each inference request arrived (performance.now() of this process), in arrival order. */
+  readonly arrivals: () => readonly number[];
 }
 
 const META: Record<string, object> = {
@@ -87,6 +91,7 @@ export async function startFakeServer(t: TestContext, opts: FakeServerOptions = 
   let inflight = 0;
   let maxInflight = 0;
   let busyUntil = 0;
+  const arrivals: number[] = [];
 
   // When an answer ready at `at` may leave: after the stall window that contains `at`, if any.
   const releaseAt = (at: number): number => {
@@ -131,6 +136,7 @@ export async function startFakeServer(t: TestContext, opts: FakeServerOptions = 
   };
 
   const server = createServer((req, res) => {
+    const arrived = performance.now();
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => {
@@ -145,6 +151,11 @@ export async function startFakeServer(t: TestContext, opts: FakeServerOptions = 
         return;
       }
       received += 1;
+      arrivals.push(arrived);
+      if (opts.statusEvery && received % opts.statusEvery.every === 0) {
+        res.writeHead(opts.statusEvery.status, { 'content-type': 'application/json' }).end(JSON.stringify({ error: 'told to fail' }));
+        return;
+      }
       inflight += 1;
       maxInflight = Math.max(maxInflight, inflight);
       try {
@@ -166,5 +177,6 @@ export async function startFakeServer(t: TestContext, opts: FakeServerOptions = 
     received: () => received,
     wrongSent: () => wrong,
     maxInflight: () => maxInflight,
+    arrivals: () => arrivals,
   };
 }
