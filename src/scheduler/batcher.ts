@@ -7,12 +7,12 @@ import type { Tensor } from '../core/tensor.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { requestBytes, type RequestMemory } from './memory.ts';
-import { batchLimitsOf, levelCount, maxQueueSizeOf, queuePolicyOf, timeoutUsOf } from './policy.ts';
+import { batchLimitsOf, expectedWaitUs, levelCount, maxQueueSizeOf, queuePolicyOf, timeoutUsOf } from './policy.ts';
 import { RequestQueue, type QueueNode } from './queue.ts';
 import type { DispatchResult, RequestPlan, Scheduler } from './scheduler.ts';
 import { selectBatch, type BatchLimits, type Candidate } from './select.ts';
 import { nsBetween, type ModelStatsRecorder } from './stats.ts';
-import { concatInputs, paddedSize, pickOutputs, splitOutputs, type BatchMember } from './tensors.ts';
+import { concatInputs, paddedSize, passesThrough, pickOutputs, splitOutputs, type BatchMember } from './tensors.ts';
 
 /** What one model version's batcher is built from. */
 export interface BatcherOptions {
@@ -112,7 +112,7 @@ export class DynamicBatcher implements Scheduler {
     }
     const budgetUs = policy.maxExpectedWaitUs;
     if (budgetUs > 0) {
-      const waitUs = this.#expectedWaitUs(plan.rows);
+      const waitUs = expectedWaitUs(this.#o.executor.costOf(model, this.#o.version), this.#queuedRows + plan.rows, this.#limits.maxRows);
       if (waitUs > budgetUs) return this.#refuse(request, 'expected_wait', ExpectedWaitTooLong(model, waitUs, budgetUs), now);
     }
     const { memory } = this.#o;
@@ -193,15 +193,6 @@ export class DynamicBatcher implements Scheduler {
     // Each dispatch takes at least one request off the queue, so this ends.
     while ((r = this.dispatchOne()) === 'sent');
     if (r === 'busy') this.#o.onBlocked?.(this);
-  }
-
-  /** Microseconds a request of `rows` rows would wait behind the queue, from the measured batch cost; 0 while unmeasured. */
-  #expectedWaitUs(rows: number): number {
-    const cost = this.#o.executor.costOf(this.#o.model, this.#o.version);
-    if (!cost || cost.workers === 0) return 0;
-    const ahead = this.#queuedRows + rows;
-    const batches = Math.ceil(ahead / this.#limits.maxRows);
-    return ((batches * cost.perBatchMs + ahead * cost.perRowMs) / cost.workers) * 1000;
   }
 
   #refuse(request: InferRequest, reason: ShedReason, error: Error, now: number): Promise<never> {
@@ -405,7 +396,3 @@ export class DynamicBatcher implements Scheduler {
   }
 }
 
-/** Whether concatInputs hands back the one request's own tensors (one request, no padding) instead of writing new ones. */
-function passesThrough(requests: number, rows: number, padded: number): boolean {
-  return requests === 1 && rows === padded;
-}

@@ -1,3 +1,4 @@
+import type { BatchCost } from '../core/execution.ts';
 import { DEFAULT_MAX_QUEUE_SIZE, type ModelConfig, type QueuePolicy } from '../core/model.ts';
 import type { BatchLimits } from './select.ts';
 
@@ -52,4 +53,11 @@ function computeBatchLimits(config: ModelConfig): BatchLimits {
   if (config.maxBatchSize > 0 && allowed.length > 0) maxRows = Math.min(maxRows, Math.max(...allowed));
   const preferred = [...new Set(db.preferredBatchSizes)].filter((s) => s > 0 && s <= maxRows).sort((a, b) => a - b);
   return { batching: config.maxBatchSize > 0, maxRows, preferred, maxQueueDelayMs: Math.max(0, db.maxQueueDelayUs) / 1000 };
+}
+
+/** Microseconds `aheadRows` rows (the queue plus the new request) take to run at the measured cost; 0 while unmeasured. */
+export function expectedWaitUs(cost: BatchCost | undefined, aheadRows: number, maxRows: number): number {
+  if (!cost || cost.workers === 0) return 0;
+  const batches = Math.ceil(aheadRows / maxRows);
+  return ((batches * cost.perBatchMs + aheadRows * cost.perRowMs) / cost.workers) * 1000;
 }

@@ -34,7 +34,7 @@ function byName(tensors: readonly Tensor[], name: string): Tensor | undefined {
 export function concatInputs(members: readonly BatchMember[], paddedRows: number): Tensor[] {
   const first = members[0];
   if (!first) throw Internal('a batch needs at least one request');
-  if (members.length === 1 && first.rows === paddedRows) return [...first.inputs];
+  if (passesThrough(members.length, first.rows, paddedRows)) return [...first.inputs];
   const rows = members.reduce((n, m) => n + m.rows, 0);
   return first.inputs.map((head) => {
     const parts = members.map((m) => {
@@ -115,4 +115,9 @@ export function paddedSize(rows: number, allowed: readonly number[]): number {
   let best = Infinity;
   for (const s of allowed) if (s >= rows && s < best) best = s;
   return best === Infinity ? rows : best;
+}
+
+/** Whether concatInputs hands back the one request's own tensors (one request, no padding) instead of writing new ones. */
+export function passesThrough(requests: number, rows: number, padded: number): boolean {
+  return requests === 1 && rows === padded;
 }
