@@ -50,8 +50,12 @@ export class BatchCostModel {
     const my = this.#my;
     const variance = this.#mxx - mx * mx;
     // Batches of (nearly) one size cannot separate the fixed part from the per-row part: charge it all
-    // per row, which still orders workers correctly for batches of that size.
-    if (variance <= 0.01 * mx * mx) return { perRow: my / mx, perBatch: 0 };
+    // per batch. That orders workers correctly for batches of that size, and it errs on the side an
+    // admission estimate must: at light load every batch is one row, and charging that row's time to
+    // each of the rows of a burst (per row) overstated a 256-row queue's wait 15-fold and shed requests
+    // that would have been answered in a few milliseconds. A queue of full batches is then estimated
+    // exactly, and a burst of small ones leniently, until batches of other sizes refine the fit.
+    if (variance <= 0.01 * mx * mx) return { perRow: 0, perBatch: my };
     const slope = (this.#mxy - mx * my) / variance;
     const intercept = my - slope * mx;
     if (slope < 0) return { perRow: 0, perBatch: my };

@@ -23,7 +23,7 @@ export interface QueuePolicy {
    * sluice's admission bound (not in Triton): a request whose expected wait (rows queued ahead of it
    * times the measured cost per row, over the workers) passes this many microseconds is refused at
    * once with RESOURCE_EXHAUSTED, so the requests that are accepted keep their latency under
-   * overload. 0 = off (the default, DEFAULT_MAX_EXPECTED_WAIT_US).
+   * overload. 0 = off; DEFAULT_MAX_EXPECTED_WAIT_US when a model does not say.
    */
   readonly maxExpectedWaitUs: number;
 }
@@ -91,12 +91,12 @@ export const DEFAULT_MAX_BATCH_SIZE = 32;
 export const DEFAULT_PREFERRED_BATCH_SIZES: readonly number[] = [8, 16, 32];
 export const DEFAULT_MAX_QUEUE_SIZE = 4096;
 /**
- * Default admission bound on a request's expected queue wait (QueuePolicy.maxExpectedWaitUs): off. The
- * batch cost fit charges everything per row while it has seen batches of one size only, which
- * overestimates the wait of a deep queue of small requests and sheds what would have been served in
- * time; until the estimate separates the two, a model opts in.
+ * Default admission bound on a request's expected queue wait (QueuePolicy.maxExpectedWaitUs): 250 ms.
+ * Past it a request has missed any interactive objective, and a fast 503 lets its client or the load
+ * balancer go elsewhere instead of joining a queue that only grows; a model with a tighter budget sets
+ * its own, and 0 turns admission by expected wait off.
  */
-export const DEFAULT_MAX_EXPECTED_WAIT_US = 0;
+export const DEFAULT_MAX_EXPECTED_WAIT_US = 250_000;
 
 /** Names a model or version may have: they become path segments, so they are checked before use. */
 export const MODEL_NAME_PATTERN = /^(?!\.{1,2}$)[A-Za-z0-9_.-]{1,128}$/;

@@ -1,5 +1,6 @@
-import { Counter, Gauge, Histogram, Registry, Summary, collectDefaultMetrics } from 'prom-client';
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { TracerStats } from './trace.ts';
+import { WindowQuantiles } from './window-quantiles.ts';
 
 /** Outcome label of a finished request. Bounded set: one value per failure reason. */
 export type RequestStatus =
@@ -69,7 +70,7 @@ export class Metrics {
   readonly sources: MetricSources = {};
 
   readonly requestDuration: Histogram<'model' | 'protocol' | 'status'>;
-  readonly requestDurationSummary: Summary<'model' | 'protocol'>;
+  readonly requestDurationSummary: WindowQuantiles;
   readonly requests: Counter<'model' | 'protocol' | 'status'>;
   readonly queueDuration: Histogram<'model'>;
   readonly requestsShed: Counter<'model' | 'reason'>;
@@ -98,7 +99,7 @@ export class Metrics {
       for (const model of models) for (const extra of extras) counter.inc({ ...extra, model }, 0);
     };
     this.requestDuration = new Histogram({ name: 'sluice_request_duration_seconds', help: 'End-to-end request latency from arrival to response, by model, protocol and status.', labelNames: ['model', 'protocol', 'status'], buckets: [...LATENCY_BUCKETS], registers });
-    this.requestDurationSummary = new Summary({ name: 'sluice_request_duration_quantiles_seconds', help: 'End-to-end latency of successful requests over a sliding 60 s window (per-instance P50/P95/P99).', labelNames: ['model', 'protocol'], percentiles: [0.5, 0.95, 0.99], maxAgeSeconds: 60, ageBuckets: 3, registers });
+    this.requestDurationSummary = new WindowQuantiles({ name: 'sluice_request_duration_quantiles_seconds', help: 'End-to-end latency of successful requests over a sliding 60 s window (per-instance P50/P95/P99).', labelNames: ['model', 'protocol'], percentiles: [0.5, 0.95, 0.99], maxAgeSeconds: 60, ageBuckets: 3, registers });
     this.requests = new Counter({ name: 'sluice_requests_total', help: 'Inference requests finished, by model, protocol and status.', labelNames: ['model', 'protocol', 'status'], registers });
     this.queueDuration = new Histogram({ name: 'sluice_queue_duration_seconds', help: 'Time requests spent queued before their batch was sent to a worker.', labelNames: ['model'], buckets: [...LATENCY_BUCKETS], registers });
     this.requestsShed = new Counter({ name: 'sluice_requests_shed_total', help: 'Requests dropped by the scheduler before running, by reason (queue_full, expected_wait, timeout, cancelled).', labelNames: ['model', 'reason'], registers, collect() { zeroFill(this, SHED_REASONS.map((reason) => ({ reason }))); } });

@@ -14,17 +14,17 @@ void test('separates the fixed cost per batch from the cost per row when batch s
   assert.ok(Math.abs(c.perRow - 0.0005) < 1e-7, `perRow ${c.perRow}`);
 });
 
-void test('with one batch size it charges the whole time per row', () => {
+void test('with one batch size it charges the whole time per batch', () => {
   const m = new BatchCostModel();
   for (let i = 0; i < 5; i++) m.observe(8, 0.008, i);
-  assert.deepEqual(m.cost(5), { perRow: 0.001, perBatch: 0 });
+  assert.deepEqual(m.cost(5), { perRow: 0, perBatch: 0.008 });
 });
 
 void test('follows a worker that slows down within a few batches', () => {
   const m = new BatchCostModel();
   for (let i = 0; i < 20; i++) m.observe(8, 0.008, i);
   for (let i = 20; i < 35; i++) m.observe(8, 0.08, i);
-  assert.ok(m.cost(35)!.perRow > 0.009, `perRow ${m.cost(35)!.perRow} should approach 0.01`);
+  assert.ok(m.cost(35)!.perBatch > 0.072, `perBatch ${m.cost(35)!.perBatch} should approach 0.08`);
 });
 
 void test('is unknown before the first batch and once stale; ignores nonsense observations', () => {

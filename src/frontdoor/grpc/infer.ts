@@ -90,7 +90,7 @@ async function runOne(deps: InferDeps, msg: ModelInferRequestMsg, arrivalMs: num
   const seconds = (performance.now() - arrivalMs) / 1000;
   deps.metrics.observeRequest(label, 'grpc', outcome.ok ? 'success' : statusOfKind(outcome.error.kind, outcome.error.code), seconds);
   if (outcome.ok) {
-    deps.logger.debug({ id: msg.id, model: name, status: 'OK', ms: seconds * 1000, worker, batchRows }, 'infer');
+    if (deps.logger.isLevelEnabled('debug')) deps.logger.debug({ id: msg.id, model: name, status: 'OK', ms: seconds * 1000, worker, batchRows }, 'infer');
   } else {
     const { error } = outcome;
     const fields = { model: name, id: msg.id, code: error.code, grpcStatus: grpcStatusOf(error.kind), ms: seconds * 1000 };

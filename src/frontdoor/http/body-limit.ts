@@ -84,19 +84,17 @@ export class BodyLimits {
     }
     if (sizes.elements === undefined) return undefined;
     const json = sizes.elements * JSON_BYTES_PER_ELEMENT + JSON_HEADROOM_BYTES;
-    let bytes = json;
-    let why = `a full batch, ${sizes.rows} rows, of JSON tensors at up to ${JSON_BYTES_PER_ELEMENT} bytes per element`;
-    if (binaryHeaderLength !== undefined && sizes.rawBytes !== undefined) {
-      const header = Math.min(binaryHeaderLength, json);
-      bytes = Math.min(json, sizes.rawBytes + header);
-      if (bytes < json) why = `a full batch, ${sizes.rows} rows, of binary tensors (${sizes.rawBytes} bytes) after a ${header}-byte JSON header`;
-    }
-    if (bytes < MIN_MODEL_BODY_LIMIT) {
-      bytes = MIN_MODEL_BODY_LIMIT;
-      why = `${why}, raised to the ${MIN_MODEL_BODY_LIMIT}-byte floor`;
-    }
-    bytes = Math.min(this.#global, bytes);
+    const header = binaryHeaderLength !== undefined && sizes.rawBytes !== undefined ? Math.min(binaryHeaderLength, json) : undefined;
+    const raw = header !== undefined && sizes.rawBytes !== undefined ? sizes.rawBytes + header : json;
+    const bytes = Math.min(this.#global, Math.max(MIN_MODEL_BODY_LIMIT, Math.min(json, raw)));
     if (bytes >= this.#global) return undefined;
-    return { bytes, tooLarge: (size) => ModelBodyTooLarge(model, size, bytes, why) };
+    // The explanation is only written for a body that is refused: this runs for every request.
+    const why = (): string => {
+      const base = raw < json
+        ? `a full batch, ${sizes.rows} rows, of binary tensors (${sizes.rawBytes} bytes) after a ${header}-byte JSON header`
+        : `a full batch, ${sizes.rows} rows, of JSON tensors at up to ${JSON_BYTES_PER_ELEMENT} bytes per element`;
+      return Math.min(json, raw) < MIN_MODEL_BODY_LIMIT ? `${base}, raised to the ${MIN_MODEL_BODY_LIMIT}-byte floor` : base;
+    };
+    return { bytes, tooLarge: (size) => ModelBodyTooLarge(model, size, bytes, why()) };
   }
 }

@@ -103,7 +103,8 @@ function watchCompletion(req: FastifyRequest<{ Params: ModelParams }>, reply: Fa
     const status: RequestStatus = !finished ? 'cancelled' : err ? requestStatusOfError(err) : requestStatusOfHttp(res.statusCode);
     const seconds = (performance.now() - state.arrivalMs) / 1000;
     opts.metrics.observeRequest(model, 'http', status, seconds);
-    opts.logger.debug({ id: state.id, model: name, status: finished ? res.statusCode : 499, ms: seconds * 1000, http: req.raw.httpVersion, worker: state.worker, batchRows: state.batchRows }, finished ? 'infer' : 'infer abandoned by the client');
+    // The line's fields are built only when it is written: this runs for every request.
+    if (opts.logger.isLevelEnabled('debug')) opts.logger.debug({ id: state.id, model: name, status: finished ? res.statusCode : 499, ms: seconds * 1000, http: req.raw.httpVersion, worker: state.worker, batchRows: state.batchRows }, finished ? 'infer' : 'infer abandoned by the client');
   });
 }
 
