@@ -41,7 +41,7 @@ export interface Config {
     /** ONNX Runtime intra-op threads per session; 0 = cores / local workers. */
     readonly intraOpThreads: number;
     readonly memoryBudgetBytes: number;
-    /** Batches sent to one worker before it answers: 2 keeps it busy while the next batch travels. */
+    /** Batches sent to one worker before it answers; 0 = inflightBatchesOf's choice for the kind of worker. */
     readonly maxInflightBatches: number;
     readonly connectionsPerWorker: number;
   };

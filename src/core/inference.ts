@@ -1,3 +1,4 @@
+import type { SluiceError } from './errors.ts';
 import type { ModelConfig, ModelMetadata, ModelStats, RepositoryIndexEntry } from './model.ts';
 import type { Tensor } from './tensor.ts';
 import type { RequestTrace } from './trace.ts';
@@ -62,4 +63,10 @@ export interface InferenceService {
   loadModel(name: string): Promise<void>;
   unloadModel(name: string): Promise<void>;
   infer(request: InferRequest): Promise<InferResponse>;
+  /**
+   * The error that would shed a request arriving now for this model from its queue (full, or its
+   * expected wait past the budget), counted as shed; undefined when it may be accepted or when only
+   * infer() can tell. Front doors ask before reading a body, so that refusals stay cheap.
+   */
+  refuseOnArrival(model: string, version: string, arrivalMs: number): SluiceError | undefined;
 }

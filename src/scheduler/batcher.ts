@@ -1,13 +1,13 @@
 import { performance } from 'node:perf_hooks';
-import { ExpectedWaitTooLong, QueueFull, RequestCancelled, RequestMemoryFull, RequestTimeout, WorkerFailed, toSluiceError } from '../core/errors.ts';
+import { ExpectedWaitTooLong, QueueFull, RequestCancelled, RequestMemoryFull, RequestTimeout, WorkerFailed, toSluiceError, type SluiceError } from '../core/errors.ts';
 import { BatchNotRun, type BatchJob, type BatchResult, type BatchSlot, type Executor } from '../core/execution.ts';
 import type { InferRequest, InferResponse } from '../core/inference.ts';
-import type { ModelConfig } from '../core/model.ts';
+import type { ModelConfig, QueuePolicy } from '../core/model.ts';
 import type { Tensor } from '../core/tensor.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { requestBytes, type RequestMemory } from './memory.ts';
-import { batchLimitsOf, expectedWaitUs, levelCount, maxQueueSizeOf, queuePolicyOf, timeoutUsOf } from './policy.ts';
+import { batchLimitsOf, defaultLevel, expectedWaitUs, levelCount, maxQueueSizeOf, queuePolicyOf, timeoutUsOf } from './policy.ts';
 import { RequestQueue, type QueueNode } from './queue.ts';
 import type { DispatchResult, RequestPlan, Scheduler } from './scheduler.ts';
 import { selectBatch, type BatchLimits, type Candidate } from './select.ts';
@@ -106,15 +106,8 @@ export class DynamicBatcher implements Scheduler {
       list = this.#levels;
       deadlineMs = Infinity;
     }
-    const max = maxQueueSizeOf(policy);
-    if (this.#queue.sizeOf(list) >= max) {
-      return this.#refuse(request, 'queue_full', QueueFull(model, max), now);
-    }
-    const budgetUs = policy.maxExpectedWaitUs;
-    if (budgetUs > 0) {
-      const waitUs = expectedWaitUs(this.#o.executor.costOf(model, this.#o.version), this.#queuedRows + plan.rows, this.#limits.maxRows);
-      if (waitUs > budgetUs) return this.#refuse(request, 'expected_wait', ExpectedWaitTooLong(model, waitUs, budgetUs), now);
-    }
+    const overloaded = this.#overloaded(policy, list);
+    if (overloaded) return this.#refuse(request, overloaded.reason, overloaded.error, now);
     const { memory } = this.#o;
     let release: (() => void) | undefined;
     if (memory) {
@@ -193,6 +186,36 @@ export class DynamicBatcher implements Scheduler {
     // Each dispatch takes at least one request off the queue, so this ends.
     while ((r = this.dispatchOne()) === 'sent');
     if (r === 'busy') this.#o.onBlocked?.(this);
+  }
+
+  /**
+   * Whether a request of the default priority arriving now would be shed for a full queue or a wait
+   * past the budget, decided before its body is read: a front door that asks refuses it from its
+   * headers, at a fraction of the cost of decoding it first (under overload refusals are most of the
+   * traffic). A refusal here is counted as enqueue's would be; undefined admits nothing by itself, the
+   * request is still checked in full on enqueue.
+   */
+  refuseOnArrival(arrivalMs: number): SluiceError | undefined {
+    if (this.#closedError) return undefined;
+    const level = defaultLevel(this.#o.config);
+    const overloaded = this.#overloaded(queuePolicyOf(this.#o.config, level), level - 1);
+    if (!overloaded) return undefined;
+    this.#o.metrics.requestsShed.inc({ model: this.#o.model, reason: overloaded.reason });
+    this.#o.stats.fail(nsBetween(arrivalMs, performance.now()));
+    return overloaded.error;
+  }
+
+  /** The queue bound and the expected-wait budget of a priority level's list (the memory bound needs the request). */
+  #overloaded(policy: QueuePolicy, list: number): { reason: ShedReason; error: SluiceError } | undefined {
+    const { model } = this.#o;
+    const max = maxQueueSizeOf(policy);
+    if (this.#queue.sizeOf(list) >= max) return { reason: 'queue_full', error: QueueFull(model, max) };
+    const budgetUs = policy.maxExpectedWaitUs;
+    if (budgetUs > 0) {
+      const waitUs = expectedWaitUs(this.#o.executor.costOf(model, this.#o.version), this.#queuedRows, this.#limits.maxRows);
+      if (waitUs > budgetUs) return { reason: 'expected_wait', error: ExpectedWaitTooLong(model, waitUs, budgetUs) };
+    }
+    return undefined;
   }
 
   #refuse(request: InferRequest, reason: ShedReason, error: Error, now: number): Promise<never> {

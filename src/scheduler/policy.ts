@@ -55,9 +55,15 @@ function computeBatchLimits(config: ModelConfig): BatchLimits {
   return { batching: config.maxBatchSize > 0, maxRows, preferred, maxQueueDelayMs: Math.max(0, db.maxQueueDelayUs) / 1000 };
 }
 
-/** Microseconds `aheadRows` rows (the queue plus the new request) take to run at the measured cost; 0 while unmeasured. */
-export function expectedWaitUs(cost: BatchCost | undefined, aheadRows: number, maxRows: number): number {
+/**
+ * Microseconds until a new request's batch can start: the full batches queued ahead of it at the
+ * measured cost, spread over the workers; 0 while unmeasured. Neither the batch it joins nor one already
+ * running counts, so a queue shorter than one batch always admits. That is what keeps admission live:
+ * a cost measured on a saturated machine can exceed a tight budget by itself, and an estimate that
+ * counted the request's own batch would then refuse everything, run nothing and never measure again.
+ */
+export function expectedWaitUs(cost: BatchCost | undefined, queuedRows: number, maxRows: number): number {
   if (!cost || cost.workers === 0) return 0;
-  const batches = Math.ceil(aheadRows / maxRows);
-  return ((batches * cost.perBatchMs + aheadRows * cost.perRowMs) / cost.workers) * 1000;
+  const batches = Math.floor(queuedRows / maxRows);
+  return ((batches * (cost.perBatchMs + maxRows * cost.perRowMs)) / cost.workers) * 1000;
 }

@@ -10,6 +10,7 @@ import {
   ModelVersionNotFound,
   ShuttingDown,
   isSluiceError,
+  type SluiceError,
 } from '../core/errors.ts';
 import type { Executor } from '../core/execution.ts';
 import type { InferRequest, InferResponse, InferenceService, ServerMetadata } from '../core/inference.ts';
@@ -203,6 +204,22 @@ export class GatewayService implements InferenceService {
     } finally {
       this.#accepted--;
       if (this.#accepted === 0 && this.#draining) this.#wakeDrain();
+    }
+  }
+
+  /**
+   * Sheds a request from its headers alone when its model's queue would refuse it anyway (full, or a
+   * wait past the budget): the front door answers without reading or decoding the body. Anything the
+   * headers cannot settle (an unknown model or version, a draining gateway) is left to infer().
+   */
+  refuseOnArrival(model: string, version: string, arrivalMs: number): SluiceError | undefined {
+    if (this.#draining || this.#closed || !this.hasModel(model)) return undefined;
+    try {
+      const slot = this.#slot(model);
+      if (version !== '') this.#checkVersion(slot, version);
+      return this.#table.resolve(slot, version).batcher?.refuseOnArrival(arrivalMs);
+    } catch {
+      return undefined;
     }
   }
 

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { isAbsolute } from 'node:path';
 import { test } from 'node:test';
-import { intraOpThreads, localWorkerArgs, localWorkerCount } from '../../src/balancer/startup.ts';
+import { inflightBatchesOf, intraOpThreads, localWorkerArgs, localWorkerCount } from '../../src/balancer/startup.ts';
 import { isSluiceError } from '../../src/core/errors.ts';
 import { execute, peek, poolConfig, simpleJob, startPool, startRemoteWorker, waitFor } from './support.ts';
 
@@ -19,6 +19,15 @@ void test('intra-op threads share the cores out unless configured', () => {
   assert.equal(intraOpThreads(auto, 3, 8), 2);
   assert.equal(intraOpThreads(auto, 4, 2), 1, 'never below one thread');
   assert.equal(intraOpThreads(poolConfig(['--intra-op-threads', '3']), 4, 2), 3);
+});
+
+void test('batches in flight: one on a thread worker, two over a socket, unless configured', () => {
+  const auto = poolConfig([]);
+  assert.equal(inflightBatchesOf(auto, 'thread'), 1);
+  assert.equal(inflightBatchesOf(auto, 'socket'), 2);
+  const three = poolConfig(['--worker-max-inflight', '3']);
+  assert.equal(inflightBatchesOf(three, 'thread'), 3);
+  assert.equal(inflightBatchesOf(three, 'socket'), 3);
 });
 
 void test('each local worker gets its GPU id and an absolute repository path', () => {

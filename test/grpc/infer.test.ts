@@ -49,6 +49,7 @@ function slowed(inner: InferenceService, holdMs: number): { service: InferenceSe
     repositoryIndex: (readyOnly) => inner.repositoryIndex(readyOnly),
     loadModel: (name) => inner.loadModel(name),
     unloadModel: (name) => inner.unloadModel(name),
+    refuseOnArrival: (name, version, arrivalMs) => inner.refuseOnArrival(name, version, arrivalMs),
     infer: async () => Promise.reject(new Error('replaced below')),
   };
   service.infer = async (r: InferRequest): Promise<InferResponse> => {

@@ -44,6 +44,9 @@ void test('a full queue refuses at once with QueueFull (RESOURCE_EXHAUSTED); eve
   assert.equal(rig.batcher.depth(), 3, 'one request runs, three wait');
   await assert.rejects(submit(rig, config, simpleRequest(5)), isError('SLUICE_QUEUE_FULL', 'RESOURCE_EXHAUSTED', /model 'simple' is full \(max_queue_size 3\)/));
   assert.equal(await shed(rig.metrics, 'queue_full'), 1);
+  // A front door asking before it reads a body gets the same answer, counted the same way.
+  assert.equal(rig.batcher.refuseOnArrival(performance.now())?.code, 'SLUICE_QUEUE_FULL');
+  assert.equal(await shed(rig.metrics, 'queue_full'), 2);
   ex.release();
   const answers = await Promise.all(accepted);
   answers.forEach((res, i) => assert.deepEqual(int32s(res.outputs[0]!), expectedSimple(i + 1, 1).sum));
@@ -57,23 +60,29 @@ void test('admission by expected wait: a request that would wait past max_expect
   const { maxRows } = batchLimitsOf(config);
   // Unmeasured, nothing is refused: the first batches measure the cost.
   assert.equal(ex.costOf('simple', '1'), undefined);
-  ex.cost = { perBatchMs: 10, perRowMs: 1, workers: 1 };
+  ex.cost = { perBatchMs: 4, perRowMs: 0.5, workers: 1 };
+  const batchMs = 4 + maxRows * 0.5;
   ex.hold();
   const running = submit(rig, config, simpleRequest(1));
-  // The k-th queued row expects ceil(k / maxRows) * 10 + k * 1 ms: within 15 ms up to k = 5 (maxRows >= 5).
-  assert.ok(maxRows >= 5, `simple batches ${maxRows} rows`);
-  const queued = [2, 3, 4, 5, 6].map((seed) => submit(rig, config, simpleRequest(seed)));
+  await ticks();
+  // A request waits for the full batches queued ahead of it, each 4 + maxRows * 0.5 ms; the batch it
+  // joins does not count, so the first maxRows queued requests are all admitted.
+  assert.ok(batchMs > 15 && batchMs / 2 < 15, `simple batches ${maxRows} rows`);
+  const queued = Array.from({ length: maxRows }, (_, i) => submit(rig, config, simpleRequest(i + 2)));
   const started = performance.now();
-  await assert.rejects(submit(rig, config, simpleRequest(7)), isError('SLUICE_EXPECTED_WAIT_TOO_LONG', 'RESOURCE_EXHAUSTED', /would wait about 16000 us .* max_expected_wait_microseconds of 15000/));
+  await assert.rejects(submit(rig, config, simpleRequest(50)), isError('SLUICE_EXPECTED_WAIT_TOO_LONG', 'RESOURCE_EXHAUSTED', new RegExp(`would wait about ${batchMs * 1000} us .* max_expected_wait_microseconds of 15000`)));
   assert.ok(performance.now() - started < 50, 'refused at once, not after waiting');
   assert.equal(await shed(rig.metrics, 'expected_wait'), 1);
+  assert.equal(rig.batcher.refuseOnArrival(performance.now())?.code, 'SLUICE_EXPECTED_WAIT_TOO_LONG', 'the same verdict from the headers alone');
+  assert.equal(await shed(rig.metrics, 'expected_wait'), 2);
   // Two workers halve the wait: the same request is accepted.
-  ex.cost = { perBatchMs: 10, perRowMs: 1, workers: 2 };
-  const accepted = submit(rig, config, simpleRequest(8));
+  ex.cost = { perBatchMs: 4, perRowMs: 0.5, workers: 2 };
+  assert.equal(rig.batcher.refuseOnArrival(performance.now()), undefined);
+  const accepted = submit(rig, config, simpleRequest(51));
   ex.release();
   const answers = await Promise.all([running, ...queued, accepted]);
-  assert.equal(answers.length, 7, 'every accepted request is answered');
-  assert.deepEqual(int32s(answers[6]!.outputs[0]!), expectedSimple(8, 1).sum);
+  assert.equal(answers.length, maxRows + 2, 'every accepted request is answered');
+  assert.deepEqual(int32s(answers.at(-1)!.outputs[0]!), expectedSimple(51, 1).sum);
 });
 
 void test('the gateway memory bound refuses a request whose inputs would pass it, and every way out of the queue gives the bytes back', async (t) => {

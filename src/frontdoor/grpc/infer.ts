@@ -68,6 +68,9 @@ async function runOne(deps: InferDeps, msg: ModelInferRequestMsg, arrivalMs: num
   let batchRows: number | undefined;
   const deadlineUs = remainingUs(deadlineAtMs);
   try {
+    // Shed before the tensors are decoded when the model's queue would refuse the request anyway.
+    const shed = deps.service.refuseOnArrival(msg.model_name, msg.model_version, arrivalMs);
+    if (shed) throw shed;
     const decoded = decodeInferRequest(msg, { arrivalMs, signal, deadlineUs });
     const request = trace ? { ...decoded, trace } : decoded;
     trace?.mark('DECODE_END');

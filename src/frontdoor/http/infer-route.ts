@@ -162,7 +162,10 @@ export function registerInferRoutes(app: FastifyInstance, opts: InferRouteOption
           done(bodyLimit.tooLarge(declared));
           return;
         }
-        done();
+        // Shed from the headers when the model's queue would refuse the request anyway: under overload
+        // refusals are most of the traffic, and a refusal that decoded its body first cost almost as
+        // much as an answer. The unread body is drained by node:http, and the connection stays open.
+        done(opts.service.refuseOnArrival(model, version, state.arrivalMs));
       },
       handler: (req, reply) => handleInfer(req, reply, opts),
     });

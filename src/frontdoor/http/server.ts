@@ -47,6 +47,9 @@ function sendError(logger: Logger, err: unknown, req: FastifyRequest, reply: Fas
   const params = req.params as { model?: string } | undefined;
   const fields = { id: req.inferState?.id ?? '', model: params?.model, status, url: req.url, code: sluice?.code };
   if (status >= 500 && status !== 503) logger.error({ ...fields, err }, message);
+  // Load shedding is the gateway working as intended, thousands of times a second under overload: the
+  // shed counters report it, a log line each would only add to the load.
+  else if (sluice?.kind === 'RESOURCE_EXHAUSTED') logger.debug(fields, message);
   else logger.warn(fields, message);
   // The client is gone: nothing can be written, and the completion hook has already counted it.
   if (reply.raw.destroyed) return undefined;
