@@ -8,6 +8,28 @@ function newHistogram(): Histogram {
   return hdr.build({ lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: 3, autoResize: true });
 }
 
+function addEncoded(into: Histogram, encoded: string): void {
+  const h = hdr.decodeFromCompressedBase64(encoded);
+  into.add(h);
+  h.destroy();
+}
+
+/** A percentile in milliseconds; 0 for an empty histogram. */
+function percentileMs(h: Histogram, p: number): number {
+  // HDR reports the highest value equivalent to a bucket; cap at the true max so P99.9 <= max.
+  return h.totalCount > 0 ? Math.min(h.getValueAtPercentile(p), h.maxValue) / 1000 : 0;
+}
+
+function summarize(h: Histogram): LatencySummary {
+  const n = h.totalCount;
+  const at = (p: number): number => percentileMs(h, p);
+  return {
+    min: n > 0 ? h.minNonZeroValue / 1000 : 0,
+    mean: n > 0 ? h.mean / 1000 : 0,
+    p50: at(50), p90: at(90), p95: at(95), p99: at(99), p999: at(99.9), max: n > 0 ? h.maxValue / 1000 : 0,
+  };
+}
+
 /** Percentiles plotted in the report: dense in the tail, where load tests are read. */
 export const PLOT_PERCENTILES: readonly number[] = [0, 10, 25, 50, 75, 90, 95, 97.5, 99, 99.5, 99.9, 99.95, 99.99, 99.999, 100];
 
@@ -22,8 +44,23 @@ export interface RecordedStats {
   readonly wrong: number;
   readonly latencyMs: LatencySummary;
   readonly percentiles: readonly (readonly [number, number])[];
+  /**
+   * Latency of the measured error answers (see isErrorAnswer), kept apart from the successes': a server
+   * that sheds load answers its refusals fast, and how fast is a property of its own. Undefined when none.
+   */
+  readonly refusedLatencyMs: LatencySummary | undefined;
   /** Milliseconds from the start of measurement to the last measured response. */
   readonly spanMs: number;
+}
+
+/**
+ * Whether an error kind is the server's answer with an error status ('http 503', 'grpc
+ * RESOURCE_EXHAUSTED'), rather than a timeout, a reset or a request never sent. gRPC statuses include
+ * the client library's own UNAVAILABLE when it cannot connect; a shedding server's refusals are the case
+ * this is for.
+ */
+export function isErrorAnswer(kind: string): boolean {
+  return kind.startsWith('http ') || kind.startsWith('grpc ');
 }
 
 /** Where a finished request falls: its latency, and whether it counts in the measurement. */
@@ -36,6 +73,8 @@ export interface Placed {
 export interface RecorderExport {
   /** The latency histogram (microseconds), HDR's compressed base64 encoding. */
   readonly histogram: string;
+  /** The same for error answers (isErrorAnswer); undefined when there were none. */
+  readonly refusedHistogram: string | undefined;
   readonly ok: number;
   readonly errors: Readonly<Record<string, number>>;
   readonly sent: number;
@@ -57,6 +96,7 @@ export class Recorder {
   readonly #by: MeasureBy;
   readonly #latency = newHistogram();
   readonly #interval = newHistogram();
+  readonly #refused = newHistogram();
   readonly #errors = new Map<string, number>();
   #intervalCount = 0;
   #intervalStart = performance.now();
@@ -127,6 +167,7 @@ export class Recorder {
       this.#latency.recordValue(us);
     } else {
       this.#errors.set(outcome.error, (this.#errors.get(outcome.error) ?? 0) + 1);
+      if (isErrorAnswer(outcome.error)) this.#refused.recordValue(us);
     }
   }
 
@@ -134,6 +175,7 @@ export class Recorder {
   export(): RecorderExport {
     return {
       histogram: hdr.encodeIntoCompressedBase64(this.#latency),
+      refusedHistogram: this.#refused.totalCount > 0 ? hdr.encodeIntoCompressedBase64(this.#refused) : undefined,
       ok: this.#ok,
       errors: Object.fromEntries(this.#errors),
       sent: this.#sent,
@@ -143,11 +185,8 @@ export class Recorder {
 
   /** Adds what a recorder in another process counted; its window is taken to start where this one does. */
   absorb(r: RecorderExport): void {
-    if (r.ok > 0) {
-      const h = hdr.decodeFromCompressedBase64(r.histogram);
-      this.#latency.add(h);
-      h.destroy();
-    }
+    if (r.ok > 0) addEncoded(this.#latency, r.histogram);
+    if (r.refusedHistogram !== undefined) addEncoded(this.#refused, r.refusedHistogram);
     this.#ok += r.ok;
     this.#sent += r.sent;
     for (const [k, v] of Object.entries(r.errors)) this.#errors.set(k, (this.#errors.get(k) ?? 0) + v);
@@ -185,8 +224,7 @@ export class Recorder {
     const h = this.#latency;
     const n = h.totalCount;
     const max = n > 0 ? h.maxValue : 0;
-    // HDR reports the highest value equivalent to a bucket; cap at the true max so P99.9 <= max.
-    const at = (p: number): number => (n > 0 ? Math.min(h.getValueAtPercentile(p), max) / 1000 : 0);
+    const at = (p: number): number => percentileMs(h, p);
     let errorCount = 0;
     for (const v of this.#errors.values()) errorCount += v;
     return {
@@ -197,12 +235,9 @@ export class Recorder {
       sent: this.#sent,
       checked: this.#checked,
       wrong: this.#wrong,
-      latencyMs: {
-        min: n > 0 ? h.minNonZeroValue / 1000 : 0,
-        mean: n > 0 ? h.mean / 1000 : 0,
-        p50: at(50), p90: at(90), p95: at(95), p99: at(99), p999: at(99.9), max: max / 1000,
-      },
+      latencyMs: summarize(h),
       percentiles: n > 0 ? PLOT_PERCENTILES.filter((p) => p === 100 || 100 / (100 - p) <= n).map((p) => [p, p === 100 ? max / 1000 : at(p)] as const) : [],
+      refusedLatencyMs: this.#refused.totalCount > 0 ? summarize(this.#refused) : undefined,
       spanMs: Math.max(0, this.#lastMs - this.#measureFromMs),
     };
   }
@@ -210,5 +245,6 @@ export class Recorder {
   destroy(): void {
     this.#latency.destroy();
     this.#interval.destroy();
+    this.#refused.destroy();
   }
 }

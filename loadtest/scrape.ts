@@ -168,11 +168,14 @@ export function serverView(a: Snapshot, b: Snapshot, model: string, depth: { mea
       queueDepthMax: depth.max,
       serverP50Ms: undefined,
       serverP99Ms: undefined,
+      serverShedP99Ms: undefined,
     };
   }
   const ok: Filter = (l) => m(l) && l['status'] === 'success';
   const p50 = bucketQuantile(a, b, 'sluice_request_duration_seconds', ok, 0.5);
   const p99 = bucketQuantile(a, b, 'sluice_request_duration_seconds', ok, 0.99);
+  const shed: Filter = (l) => m(l) && l['status'] === 'queue_full';
+  const shedP99 = bucketQuantile(a, b, 'sluice_request_duration_seconds', shed, 0.99);
   return {
     requests,
     meanQueueMs: ratio(delta(a, b, 'sluice_queue_duration_seconds_sum', m), delta(a, b, 'sluice_queue_duration_seconds_count', m), 1000),
@@ -185,5 +188,6 @@ export function serverView(a: Snapshot, b: Snapshot, model: string, depth: { mea
     queueDepthMax: depth.max,
     serverP50Ms: p50 === undefined ? undefined : p50 * 1000,
     serverP99Ms: p99 === undefined ? undefined : p99 * 1000,
+    serverShedP99Ms: shedP99 === undefined ? undefined : shedP99 * 1000,
   };
 }

@@ -110,6 +110,7 @@ export async function runStep(driver: Driver, spec: StepSpec, s: StepSettings): 
     checked: stats.checked,
     wrong: stats.wrong,
     latencyMs: stats.latencyMs,
+    ...(stats.refusedLatencyMs ? { refusedLatencyMs: stats.refusedLatencyMs } : {}),
     percentiles: stats.percentiles,
     server: before && after ? serverView(before, after, s.model, depth) : undefined,
     serverCpu,

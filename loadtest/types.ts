@@ -68,6 +68,8 @@ export interface ServerView {
   /** P50/P99 estimated from the server's latency histogram buckets (as histogram_quantile does). */
   readonly serverP50Ms: number | undefined;
   readonly serverP99Ms: number | undefined;
+  /** P99 of the requests the server shed (status queue_full: a full queue or a wait past the budget), the same way. */
+  readonly serverShedP99Ms: number | undefined;
 }
 
 /** Everything measured in one step. */
@@ -95,7 +97,10 @@ export interface StepResult {
   readonly maxSendLagMs: number;
   readonly checked: number;
   readonly wrong: number;
+  /** Latency of the successful responses. */
   readonly latencyMs: LatencySummary;
+  /** Latency of the answers with an error status (a shedding server's 503s), when there were any. */
+  readonly refusedLatencyMs?: LatencySummary;
   /** [percentile (0..100), latency ms] pairs for the percentile plot. */
   readonly percentiles: readonly (readonly [number, number])[];
   readonly server: ServerView | undefined;

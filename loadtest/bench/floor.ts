@@ -3,7 +3,10 @@ import { runStep } from '../step.ts';
 import type { StepResult, StepSpec } from '../types.ts';
 import { mdTable, n0, n2, ratio, verdict, type Section } from './markdown.ts';
 import { measureSideBySide, OPEN_LOOP_CONNECTIONS, openTarget, type BenchTiming, type Measured, type ModelWorkload, type Target } from './measure.ts';
+import { neighbourComparison } from './neighbour.ts';
+import { overloadComparison } from './overload.ts';
 import { SATURATION_CONNECTIONS, type BenchEnv } from './sections.ts';
+import { stageBreakdown, TRACE_RATE, TraceReader } from './stages.ts';
 
 /** Offered rates of the side-by-side rows: light load, the issue's 1,000, and twice that. */
 export const FLOOR_RATES = [250, 1000, 2000] as const;
@@ -19,13 +22,15 @@ const open = (rate: number): StepSpec => ({ mode: 'open', rate });
  * The contenders. sluice is not scraped here: its metrics endpoint's work would count in its CPU per
  * request, and the naive server and the echo have none.
  */
-function targets(env: BenchEnv): Record<'sluice' | 'naive' | 'echo' | 'sluiceBinary' | 'echoBinary', Target> {
+function targets(env: BenchEnv): Record<'sluice' | 'naive' | 'echo' | 'sluiceBinary' | 'echoBinary' | 'sluiceGrpc' | 'echoGrpc', Target> {
   return {
     sluice: { name: 'sluice', protocol: 'json', url: env.sluice.http, check: true, pids: env.pids.sluice },
     naive: { name: 'naive server', protocol: 'json', url: env.naive, check: true, pids: env.pids.naive },
     echo: { name: 'bare Fastify echo', protocol: 'json', url: env.echoHttp, check: false, pids: env.pids.echoHttp },
     sluiceBinary: { name: 'sluice', protocol: 'binary', url: env.sluice.http, check: true, pids: env.pids.sluice },
     echoBinary: { name: 'bare Fastify echo', protocol: 'binary', url: env.echoHttp, check: false, pids: env.pids.echoHttp },
+    sluiceGrpc: { name: 'sluice', protocol: 'grpc', grpcUrl: env.sluice.grpc, check: true, pids: env.pids.sluice },
+    echoGrpc: { name: 'bare grpc-js echo', protocol: 'grpc', grpcUrl: env.echoGrpc, check: false, pids: env.pids.echoGrpc },
   };
 }
 
@@ -67,18 +72,24 @@ const bestText = (name: string, r: { best: number | undefined; fail: number | un
   `${name}: ${r.best === undefined ? 'no rate passed' : `**${n0(r.best)} req/s**`}${r.fail !== undefined ? ` (fails at ${n0(r.fail)})` : ''}${r.converged ? '' : ', not converged within the step budget'}`;
 
 /**
- * (g) The latency floor: sluice, the naive server and a bare Fastify echo side by side on mlp, REST,
- * open loop over 64 connections. The echo row is the generator's own tail: what the tool adds when the
- * server adds almost nothing. Then the highest rate each server holds P99 <= 10 ms at, sluice at twice
- * the naive server's, and CPU per request at saturation.
+ * (g) The latency floor: sluice, the naive server and a bare echo side by side on mlp, open loop, over
+ * REST JSON, REST binary and gRPC, each sluice row broken down by stage from sluice's own traces. The
+ * echo row is the generator's own tail: what the tool adds when the server adds almost nothing. Then a
+ * neighbour sending 60 MB bodies, the highest rate each server holds P99 <= 10 ms at, sluice at twice
+ * the naive server's, CPU per request at saturation, and overload at 3x capacity.
  */
 export async function latencyFloor(env: BenchEnv, t: BenchTiming, searchSteps: number): Promise<Section> {
   const w = await env.workload('mlp');
   const tg = targets(env);
-  const json = await measureSideBySide('mlp', w, FLOOR_RATES.flatMap((rate) => [tg.sluice, tg.naive, tg.echo].map((target) => ({ target, spec: open(rate) }))), t);
+  const traces = new TraceReader(env.sluice.traceFile, Number(process.hrtime.bigint()));
+  const rows = (...contenders: Target[]): { target: Target; spec: StepSpec }[] => FLOOR_RATES.flatMap((rate) => contenders.map((target) => ({ target, spec: open(rate) })));
+  const json = await measureSideBySide('mlp', w, rows(tg.sluice, tg.naive, tg.echo), t);
   const at = (rate: number, name: string, ms: readonly Measured[]): Measured | undefined => ms.find((m) => m.spec.mode === 'open' && m.spec.rate === rate && m.target.name === name);
-  // The naive server speaks REST JSON only: binary rows are sluice and the echo.
-  const binary = await measureSideBySide('mlp', w, FLOOR_RATES.flatMap((rate) => [tg.sluiceBinary, tg.echoBinary].map((target) => ({ target, spec: open(rate) }))), t);
+  // The naive server speaks REST JSON only: binary and gRPC rows are sluice and the echo.
+  const binary = await measureSideBySide('mlp', w, rows(tg.sluiceBinary, tg.echoBinary), t);
+  const grpc = await measureSideBySide('mlp', w, rows(tg.sluiceGrpc, tg.echoGrpc), t);
+  t.log('  a neighbour sending 60 MB bodies');
+  const neighbour = await neighbourComparison(tg.sluice, w, t);
 
   t.log('  searching the highest rate with P99 <= 10 ms: sluice, then the naive server');
   const sluiceBest = await highestRate(tg.sluice, w, t, searchSteps);
@@ -88,6 +99,12 @@ export async function latencyFloor(env: BenchEnv, t: BenchTiming, searchSteps: n
 
   const saturated = await measureSideBySide('mlp', w, [tg.sluice, tg.naive, tg.echo].map((target) => ({ target, spec: { mode: 'closed', concurrency: SATURATION_CONNECTIONS } as const })), t);
   const [satS, satN, satE] = saturated;
+  t.log('  overload at 3x capacity');
+  const overload = await overloadComparison({ url: env.overload.http, metrics: env.overload.metrics, pids: env.pids.overload }, saturated[0]!, w, t);
+  // Read last: sluice writes its traces every 100, and the searches and saturation runs since the
+  // tables pushed the tables' traces out of its buffer.
+  await traces.readNew();
+  const stages = (ms: readonly Measured[]): string => stageBreakdown(traces, 'mlp', ms.filter((m) => m.target.name === 'sluice'));
 
   const s250 = at(250, 'sluice', json);
   const n250 = at(250, 'naive server', json);
@@ -103,7 +120,7 @@ export async function latencyFloor(env: BenchEnv, t: BenchTiming, searchSteps: n
   const head = ['offered req/s', 'server', 'achieved req/s', 'P50 ms', 'P99 ms', 'late sends (max)', 'server CPU us/req'];
 
   return {
-    title: `(g) The latency floor: sluice vs the naive server vs a bare echo (mlp, REST, open loop, ${OPEN_LOOP_CONNECTIONS} connections)`,
+    title: `(g) The latency floor: sluice vs the naive server vs a bare echo (mlp, open loop; REST over ${OPEN_LOOP_CONNECTIONS} connections, gRPC)`,
     body: [
       `Open loop from \`sluice loadtest\`'s driver process (raw keep-alive sockets, one request in flight per connection, sends at their intended times, latency from the intended time); medians of ${t.repeats} interleaved run(s). Server CPU: user + system time of the server's processes (sluice's workers included) from /proc over the measured window, per answered request. sluice is not scraped in this section, so that its metrics endpoint does not count in its CPU.`,
       '',
@@ -116,11 +133,31 @@ export async function latencyFloor(env: BenchEnv, t: BenchTiming, searchSteps: n
       verdict(`the generator's own tail: the echo's P99 at 1,000 and 2,000 req/s < ${GENERATOR_TAIL_P99_MS} ms`, echoTail === undefined ? undefined : echoTail < GENERATOR_TAIL_P99_MS, `${n2(e1000?.p99)} and ${n2(e2000?.p99)} ms`),
       errorsNote(json),
       '',
+      `Where sluice's time goes, per stage (medians in us over the traced requests of every run of a rate: sluice traces one request in ${TRACE_RATE}, with process.hrtime stamps that the bench shares, so a trace counts for the run whose measured window holds its start; the server total runs from the request's headers to the response handed to the socket):`,
+      '',
+      stages(json),
+      '',
       '**REST binary** (binary tensor extension; the naive server speaks JSON only, so sluice and the echo)',
       '',
       mdTable(head, rateRows(binary)),
       '',
+      "sluice's stages (us), as under REST JSON:",
+      '',
+      stages(binary),
+      '',
       errorsNote(binary),
+      '',
+      '**gRPC** (ModelInfer with raw tensor contents; sluice and the bare grpc-js echo. This open loop is grpc-js on one channel in the bench process, not the REST driver process: compare sluice with the grpc-js echo, not with the REST rows)',
+      '',
+      mdTable(head, rateRows(grpc)),
+      '',
+      "sluice's stages (us), as under REST JSON:",
+      '',
+      stages(grpc),
+      '',
+      errorsNote(grpc),
+      '',
+      neighbour,
       '',
       `**Highest rate with P99 <= ${FLOOR_SLO_P99_MS} ms** (REST JSON; both searches start at ${FLOOR_SEARCH_START} req/s, double or halve to a bracket, then bisect to 5%; one run per step)`,
       '',
@@ -137,6 +174,8 @@ export async function latencyFloor(env: BenchEnv, t: BenchTiming, searchSteps: n
       verdict('server CPU per request: sluice <= 1/6 of the naive server', cpuVsNaive === undefined ? undefined : cpuVsNaive <= 1 / 6, `${ratio(cpuVsNaive)} of it`),
       verdict('server CPU per request: sluice <= 2x the bare echo', cpuVsEcho === undefined ? undefined : cpuVsEcho <= 2, `${ratio(cpuVsEcho)} of it`),
       errorsNote(saturated),
+      '',
+      overload,
     ].join('\n'),
   };
 }

@@ -10,9 +10,12 @@ import { generateVariants } from '../workload.ts';
 import { latencyFloor } from './floor.ts';
 import type { Section } from './markdown.ts';
 import type { BenchTiming, ModelWorkload } from './measure.ts';
+import { QUEUE_BUDGET_CONFIG } from './overload.ts';
 import { startServerProcess, type ServerProcess } from './processes.ts';
 import { batchingThroughput, oneClientLatency, overhead, protocols, workerBusy, type BenchEnv } from './sections.ts';
 import { sloSearch } from './slo.ts';
+import { traceFlags } from './stages.ts';
+import { warmUp } from './warmup.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const SECTIONS = ['a', 'b', 'c', 'd', 'e', 'f', 'g'] as const;
@@ -22,7 +25,8 @@ const USAGE = `Usage: npm run bench [-- --quick] [--repeats N] [--duration T] [-
 Runs every benchmark comparison side by side (medians of repeated runs) and writes docs/benchmarks.md:
 (a) batching on vs max batch size 1 vs a naive server, (b) P50 at one client, (c) worker busy fraction,
 (d) REST JSON vs binary vs gRPC, (e) sluice vs bare Fastify / grpc-js echo, (f) highest rate with P99 < 10 ms,
-(g) the latency floor: sluice vs the naive server vs a bare echo, open loop, with server CPU per request.
+(g) the latency floor: sluice vs the naive server vs a bare echo (REST JSON, binary, gRPC), open loop, with server
+CPU per request and sluice's per-stage breakdown from its traces; a neighbour sending 60 MB bodies; overload at 3x.
 --quick: one repeat of short steps (about a minute), marked as a smoke run in the output.
 --only g: that section alone (any comma-separated list of a..g); the file then holds only those
   (give --out FILE to leave docs/benchmarks.md as it is).
@@ -43,14 +47,17 @@ function machine(): string {
   return `${cpu.length} × ${cpu[0]?.model ?? 'unknown CPU'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB RAM, ${osType()} ${release()}, Node.js ${process.version}, sluice commit ${commit}${dirty ? ' plus uncommitted changes' : ''}`;
 }
 
-async function unbatchedRepository(): Promise<string> {
-  // The same mlp file under a config that caps batches at one row: "the same gateway with batching off".
+/** A repository of the sample mlp file alone under its own config: the same model, another gateway setting. */
+async function mlpRepository(config: string): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'sluice-bench-repo-'));
   await mkdir(join(dir, 'mlp', '1'), { recursive: true });
   await symlink(join(ROOT, 'models', 'mlp', '1', 'model.onnx'), join(dir, 'mlp', '1', 'model.onnx'));
-  await writeFile(join(dir, 'mlp', 'config.pbtxt'), 'name: "mlp"\nmax_batch_size: 1\n');
+  await writeFile(join(dir, 'mlp', 'config.pbtxt'), config);
   return dir;
 }
+
+/** Batches capped at one row: "the same gateway with batching off". */
+const UNBATCHED_CONFIG = 'name: "mlp"\nmax_batch_size: 1\n';
 
 const sluiceFlags = (repo: string): string[] => ['--host', '127.0.0.1', '--http-port', '0', '--grpc-port', '0', '--metrics-port', '0', '--model-repository', repo, '--log-level', 'warn'];
 
@@ -75,14 +82,23 @@ export async function runBench(argv: string[]): Promise<number> {
   const out = values.out ?? join(ROOT, 'docs', 'benchmarks.md');
   const started = new Date();
   const servers: ServerProcess[] = [];
-  const repo = await unbatchedRepository();
+  const temporary: string[] = [];
   const sections: Section[] = [];
   try {
-    timing.log('starting servers: sluice, sluice with max batch size 1, naive server (with and without inference), Fastify echo, grpc-js echo');
-    const a = await startServerProcess('sluice', 'sluice', sluiceFlags(join(ROOT, 'models')));
+    const repo = await mlpRepository(UNBATCHED_CONFIG);
+    temporary.push(repo);
+    const budgetRepo = await mlpRepository(QUEUE_BUDGET_CONFIG);
+    temporary.push(budgetRepo);
+    const traceDir = await mkdtemp(join(tmpdir(), 'sluice-bench-trace-'));
+    temporary.push(traceDir);
+    const traceFile = join(traceDir, 'trace.json');
+    timing.log('starting servers: sluice (traced), sluice with max batch size 1, sluice with a queue budget, naive server (with and without inference), Fastify echo, grpc-js echo');
+    const a = await startServerProcess('sluice', 'sluice', [...sluiceFlags(join(ROOT, 'models')), ...traceFlags(traceFile)]);
     servers.push(a);
     const b = await startServerProcess('sluice (max batch size 1)', 'sluice', sluiceFlags(repo));
     servers.push(b);
+    const c = await startServerProcess('sluice (queue budget)', 'sluice', sluiceFlags(budgetRepo));
+    servers.push(c);
     const sluiceUrl = `http://127.0.0.1:${a.ports['http']}`;
     const workloads = new Map<string, Promise<ModelWorkload>>();
     const workload = (model: string): Promise<ModelWorkload> => {
@@ -104,15 +120,17 @@ export async function runBench(argv: string[]): Promise<number> {
     const echoGrpc = await startServerProcess('grpc-js echo', 'echo-grpc', []);
     servers.push(echoGrpc);
     const env: BenchEnv = {
-      sluice: { http: sluiceUrl, grpc: `127.0.0.1:${a.ports['grpc']}`, metrics: `http://127.0.0.1:${a.ports['metrics']}/metrics` },
+      sluice: { http: sluiceUrl, grpc: `127.0.0.1:${a.ports['grpc']}`, metrics: `http://127.0.0.1:${a.ports['metrics']}/metrics`, traceFile },
       unbatched: { http: `http://127.0.0.1:${b.ports['http']}`, metrics: `http://127.0.0.1:${b.ports['metrics']}/metrics` },
+      overload: { http: `http://127.0.0.1:${c.ports['http']}`, metrics: `http://127.0.0.1:${c.ports['metrics']}/metrics` },
       naive: `http://127.0.0.1:${naive.ports['http']}`,
       naiveWithoutInference: `http://127.0.0.1:${ceiling.ports['http']}`,
       echoHttp: `http://127.0.0.1:${echoHttp.ports['http']}`,
       echoGrpc: `127.0.0.1:${echoGrpc.ports['grpc']}`,
-      pids: { sluice: [a.pid], naive: [naive.pid], echoHttp: [echoHttp.pid] },
+      pids: { sluice: [a.pid], overload: [c.pid], naive: [naive.pid], echoHttp: [echoHttp.pid], echoGrpc: [echoGrpc.pid] },
       workload,
     };
+    await warmUp(env, timing, quick ? 2000 : 10_000);
     const run = async (id: string, title: string, fn: () => Promise<Section>): Promise<void> => {
       if (!only.has(id)) return;
       timing.log(`(${id}) ${title}`);
@@ -124,10 +142,10 @@ export async function runBench(argv: string[]): Promise<number> {
     await run('d', 'protocols', () => protocols(env, timing));
     await run('e', 'sluice vs bare echo servers', () => overhead(env, timing));
     await run('f', 'SLO search', () => sloSearch(env, timing, quick ? 5 : 10));
-    await run('g', 'the latency floor: sluice vs naive vs bare echo', () => latencyFloor(env, timing, quick ? 6 : 10));
+    await run('g', 'the latency floor: sluice vs naive vs bare echo, stages, a 60 MB neighbour, overload', () => latencyFloor(env, timing, quick ? 6 : 10));
   } finally {
     for (const s of servers.reverse()) await s.stop();
-    await rm(repo, { recursive: true, force: true });
+    for (const dir of temporary) await rm(dir, { recursive: true, force: true });
   }
   const seconds = (Date.now() - started.getTime()) / 1000;
   const command = `npm run bench${argv.length > 0 ? ` -- ${argv.join(' ')}` : ''}`;
@@ -141,7 +159,7 @@ export async function runBench(argv: string[]): Promise<number> {
     `- Command: \`${command}\``,
     `- Date: ${started.toISOString()}; the run took ${seconds.toFixed(0)} s`,
     '- What these numbers mean, where the time goes and what limits them on this machine: [performance.md](performance.md) (written by hand, not by the suite).',
-    `- Method: each comparison runs its contenders side by side in one run, interleaved, ${timing.repeats} repeat(s) of ${timing.warmupMs / 1000} s warm-up + ${timing.durationMs / 1000} s measured; tables show medians. Latencies are client-side (HDR histogram, microsecond resolution), open-loop latencies counted from each request's intended send time. Every server runs in its own process, one sluice worker process per gateway, and all of them share the machine's cores with the load generator (\`sluice loadtest\`'s drivers: autocannon for HTTP/1.1 closed loops, a driver process of its own over raw keep-alive sockets for HTTP/1.1 open loops, grpc-js for gRPC).`,
+    `- Method: each comparison runs its contenders side by side in one run, interleaved, ${timing.repeats} repeat(s) of ${timing.warmupMs / 1000} s warm-up + ${timing.durationMs / 1000} s measured; tables show medians. Latencies are client-side (HDR histogram, microsecond resolution), open-loop latencies counted from each request's intended send time. Before the first comparison every server takes ${quick ? 2 : 10} s of load per protocol, not measured (warmup.ts: V8 keeps compiling sluice's request path for about 15 s). Every server runs in its own process (sluice with its default local worker: an ONNX Runtime thread of the gateway), and all of them share the machine's cores with the load generator (\`sluice loadtest\`'s drivers: autocannon for HTTP/1.1 closed loops, a driver process of its own over raw keep-alive sockets for HTTP/1.1 open loops, grpc-js for gRPC).`,
     '',
     ...sections.flatMap((s) => [`## ${s.title}`, '', s.body, '']),
   ].join('\n');

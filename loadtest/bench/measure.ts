@@ -15,6 +15,34 @@ export interface Target {
   readonly check: boolean;
   /** The server's process ids, for its CPU time per request (descendants included). */
   readonly pids?: readonly number[];
+  /**
+   * Open loop: HTTP/1.1 connections, h2c sessions or gRPC channels, when not the default
+   * (OPEN_LOOP_CONNECTIONS, 4 sessions, 1 channel): an overload test needs more requests in flight.
+   */
+  readonly connections?: number;
+  /** Open loop: requests in flight at most (default 1024). */
+  readonly maxOutstanding?: number;
+}
+
+/** A load that runs beside each run of a pair (started just before its step, stopped right after). */
+export interface Alongside {
+  stop(): Promise<void>;
+}
+
+/** One contender of a comparison: the target, its step, and optionally a load beside each of its runs. */
+export interface Pair {
+  readonly target: Target;
+  readonly spec: StepSpec;
+  readonly alongside?: () => Alongside;
+}
+
+/**
+ * A run's measured window (warm-up excluded) in process.hrtime nanoseconds: the clock of sluice's
+ * request traces, which every local process shares, so traces can be attributed to the run.
+ */
+export interface RunWindow {
+  readonly startNs: number;
+  readonly endNs: number;
 }
 
 /** HTTP/1.1 keep-alive connections of every open loop over REST (one request in flight on each). */
@@ -48,7 +76,11 @@ export interface Measured {
   readonly wrong: number;
   /** The run whose QPS is the median (its server view is reported). */
   readonly medianRun: StepResult;
+  /** Each run's measured window, in the order of `runs`. */
+  readonly windows: readonly RunWindow[];
 }
+
+const hrtimeNs = (): number => Number(process.hrtime.bigint());
 
 export function median(values: readonly number[]): number {
   const s = [...values].sort((a, b) => a - b);
@@ -57,7 +89,7 @@ export function median(values: readonly number[]): number {
   return s.length % 2 === 1 ? s[mid]! : (s[mid - 1]! + s[mid]!) / 2;
 }
 
-function medianOf(target: Target, spec: StepSpec, runs: StepResult[]): Measured {
+function medianOf(target: Target, spec: StepSpec, runs: StepResult[], windows: RunWindow[]): Measured {
   const cpu = runs.map((r) => r.serverCpu?.usPerRequest).filter((v): v is number => v !== undefined);
   const byQps = [...runs].sort((a, b) => a.qps - b.qps);
   return {
@@ -69,6 +101,7 @@ function medianOf(target: Target, spec: StepSpec, runs: StepResult[]): Measured 
     errors: runs.reduce((n, r) => n + r.errorCount, 0),
     wrong: runs.reduce((n, r) => n + r.wrong, 0),
     medianRun: byQps[Math.floor((byQps.length - 1) / 2)]!,
+    windows,
   };
 }
 
@@ -76,7 +109,8 @@ function medianOf(target: Target, spec: StepSpec, runs: StepResult[]): Measured 
 export async function openTarget(target: Target, model: string, w: ModelWorkload): Promise<{ driver: Driver; check: Awaited<ReturnType<typeof planCheck>>['check'] }> {
   const driver = createDriver({
     protocol: target.protocol, url: target.url, grpcUrl: target.grpcUrl, model, version: '', variants: w.variants,
-    timeoutMs: 60_000, connections: target.protocol === 'h2c' ? 4 : target.protocol === 'grpc' ? 1 : OPEN_LOOP_CONNECTIONS, maxOutstanding: 1024, lateThresholdMs: 5, checkEvery: 16,
+    timeoutMs: 60_000, connections: target.connections ?? (target.protocol === 'h2c' ? 4 : target.protocol === 'grpc' ? 1 : OPEN_LOOP_CONNECTIONS),
+    maxOutstanding: target.maxOutstanding ?? 1024, lateThresholdMs: 5, checkEvery: 16,
   });
   try {
     const plan = await planCheck(driver, w.meta, w.variants, { enabled: target.check, rtol: 1e-3 });
@@ -91,16 +125,30 @@ export async function openTarget(target: Target, model: string, w: ModelWorkload
  * Measures each (target, step) pair `repeats` times, interleaved (A B C A B C ...) so that a slow
  * moment of a shared machine spreads over every contender instead of hitting one.
  */
-export async function measureSideBySide(model: string, w: ModelWorkload, pairs: readonly { target: Target; spec: StepSpec }[], t: BenchTiming): Promise<Measured[]> {
+export async function measureSideBySide(model: string, w: ModelWorkload, pairs: readonly Pair[], t: BenchTiming): Promise<Measured[]> {
   const opened = [];
   try {
     for (const p of pairs) opened.push(await openTarget(p.target, model, w));
     const runs: StepResult[][] = pairs.map(() => []);
+    const windows: RunWindow[][] = pairs.map(() => []);
     for (let r = 0; r < t.repeats; r++) {
       for (let i = 0; i < pairs.length; i++) {
-        const { target, spec } = pairs[i]!;
+        const { target, spec, alongside } = pairs[i]!;
         const { driver, check } = opened[i]!;
-        const res = await runStep(driver, spec, { warmupMs: t.warmupMs, durationMs: t.durationMs, drainTimeoutMs: 30_000, maxRequests: 50_000_000, check, metricsUrl: target.metricsUrl, model, ...(target.pids ? { serverPids: target.pids } : {}) });
+        // The driver process starts before the clock (runStep's own prepare is then a no-op), so the
+        // window below begins where the step's measurement does.
+        await driver.prepare(spec);
+        const beside = alongside?.();
+        const startNs = hrtimeNs();
+        let res: StepResult;
+        let endNs: number;
+        try {
+          res = await runStep(driver, spec, { warmupMs: t.warmupMs, durationMs: t.durationMs, drainTimeoutMs: 30_000, maxRequests: 50_000_000, check, metricsUrl: target.metricsUrl, model, ...(target.pids ? { serverPids: target.pids } : {}) });
+          endNs = hrtimeNs();
+        } finally {
+          await beside?.stop();
+        }
+        windows[i]!.push({ startNs: startNs + t.warmupMs * 1e6, endNs });
         runs[i]!.push(res);
         const errors = res.errorCount > 0 ? `, ${res.errorCount} errors ${JSON.stringify(res.errors)}` : '';
         const cpu = res.serverCpu?.usPerRequest !== undefined ? `, server ${res.serverCpu.usPerRequest.toFixed(0)} us CPU/req` : '';
@@ -108,7 +156,7 @@ export async function measureSideBySide(model: string, w: ModelWorkload, pairs: 
         t.log(`  ${target.name} ${res.label} run ${r + 1}/${t.repeats}: ${res.qps.toFixed(0)} req/s, p50 ${res.latencyMs.p50.toFixed(2)} ms, p99 ${res.latencyMs.p99.toFixed(2)} ms${cpu}${late}${errors}`);
       }
     }
-    return pairs.map((p, i) => medianOf(p.target, p.spec, runs[i]!));
+    return pairs.map((p, i) => medianOf(p.target, p.spec, runs[i]!, windows[i]!));
   } finally {
     for (const o of opened) await o.driver.close();
   }

@@ -4,17 +4,22 @@ import { measureSideBySide, type BenchTiming, type Measured, type ModelWorkload,
 
 /** The servers of one benchmark run and the model workloads they share. */
 export interface BenchEnv {
-  /** sluice with the sample repository (dynamic batching on). */
-  readonly sluice: { readonly http: string; readonly grpc: string; readonly metrics: string };
+  /**
+   * sluice with the sample repository (dynamic batching on), the only server that traces (stages.ts's
+   * traceFlags): its trace files are traceFile.0, traceFile.1, ...
+   */
+  readonly sluice: { readonly http: string; readonly grpc: string; readonly metrics: string; readonly traceFile: string };
   /** The same gateway on a repository copy whose mlp has max_batch_size 1: batching off. */
   readonly unbatched: { readonly http: string; readonly metrics: string };
+  /** The same gateway on a repository copy whose mlp has a queue budget: the overload test's server. */
+  readonly overload: { readonly http: string; readonly metrics: string };
   readonly naive: string;
   /** The naive server answering without running the model: what parsing the JSON alone allows. */
   readonly naiveWithoutInference: string;
   readonly echoHttp: string;
   readonly echoGrpc: string;
   /** Process ids of the servers (sluice's workers are found as its children), for CPU per request. */
-  readonly pids: { readonly sluice: readonly number[]; readonly naive: readonly number[]; readonly echoHttp: readonly number[] };
+  readonly pids: { readonly sluice: readonly number[]; readonly overload: readonly number[]; readonly naive: readonly number[]; readonly echoHttp: readonly number[]; readonly echoGrpc: readonly number[] };
   workload(model: string): Promise<ModelWorkload>;
 }
 
