@@ -11,6 +11,7 @@ import { batchLimitsOf, defaultLevel, expectedWaitUs, levelCount, maxQueueSizeOf
 import { RequestQueue, type QueueNode } from './queue.ts';
 import type { DispatchResult, RequestPlan, Scheduler } from './scheduler.ts';
 import { selectBatch, type BatchLimits, type Candidate } from './select.ts';
+import { enlist, isDataFailure, isolatedKey, type Suspect } from './bisect.ts';
 import { nsBetween, type ModelStatsRecorder } from './stats.ts';
 import { concatInputs, paddedSize, passesThrough, pickOutputs, splitOutputs, type BatchMember } from './tensors.ts';
 
@@ -33,17 +34,22 @@ export interface BatcherOptions {
 interface Pending extends QueueNode, Candidate {
   readonly request: InferRequest;
   readonly plan: RequestPlan;
+  /** The plan's shape class, or a key of its own while its failed batch is bisected (bisect.ts). */
+  shapeKey: string;
   /** The queue list it waits in: its priority level's, or the last one once demoted past a DELAY deadline. */
   home: number;
   deadlineMs: number;
   readonly timeoutUs: number;
   /** Triton's timeout_action DELAY: past its deadline the request moves behind every other, not out. */
   readonly delayOnTimeout: boolean;
-  readonly resolve: (response: InferResponse) => void;
-  readonly reject: (error: Error) => void;
+  /** Answer the request; an investigation wraps both to learn when each of its members is answered. */
+  resolve: (response: InferResponse) => void;
+  reject: (error: Error) => void;
   abort: (() => void) | undefined;
   /** Set when a batch holding this request failed for reasons of its worker: the worker and why. */
   firstFailure: string | undefined;
+  /** Set while a batch it was in failed in ONNX Runtime is bisected (bisect.ts). */
+  investigation?: Suspect['investigation'];
 }
 
 type ShedReason = 'queue_full' | 'expected_wait' | 'timeout' | 'cancelled';
@@ -67,6 +73,8 @@ export class DynamicBatcher implements Scheduler {
   #inflight = 0;
   /** Rows waiting in the queue (for the expected-wait admission). */
   #queuedRows = 0;
+  /** Numbers the isolated shape keys of bisected batches (bisect.ts). */
+  #bisections = 0;
   #closedError: Error | undefined;
   #deadlineAt = Infinity;
   #deadlineTimer: NodeJS.Timeout | undefined;
@@ -312,7 +320,9 @@ export class DynamicBatcher implements Scheduler {
    */
   #failed(items: readonly Pending[], e: unknown): void {
     if (!(e instanceof BatchNotRun) || this.#closedError) {
-      this.#fail(items, e);
+      const error = toSluiceError(e);
+      if (this.#closedError || !isDataFailure(error)) this.#fail(items, error);
+      else this.#investigate(items, error);
       return;
     }
     const { model, metrics, logger } = this.#o;
@@ -325,9 +335,14 @@ export class DynamicBatcher implements Scheduler {
     if (again.length === 0) return;
     metrics.batchRetries.inc({ model });
     logger.warn({ worker: e.worker, model, requests: again.length }, `batch failed on ${e.worker} (${e.message}); its requests go back to the head of the queue`);
-    for (let i = again.length - 1; i >= 0; i--) {
-      const p = again[i]!;
-      p.firstFailure = `${e.worker}: ${e.message}`;
+    for (const p of again) p.firstFailure = `${e.worker}: ${e.message}`;
+    this.#requeueAtHead(again);
+  }
+
+  /** Puts requests back at the head of their lists, in their order, and sends what a slot allows. */
+  #requeueAtHead(items: readonly Pending[]): void {
+    for (let i = items.length - 1; i >= 0; i--) {
+      const p = items[i]!;
       this.#queue.unshift(p.home, p);
       this.#queuedRows += p.rows;
       if (p.request.signal && p.abort === undefined) {
@@ -336,6 +351,34 @@ export class DynamicBatcher implements Scheduler {
       }
     }
     this.#pump();
+  }
+
+  /**
+   * ONNX Runtime failed the batch (see bisect.ts): several requests are split in two halves, each run
+   * apart; one that failed on its own is the culprit, answered when its batch-mates are.
+   */
+  #investigate(items: readonly Pending[], error: SluiceError): void {
+    const live = items.filter((p) => !p.request.signal?.aborted);
+    if (live.length < items.length) this.#fail(items.filter((p) => !live.includes(p)), error);
+    if (live.length === 1 && live[0]!.investigation) {
+      const p = live[0]!;
+      this.#o.stats.fail(nsBetween(p.arrivalMs, performance.now()));
+      p.investigation!.inv.culprit(p.investigation!.reject, error);
+      return;
+    }
+    if (live.length < 2) {
+      this.#fail(live, error);
+      return;
+    }
+    const { model, logger } = this.#o;
+    logger.warn({ model, requests: live.length, code: error.code }, `a batch of ${live.length} requests failed in ONNX Runtime (${error.message}); its halves run apart to find the requests at fault`);
+    enlist(live, model);
+    const half = Math.ceil(live.length / 2);
+    const keys = [isolatedKey(live[0]!.plan.shapeKey, this.#bisections++), isolatedKey(live[0]!.plan.shapeKey, this.#bisections++)];
+    live.forEach((p, i) => {
+      p.shapeKey = keys[i < half ? 0 : 1]!;
+    });
+    this.#requeueAtHead(live);
   }
 
   #fail(items: readonly Pending[], e: unknown): void {

@@ -47,7 +47,7 @@ void test('config.json: the ModelConfig fields in camelCase, partial', () => {
   assert.deepEqual(c.dynamicBatching.allowedBatchSizes, [4, 8]);
   assert.equal(c.dynamicBatching.maxQueueDelayUs, 50);
   assert.equal(c.dynamicBatching.defaultPriorityLevel, 2, 'no default level given: the lowest priority');
-  assert.deepEqual(c.dynamicBatching.priorityQueuePolicy, { 2: { timeoutAction: 'REJECT', defaultTimeoutUs: 0, allowTimeoutOverride: false, maxQueueSize: 3, maxExpectedWaitUs: 250_000 } });
+  assert.deepEqual(c.dynamicBatching.priorityQueuePolicy, { 2: { timeoutAction: 'REJECT', defaultTimeoutUs: 0, allowTimeoutOverride: false, maxQueueSize: 3, maxExpectedWaitUs: 1_000_000 } });
   assert.deepEqual(c.instanceGroups, [{ count: 2, kind: 'KIND_CPU', gpus: [] }]);
   assert.deepEqual(c.versionPolicy, { specific: { versions: [1, 2] } });
   assert.deepEqual(c.warmup[0], { name: 'w', batchSize: 1, count: 1, inputs: { INPUT0: { datatype: 'INT32', dims: [16], zeroData: true }, INPUT1: { datatype: 'INT32', dims: [16], randomData: true } } });
@@ -101,7 +101,7 @@ void test("defaults: Triton's zero max_queue_size (unbounded) becomes sluice's b
     priority_queue_policy { key: 2 value { timeout_action: DELAY } }
   }`));
   assert.equal(c.dynamicBatching.defaultQueuePolicy.maxQueueSize, 4096);
-  assert.deepEqual(c.dynamicBatching.priorityQueuePolicy[2], { timeoutAction: 'DELAY', defaultTimeoutUs: 10, allowTimeoutOverride: false, maxQueueSize: 4096, maxExpectedWaitUs: 250_000 });
+  assert.deepEqual(c.dynamicBatching.priorityQueuePolicy[2], { timeoutAction: 'DELAY', defaultTimeoutUs: 10, allowTimeoutOverride: false, maxQueueSize: 4096, maxExpectedWaitUs: 1_000_000 });
   assert.equal(c.dynamicBatching.defaultPriorityLevel, 1);
 });
 

@@ -75,7 +75,7 @@ void test('auto-complete: a dynamic first dimension means batching with the defa
     preserveOrdering: false,
     priorityLevels: 0,
     defaultPriorityLevel: 0,
-    defaultQueuePolicy: { timeoutAction: 'REJECT', defaultTimeoutUs: 0, allowTimeoutOverride: false, maxQueueSize: 4096, maxExpectedWaitUs: 250_000 },
+    defaultQueuePolicy: { timeoutAction: 'REJECT', defaultTimeoutUs: 0, allowTimeoutOverride: false, maxQueueSize: 4096, maxExpectedWaitUs: 1_000_000 },
     priorityQueuePolicy: {},
     allowedBatchSizes: [],
   });
