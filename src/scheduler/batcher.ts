@@ -5,6 +5,7 @@ import type { InferRequest, InferResponse } from '../core/inference.ts';
 import type { ModelConfig, QueuePolicy } from '../core/model.ts';
 import type { Tensor } from '../core/tensor.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
+import { LogBudget } from '../telemetry/log-budget.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { requestBytes, type RequestMemory } from './memory.ts';
 import { batchLimitsOf, defaultLevel, expectedWaitUs, levelCount, maxQueueSizeOf, queuePolicyOf, timeoutUsOf } from './policy.ts';
@@ -75,6 +76,8 @@ export class DynamicBatcher implements Scheduler {
   #queuedRows = 0;
   /** Numbers the isolated shape keys of bisected batches (bisect.ts). */
   #bisections = 0;
+  /** A client can fail batches in a loop: their log lines are budgeted per error code. */
+  readonly #logBudget = new LogBudget();
   #closedError: Error | undefined;
   #deadlineAt = Infinity;
   #deadlineTimer: NodeJS.Timeout | undefined;
@@ -371,7 +374,8 @@ export class DynamicBatcher implements Scheduler {
       return;
     }
     const { model, logger } = this.#o;
-    logger.warn({ model, requests: live.length, code: error.code }, `a batch of ${live.length} requests failed in ONNX Runtime (${error.message}); its halves run apart to find the requests at fault`);
+    const taken = this.#logBudget.take('bisect');
+    if (taken.write) logger.warn({ model, requests: live.length, code: error.code, ...(taken.suppressed > 0 && { suppressed: taken.suppressed }) }, `a batch of ${live.length} requests failed in ONNX Runtime (${error.message}); its halves run apart to find the requests at fault`);
     enlist(live, model);
     const half = Math.ceil(live.length / 2);
     const keys = [isolatedKey(live[0]!.plan.shapeKey, this.#bisections++), isolatedKey(live[0]!.plan.shapeKey, this.#bisections++)];
@@ -383,7 +387,8 @@ export class DynamicBatcher implements Scheduler {
 
   #fail(items: readonly Pending[], e: unknown): void {
     const error = toSluiceError(e);
-    this.#o.logger.warn({ model: this.#o.model, version: this.#o.version, code: error.code, requests: items.length }, `batch failed: ${error.message}`);
+    const taken = this.#logBudget.take(error.code);
+    if (taken.write) this.#o.logger.warn({ model: this.#o.model, version: this.#o.version, code: error.code, requests: items.length, ...(taken.suppressed > 0 && { suppressed: taken.suppressed }) }, `batch failed: ${error.message}`);
     const end = performance.now();
     for (const p of items) {
       this.#o.stats.fail(nsBetween(p.arrivalMs, end));

@@ -2,6 +2,7 @@ import { performance } from 'node:perf_hooks';
 import type { sendUnaryData, ServerDuplexStream, ServerUnaryCall } from '@grpc/grpc-js';
 import { RequestTimeout, toSluiceError, type SluiceError } from '../../core/errors.ts';
 import type { InferenceService } from '../../core/inference.ts';
+import type { LogBudget } from '../../telemetry/log-budget.ts';
 import type { Logger } from '../../telemetry/logger.ts';
 import { statusOfKind, UNKNOWN_MODEL_LABEL, type Metrics } from '../../telemetry/metrics.ts';
 import type { FrontDoorTrace, Tracer } from '../../telemetry/trace.ts';
@@ -14,6 +15,8 @@ export interface InferDeps {
   readonly service: InferenceService;
   readonly metrics: Metrics;
   readonly logger: Logger;
+  /** Error lines per code: a client failing requests in a loop gets a few lines and a count. */
+  readonly errorBudget: LogBudget;
   /** Triton's trace extension: sampled requests carry a trace; TraceSetting reads and updates it. */
   readonly tracer?: Tracer;
 }
@@ -97,8 +100,9 @@ async function runOne(deps: InferDeps, msg: ModelInferRequestMsg, arrivalMs: num
   } else {
     const { error } = outcome;
     const fields = { model: name, id: msg.id, code: error.code, grpcStatus: grpcStatusOf(error.kind), ms: seconds * 1000 };
-    if (error.kind === 'INTERNAL') deps.logger.error(fields, error.message);
-    else deps.logger.debug(fields, error.message);
+    const taken = error.kind === 'INTERNAL' ? deps.errorBudget.take(error.code) : undefined;
+    if (taken?.write) deps.logger.error(taken.suppressed > 0 ? { ...fields, suppressed: taken.suppressed } : fields, error.message);
+    else if (taken === undefined) deps.logger.debug(fields, error.message);
   }
   return outcome;
 }

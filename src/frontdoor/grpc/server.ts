@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { Server, ServerCredentials, type ChannelOptions } from '@grpc/grpc-js';
 import type { Config } from '../../config/schema.ts';
 import type { InferenceService } from '../../core/inference.ts';
+import { LogBudget } from '../../telemetry/log-budget.ts';
 import type { Logger } from '../../telemetry/logger.ts';
 import type { Metrics } from '../../telemetry/metrics.ts';
 import type { Tracer } from '../../telemetry/trace.ts';
@@ -56,7 +57,7 @@ export async function startGrpcServer(opts: { config: Config; service: Inference
   const definition = loadInferenceService();
   const drains = new Set<() => void>();
   const server = new Server(channelOptions(config));
-  server.addService(definition, serviceImplementation({ service, metrics, logger, tracer, streams: drains }));
+  server.addService(definition, serviceImplementation({ service, metrics, logger, tracer, streams: drains, errorBudget: new LogBudget() }));
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(address(config.host, config.grpc.port), credentials(config), (err, bound) => {
       if (err) reject(new Error(`gRPC server cannot listen on ${address(config.host, config.grpc.port)}: ${err.message}`, { cause: err }));

@@ -2,8 +2,9 @@ import type { Server } from 'node:http';
 import http2, { type Http2ServerRequest } from 'node:http2';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Config } from '../../config/schema.ts';
-import { isSluiceError, toSluiceError } from '../../core/errors.ts';
+import { isSluiceError, toSluiceError, type SluiceError } from '../../core/errors.ts';
 import type { InferenceService } from '../../core/inference.ts';
+import { LogBudget } from '../../telemetry/log-budget.ts';
 import type { Logger } from '../../telemetry/logger.ts';
 import type { Metrics } from '../../telemetry/metrics.ts';
 import type { Tracer } from '../../telemetry/trace.ts';
@@ -41,16 +42,40 @@ function errorParts(err: unknown): { status: number; message: string; sluice: Re
   return { status: httpStatusOfError(wrapped), message: wrapped.message, sluice: wrapped };
 }
 
-function sendError(logger: Logger, err: unknown, req: FastifyRequest, reply: FastifyReply): FastifyReply | undefined {
+/** What Fastify's content-type parser accepts: type "/" subtype, tokens both (RFC 9110), then parameters. */
+const MEDIA_TYPE = /^[\w!#$%&'*+.^`|~-]+\/[\w!#$%&'*+.^`|~-]+\s*(?:;|$)/;
+
+/**
+ * Logs a failed request. Load shedding is the gateway working as intended, thousands of times a second
+ * under overload: the shed counters report it, so it logs at debug. What a client caused (4xx, and 501
+ * for a feature it asked for) logs at warn; a fault of the server's (other 5xx but 503) at error with
+ * its stack. Both go through the log budget: a client sending the same bad request in a loop gets a
+ * few lines per code and a count of the rest, not a line each.
+ */
+function logFailure(log: ErrorLog, fields: Record<string, unknown>, err: unknown, status: number, sluice: SluiceError | null | undefined, message: string): void {
+  if (sluice?.kind === 'RESOURCE_EXHAUSTED') {
+    log.logger.debug(fields, message);
+    return;
+  }
+  const taken = log.budget.take(sluice?.code ?? `http ${status}`);
+  if (!taken.write) return;
+  const line = taken.suppressed > 0 ? { ...fields, suppressed: taken.suppressed } : fields;
+  if (status >= 500 && status !== 501 && status !== 503) log.logger.error({ ...line, err }, message);
+  else log.logger.warn(line, message);
+}
+
+/** The front door's logger and the budget its error lines share. */
+interface ErrorLog {
+  readonly logger: Logger;
+  readonly budget: LogBudget;
+}
+
+function sendError(log: ErrorLog, err: unknown, req: FastifyRequest, reply: FastifyReply): FastifyReply | undefined {
   const { status, message, sluice } = errorParts(err);
   req.sluiceError = sluice;
   const params = req.params as { model?: string } | undefined;
   const fields = { id: req.inferState?.id ?? '', model: params?.model, status, url: req.url, code: sluice?.code };
-  if (status >= 500 && status !== 503) logger.error({ ...fields, err }, message);
-  // Load shedding is the gateway working as intended, thousands of times a second under overload: the
-  // shed counters report it, a log line each would only add to the load.
-  else if (sluice?.kind === 'RESOURCE_EXHAUSTED') logger.debug(fields, message);
-  else logger.warn(fields, message);
+  logFailure(log, fields, err, status, sluice, message);
   // The client is gone: nothing can be written, and the completion hook has already counted it.
   if (reply.raw.destroyed) return undefined;
   // An oversize body is left unread: close the connection after the answer rather than drain it.
@@ -69,6 +94,7 @@ function sendError(logger: Logger, err: unknown, req: FastifyRequest, reply: Fas
  */
 export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServer> {
   const { config, service, metrics, logger, tracer } = opts;
+  const errorLog: ErrorLog = { logger, budget: new LogBudget() };
   const limit = config.http.bodyLimitBytes;
   const bodyLimits = new BodyLimits(service, limit);
   let transport: HttpTransport | undefined;
@@ -86,7 +112,7 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
     bodyLimit: limit,
     routerOptions: { maxParamLength: 512 },
     frameworkErrors: (err, req, reply) => {
-      sendError(logger, err, req, reply);
+      sendError(errorLog, err, req, reply);
     },
   });
   app.decorateRequest('inferState', null);
@@ -94,6 +120,14 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
   // Bodies are read as raw Buffers whatever their content type (curl -d sends form-urlencoded, Triton's
   // client octet-stream): the infer route parses the JSON header itself, and only that slice.
   app.removeAllContentTypeParsers();
+  // Any content type is accepted (docs/protocol.md), a malformed one too: Fastify answers 415 to a
+  // media type it cannot parse before any parser runs, so such a header is dropped here and the body
+  // is read as an untyped one.
+  app.addHook('onRequest', (req, _reply, done) => {
+    const type = req.headers['content-type'];
+    if (type !== undefined && !MEDIA_TYPE.test(type)) delete req.raw.headers['content-type'];
+    done();
+  });
   app.addContentTypeParser('*', (req, payload, done) => {
     // An infer body is bounded by what a full batch of its model could need (body-limit.ts).
     const model = req.inferState?.bodyLimit;
@@ -104,7 +138,7 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
   app.addHook('preHandler', async (req) => {
     if (req.body === undefined && req.method === 'POST') req.body = await readBody(req.raw, req.headers, req.inferState?.bodyLimit?.bytes ?? limit, req.inferState?.bodyLimit?.tooLarge);
   });
-  app.setErrorHandler((err, req, reply) => sendError(logger, err, req, reply));
+  app.setErrorHandler((err, req, reply) => sendError(errorLog, err, req, reply));
   app.setNotFoundHandler((req, reply) => reply.code(404).type('application/json').send(JSON.stringify({ error: `no route for ${req.method} ${req.url.slice(0, 200)}` })));
   app.addHook('onResponse', (req, reply, done) => {
     if (req.inferState === null) logger.debug({ method: req.method, url: req.url, status: reply.statusCode, http: req.raw.httpVersion }, 'request');
