@@ -24,8 +24,16 @@ export interface GrpcServer {
  * itself never polices client pings (Node's HTTP/2 answers every one); the permit settings state the
  * policy for gRPC implementations that read them.
  */
+/**
+ * Streams one client connection may hold open at once (HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS), as on
+ * the REST port. Unbounded, one connection opened 50,000 streams of headers alone (about 10.6 kB each),
+ * and twelve took the gateway to 5.6 GB; clients queue calls past the limit instead.
+ */
+export const GRPC_MAX_CONCURRENT_STREAMS = 256;
+
 function channelOptions(config: Config): ChannelOptions {
   return {
+    'grpc.max_concurrent_streams': GRPC_MAX_CONCURRENT_STREAMS,
     'grpc.max_receive_message_length': config.grpc.maxReceiveMessageBytes,
     'grpc.max_send_message_length': -1,
     'grpc.keepalive_time_ms': 60_000,
