@@ -105,6 +105,7 @@ export const NoWorkerAvailable = define('SLUICE_NO_WORKER', 'UNAVAILABLE', (mode
 export const WorkerFailed = define('SLUICE_WORKER_FAILED', 'UNAVAILABLE', (worker: string, reason: string) => `worker ${worker} failed: ${reason}`);
 export const ModelExceedsMemoryBudget = define('SLUICE_MODEL_EXCEEDS_MEMORY_BUDGET', 'RESOURCE_EXHAUSTED', (model: string, needBytes: number, budgetBytes: number, heldBytes: number) => `model '${model}' needs an estimated ${needBytes} bytes but the worker memory budget is ${budgetBytes} bytes with ${heldBytes} held by pinned or loading models`);
 export const InferenceFailed = define('SLUICE_INFERENCE_FAILED', 'INTERNAL', (model: string, reason: string) => `inference failed for model '${model}': ${reason}`);
+export const UndecodableMessage = define('SLUICE_UNDECODABLE_MESSAGE', 'INVALID_ARG', (method: string, reason: string) => `the ${method} request is not a valid protobuf message: ${reason}`);
 export const InputRejectedByModel = define('SLUICE_INPUT_REJECTED_BY_MODEL', 'INVALID_ARG', (model: string, reason: string) => `model '${model}' could not run this request's data (run on its own, while requests batched with it ran without it): ${reason}`);
 
 // --- protocol ---

@@ -1,5 +1,5 @@
 import type { handleUnaryCall, sendUnaryData, ServerUnaryCall, UntypedServiceImplementation } from '@grpc/grpc-js';
-import { ModelNotFound, toSluiceError, Unimplemented } from '../../core/errors.ts';
+import { ModelNotFound, toSluiceError, UndecodableMessage, Unimplemented } from '../../core/errors.ts';
 import type { InferenceService } from '../../core/inference.ts';
 import type { Logger } from '../../telemetry/logger.ts';
 import { parseUpdate, settingsWire } from '../../telemetry/trace-settings.ts';
@@ -7,6 +7,7 @@ import type { Tracer } from '../../telemetry/trace.ts';
 import { checkModelRef } from './codec.ts';
 import { modelInferHandler, modelStreamInferHandler, type InferDeps, type StreamRegistry } from './infer.ts';
 import { modelConfigMessage, modelMetadataMessage, modelStatsMessage } from './messages.ts';
+import { undecodableReason } from './proto.ts';
 import { toServiceError } from './status.ts';
 
 type Msg = Record<string, unknown>;
@@ -29,7 +30,11 @@ interface RepositoryRequest {
 function unary<Req>(logger: Logger, method: string, body: (request: Req) => Msg | Promise<Msg>): handleUnaryCall<Req, Msg> {
   return (call: ServerUnaryCall<Req, Msg>, callback: sendUnaryData<Msg>): void => {
     // Through then() so that a synchronous throw takes the same path as a rejection.
-    Promise.resolve(call.request).then(body).then(
+    Promise.resolve(call.request).then((request) => {
+      const undecodable = undecodableReason(request);
+      if (undecodable !== undefined) throw UndecodableMessage(method, undecodable);
+      return body(request);
+    }).then(
       (reply) => callback(null, reply),
       (e: unknown) => {
         const error = toSluiceError(e);

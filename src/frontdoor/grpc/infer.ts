@@ -1,13 +1,13 @@
 import { performance } from 'node:perf_hooks';
 import type { sendUnaryData, ServerDuplexStream, ServerUnaryCall } from '@grpc/grpc-js';
-import { RequestTimeout, toSluiceError, type SluiceError } from '../../core/errors.ts';
+import { RequestTimeout, toSluiceError, UndecodableMessage, type SluiceError } from '../../core/errors.ts';
 import type { InferenceService } from '../../core/inference.ts';
 import type { LogBudget } from '../../telemetry/log-budget.ts';
 import type { Logger } from '../../telemetry/logger.ts';
 import { statusOfKind, UNKNOWN_MODEL_LABEL, type Metrics } from '../../telemetry/metrics.ts';
 import type { FrontDoorTrace, Tracer } from '../../telemetry/trace.ts';
 import { decodeInferRequest, encodeInferResponse } from './codec.ts';
-import type { ModelInferRequestMsg, ModelInferResponseMsg, ModelStreamInferResponseMsg } from './proto.ts';
+import { undecodableReason, type ModelInferRequestMsg, type ModelInferResponseMsg, type ModelStreamInferResponseMsg } from './proto.ts';
 import { grpcStatusOf, toServiceError } from './status.ts';
 
 /** What the inference handlers need. */
@@ -71,6 +71,8 @@ async function runOne(deps: InferDeps, msg: ModelInferRequestMsg, arrivalMs: num
   let batchRows: number | undefined;
   const deadlineUs = remainingUs(deadlineAtMs);
   try {
+    const undecodable = undecodableReason(msg);
+    if (undecodable !== undefined) throw UndecodableMessage('ModelInfer', undecodable);
     // Shed before the tensors are decoded when the model's queue would refuse the request anyway.
     const shed = deps.service.refuseOnArrival(msg.model_name, msg.model_version, arrivalMs);
     if (shed) throw shed;

@@ -3,6 +3,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { ServiceDefinition } from '@grpc/grpc-js';
 import { loadSync, type Options } from '@grpc/proto-loader';
+import { wireFormatError } from './wire-check.ts';
 
 /**
  * How sluice turns protos/ into message objects, the one documented way (docs/protocol.md): the .proto
@@ -45,7 +46,53 @@ export function loadInferenceService(): ServiceDefinition {
   const definition = loadSync(ENTRY, { ...LOADER_OPTIONS, includeDirs: [protosDir()] });
   const service = definition[SERVICE];
   if (!service || 'format' in service) throw new Error(`${ENTRY} does not define the service ${SERVICE}`);
-  return service;
+  return toleratingUndecodable(service);
+}
+
+/** Marks a request message that did not decode; `reason` is the decoder's. */
+export const UNDECODABLE: unique symbol = Symbol('undecodable request');
+
+/** What a method receives for bytes that are not its request message. */
+export interface UndecodableMsg {
+  readonly [UNDECODABLE]: string;
+  readonly model_name: '';
+  readonly model_version: '';
+  readonly id: '';
+}
+
+export function undecodableReason(msg: unknown): string | undefined {
+  return typeof msg === 'object' && msg !== null && UNDECODABLE in msg ? (msg as UndecodableMsg)[UNDECODABLE] : undefined;
+}
+
+function undecodable(reason: string): UndecodableMsg {
+  return { [UNDECODABLE]: reason, model_name: '', model_version: '', id: '' };
+}
+
+/**
+ * grpc-js answers a request its deserializer throws on with INTERNAL ("Error deserializing request")
+ * before any handler runs, so the client hears of a server fault and nothing counts it. Each method's
+ * deserializer here hands the handler a marked message instead, which it answers INVALID_ARGUMENT and
+ * counts like any bad request; so does a message whose framing is wrong (wire-check.ts), which
+ * protobufjs would decode into a silently wrong request.
+ */
+function toleratingUndecodable(service: ServiceDefinition): ServiceDefinition {
+  const out: Record<string, ServiceDefinition[string]> = {};
+  for (const [name, method] of Object.entries(service)) {
+    const decode = method.requestDeserialize;
+    out[name] = {
+      ...method,
+      requestDeserialize: (bytes: Buffer) => {
+        const framing = wireFormatError(bytes);
+        if (framing !== undefined) return undecodable(framing);
+        try {
+          return decode(bytes) as unknown;
+        } catch (e) {
+          return undecodable(e instanceof Error ? e.message : String(e));
+        }
+      },
+    };
+  }
+  return out as ServiceDefinition;
 }
 
 // The message shapes proto-loader produces with LOADER_OPTIONS (decoded requests) and accepts (replies).
