@@ -93,6 +93,16 @@ export function parseListen(listen: string): Target {
   return { host: (m[1] ?? m[2])!, port };
 }
 
+/**
+ * Whether a listen address can only be reached from this machine: a unix socket, or a loopback IP
+ * (127.0.0.0/8, ::1). The worker protocol has no authentication of its own, so anything wider is an
+ * operator's explicit choice and is logged as such.
+ */
+export function isLocalOnly(target: Target): boolean {
+  if ('path' in target) return true;
+  return /^127\./.test(target.host) || target.host === '::1' || target.host === 'localhost';
+}
+
 export async function startWorkerHost(opts: WorkerHostOptions): Promise<WorkerHost> {
   const host = new Host(opts);
   await host.listen();

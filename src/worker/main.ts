@@ -8,7 +8,7 @@ import { hostname } from 'node:os';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { createLogger } from '../telemetry/logger.ts';
-import { startWorkerHost, type WorkerHostOptions } from './host.ts';
+import { isLocalOnly, parseListen, startWorkerHost, type WorkerHostOptions } from './host.ts';
 
 /** The IPC message a forked worker sends once it serves. */
 export interface WorkerReadyMessage {
@@ -22,7 +22,9 @@ Runs a worker host: ONNX Runtime sessions behind the worker protocol (docs/worke
 gateway started with --worker http://HOST:PORT (or unix:/path.sock).
 
 Flags:
-  --listen ADDR             host:port or unix:/path.sock (default 0.0.0.0:9000)
+  --listen ADDR             host:port or unix:/path.sock (default 127.0.0.1:9000: this machine only;
+                            the worker protocol has no authentication, so listen wider, e.g.
+                            0.0.0.0:9000, only on a network of the gateways' own)
   --model-repository DIR    model repository in Triton layout (default ./models)
   --device cpu|cuda         execution provider (default cpu)
   --device-id N             GPU device id for --device cuda (default 0)
@@ -64,7 +66,7 @@ export function parseWorkerArgs(argv: readonly string[]): ParsedOptions {
     strict: true,
     allowPositionals: false,
     options: {
-      listen: { type: 'string', default: '0.0.0.0:9000' },
+      listen: { type: 'string', default: '127.0.0.1:9000' },
       'model-repository': { type: 'string', default: './models' },
       device: { type: 'string', default: 'cpu' },
       'device-id': { type: 'string', default: '0' },
@@ -121,6 +123,9 @@ export async function runWorkerCli(argv: string[]): Promise<number> {
     return 1;
   }
   const running = host;
+  if (!isLocalOnly(parseListen(options.listen))) {
+    logger.warn({ listen: options.listen }, 'the worker host listens beyond this machine and the worker protocol has no authentication: any peer that reaches this address can load models and run batches; keep it on a network only the gateways reach');
+  }
   if (process.send) process.send({ type: 'ready', address: running.address } satisfies WorkerReadyMessage);
   return new Promise<number>((resolve) => {
     let stopping = false;
