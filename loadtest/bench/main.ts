@@ -1,5 +1,5 @@
 import { execFileSync } from 'node:child_process';
-import { mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { cpus, tmpdir, totalmem, type as osType, release } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
@@ -51,7 +51,8 @@ function machine(): string {
 async function mlpRepository(config: string): Promise<string> {
   const dir = await mkdtemp(join(tmpdir(), 'sluice-bench-repo-'));
   await mkdir(join(dir, 'mlp', '1'), { recursive: true });
-  await symlink(join(ROOT, 'models', 'mlp', '1', 'model.onnx'), join(dir, 'mlp', '1', 'model.onnx'));
+  // A copy, not a link: sluice serves no file that a link takes outside its repository.
+  await copyFile(join(ROOT, 'models', 'mlp', '1', 'model.onnx'), join(dir, 'mlp', '1', 'model.onnx'));
   await writeFile(join(dir, 'mlp', 'config.pbtxt'), config);
   return dir;
 }

@@ -1,5 +1,5 @@
-import { readFile, readdir, stat } from 'node:fs/promises';
-import { join, resolve } from 'node:path';
+import { readFile, readdir, realpath, stat } from 'node:fs/promises';
+import { basename, join, resolve, sep } from 'node:path';
 import { InvalidModelName, ModelNotFound } from '../core/errors.ts';
 import { MODEL_NAME_PATTERN } from '../core/model.ts';
 import type { ModelConfig } from '../core/model.ts';
@@ -46,8 +46,22 @@ function isMissing(e: unknown): boolean {
   return typeof e === 'object' && e !== null && (e as NodeJS.ErrnoException).code === 'ENOENT';
 }
 
-async function readOptional(file: string): Promise<string | undefined> {
+/**
+ * Checks that a path, links resolved, stays inside the repository (`root` is the root's real path):
+ * a model folder, a version folder, a config or a model file that is a symbolic link to elsewhere
+ * would let whoever writes the repository serve, and leak through the index's reasons, any file the
+ * gateway can read. The error names the repository-relative path only, never where the link points.
+ */
+async function checkContained(root: string, path: string, label: string): Promise<void> {
+  const real = await realpath(path);
+  if (real !== root && !real.startsWith(root + sep)) {
+    throw new Error(`${label} is a link that leaves the model repository; only files inside it are served`);
+  }
+}
+
+async function readOptional(root: string, file: string): Promise<string | undefined> {
   try {
+    await checkContained(root, file, basename(file));
     return await readFile(file, 'utf8');
   } catch (e) {
     if (isMissing(e)) return undefined;
@@ -56,8 +70,8 @@ async function readOptional(file: string): Promise<string | undefined> {
 }
 
 /** The model's config draft from config.pbtxt or config.json; undefined when it has neither. */
-async function readConfigDraft(dir: string): Promise<ConfigDraft | undefined> {
-  const [pbtxt, json] = await Promise.all([readOptional(join(dir, 'config.pbtxt')), readOptional(join(dir, 'config.json'))]);
+async function readConfigDraft(root: string, dir: string): Promise<ConfigDraft | undefined> {
+  const [pbtxt, json] = await Promise.all([readOptional(root, join(dir, 'config.pbtxt')), readOptional(root, join(dir, 'config.json'))]);
   if (pbtxt !== undefined && json !== undefined) throw new Error('both config.pbtxt and config.json are present; keep one');
   if (pbtxt !== undefined) return readPbtxtConfig(pbtxt);
   if (json !== undefined) return readJsonConfig(json);
@@ -69,10 +83,16 @@ interface VersionFile {
   readonly meta: OnnxMetadata;
 }
 
-async function readVersion(name: string, dir: string, version: string): Promise<VersionFile> {
+async function readVersion(root: string, name: string, dir: string, version: string): Promise<VersionFile> {
   const file = join(dir, version, MODEL_FILE);
   let byteSize: number;
   let mtimeMs: number;
+  try {
+    await checkContained(root, file, `version ${version}: ${MODEL_FILE}`);
+  } catch (e) {
+    // A missing file is reported below, as missing.
+    if (!isMissing(e)) throw e;
+  }
   try {
     const s = await stat(file);
     if (!s.isFile()) throw new Error('not a file');
@@ -88,16 +108,17 @@ async function readVersion(name: string, dir: string, version: string): Promise<
   }
 }
 
-async function loadEntry(name: string, dir: string): Promise<ModelEntry> {
+async function loadEntry(root: string, name: string, dir: string): Promise<ModelEntry> {
   const warnings: string[] = [];
   try {
-    const draft = await readConfigDraft(dir);
+    await checkContained(root, dir, 'the model folder');
+    const draft = await readConfigDraft(root, dir);
     for (const field of draft?.unknownFields ?? []) warnings.push(`${draft?.file ?? 'config'}: field '${field}' is not used by sluice and was ignored`);
     checkIdentity(name, draft);
     const versions = selectVersions(await listVersionFolders(dir), draft?.versionPolicy ?? { latest: { numVersions: 1 } });
     // One at a time: decoding a large model is CPU work and memory, and most models serve one version.
     const files: VersionFile[] = [];
-    for (const v of versions) files.push(await readVersion(name, dir, v));
+    for (const v of versions) files.push(await readVersion(root, name, dir, v));
     const newest = files[files.length - 1];
     if (newest === undefined) throw new Error('no versions to serve');
     // The newest file completes the config (as Triton auto-completes from the version it loads first).
@@ -125,9 +146,12 @@ async function isDirectory(path: string): Promise<boolean> {
  */
 export async function readModelEntry(root: string, name: string): Promise<ModelEntry> {
   if (!MODEL_NAME_PATTERN.test(name)) throw InvalidModelName(name);
-  const dir = join(resolve(root), name);
+  // The scan's rule: a hidden folder (.git, .cache) is not a model, whoever asks for it by name.
+  if (name.startsWith('.')) throw ModelNotFound(name);
+  const abs = resolve(root);
+  const dir = join(abs, name);
   if (!(await isDirectory(dir))) throw ModelNotFound(name);
-  return loadEntry(name, dir);
+  return loadEntry(await realpath(abs), name, dir);
 }
 
 /**
@@ -144,6 +168,7 @@ export async function scanRepository(root: string): Promise<Map<string, ModelEnt
     // An operator's setting, not a request: a plain Error that says which folder and why.
     throw new Error(`model repository '${abs}' cannot be read: ${reasonOf(e)}`, { cause: e });
   }
+  const real = await realpath(abs);
   const entries: ModelEntry[] = [];
   for (const name of names.sort()) {
     if (!MODEL_NAME_PATTERN.test(name)) {
@@ -152,7 +177,7 @@ export async function scanRepository(root: string): Promise<Map<string, ModelEnt
       continue;
     }
     const dir = join(abs, name);
-    if (await isDirectory(dir)) entries.push(await loadEntry(name, dir));
+    if (await isDirectory(dir)) entries.push(await loadEntry(real, name, dir));
   }
   return new Map(entries.map((e) => [e.name, e]));
 }
