@@ -2,6 +2,7 @@ import { fork, type ChildProcess } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import type { Logger } from '../telemetry/logger.ts';
+import { RespawnSchedule } from './respawn.ts';
 
 /** How long a worker may take from spawn to its 'ready' message (tsx start-up plus ONNX Runtime). */
 export const READY_TIMEOUT_MS = 60_000;
@@ -53,8 +54,7 @@ export class LocalWorker {
   readonly #opts: LocalWorkerOptions;
   #child: ChildProcess | undefined;
   #stopping = false;
-  #backoffMs = BACKOFF_FIRST_MS;
-  #respawnTimer: NodeJS.Timeout | undefined;
+  readonly #respawn = new RespawnSchedule({ firstMs: BACKOFF_FIRST_MS, maxMs: BACKOFF_MAX_MS });
   #restarts = 0;
 
   constructor(opts: LocalWorkerOptions) {
@@ -85,7 +85,7 @@ export class LocalWorker {
   /** SIGTERM (the worker finishes its batch and exits), SIGKILL after STOP_TIMEOUT_MS; no respawn. */
   async stop(): Promise<void> {
     this.#stopping = true;
-    if (this.#respawnTimer) clearTimeout(this.#respawnTimer);
+    this.#respawn.cancel();
     const child = this.#child;
     if (child && child.exitCode === null && child.signalCode === null) {
       const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
@@ -130,8 +130,8 @@ export class LocalWorker {
         const reason = signal ? `exited on ${signal}` : `exited with code ${code ?? '?'}`;
         if (!ready) reject(new Error(`worker ${this.id} ${reason} before it was ready`));
         if (this.#stopping) return;
-        if (Date.now() - startedAt > BACKOFF_RESET_AFTER_MS) this.#backoffMs = BACKOFF_FIRST_MS;
-        log.warn({ worker: this.id, code, signal }, `worker ${this.id} ${reason}; respawning in ${this.#backoffMs} ms`);
+        if (Date.now() - startedAt > BACKOFF_RESET_AFTER_MS) this.#respawn.reset();
+        log.warn({ worker: this.id, code, signal }, `worker ${this.id} ${reason}; respawning in ${this.#respawn.nextDelayMs} ms`);
         if (ready) this.#opts.events.onExit(reason);
         this.#scheduleRespawn();
       });
@@ -139,16 +139,12 @@ export class LocalWorker {
   }
 
   #scheduleRespawn(): void {
-    const delay = this.#backoffMs;
-    this.#backoffMs = Math.min(BACKOFF_MAX_MS, this.#backoffMs * 2);
-    this.#respawnTimer = setTimeout(() => {
-      this.#respawnTimer = undefined;
+    this.#respawn.schedule(() => {
       if (this.#stopping) return;
       this.#restarts++;
       this.#opts.events.onRestart();
       // A failed respawn is logged by the exit handler, which schedules the next attempt.
       this.#spawn().catch(() => undefined);
-    }, delay);
-    this.#respawnTimer.unref();
+    });
   }
 }

@@ -19,6 +19,7 @@ import { workerStatusOf, type FrameResult, type LoadResult, type ModelRef, type 
 import { repositoryResolver } from '../worker/resolve.ts';
 import { TransportError, WorkerAnswerError, type WorkerLink } from './link.ts';
 import type { LocalWorkerEvents } from './local-worker.ts';
+import { RespawnSchedule } from './respawn.ts';
 
 const BACKOFF_FIRST_MS = 50;
 const BACKOFF_MAX_MS = 10_000;
@@ -50,8 +51,7 @@ export class ThreadWorker implements WorkerLink {
   readonly #log: Logger;
   #engine: Engine;
   #restarts = 0;
-  #backoffMs = BACKOFF_FIRST_MS;
-  #respawnTimer: NodeJS.Timeout | undefined;
+  readonly #respawn = new RespawnSchedule({ firstMs: BACKOFF_FIRST_MS, maxMs: BACKOFF_MAX_MS });
   #stopping = false;
   #running = 0;
 
@@ -114,7 +114,7 @@ export class ThreadWorker implements WorkerLink {
   /** Stops respawning, then lets the thread finish what it holds and release its sessions. */
   async stop(): Promise<void> {
     this.#stopping = true;
-    if (this.#respawnTimer) clearTimeout(this.#respawnTimer);
+    this.#respawn.cancel();
     const e = this.#engine;
     if (e.dead) return;
     await e.cache.close();
@@ -160,17 +160,13 @@ export class ThreadWorker implements WorkerLink {
     if (this.#stopping) return;
     this.#log.error({ reason }, `worker ${this.worker}: ${reason}`);
     this.#o.events.onExit(`ONNX Runtime thread died (${reason})`);
-    const delay = this.#backoffMs;
-    this.#backoffMs = Math.min(BACKOFF_MAX_MS, this.#backoffMs * 2);
-    this.#respawnTimer = setTimeout(() => {
-      this.#respawnTimer = undefined;
+    this.#respawn.schedule(() => {
       if (this.#stopping) return;
       this.#restarts++;
       this.#o.events.onRestart();
       this.#engine = this.#spawn();
       this.#o.events.onReady(process.pid);
-    }, delay);
-    this.#respawnTimer.unref();
+    });
   }
 }
 

@@ -9,10 +9,12 @@ import { LogBudget } from '../telemetry/log-budget.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { requestBytes, type RequestMemory } from './memory.ts';
 import { batchLimitsOf, defaultLevel, expectedWaitUs, levelCount, maxQueueSizeOf, queuePolicyOf, timeoutUsOf } from './policy.ts';
-import { RequestQueue, type QueueNode } from './queue.ts';
+import type { Pending, ShedReason } from './pending.ts';
+import { RequestQueue } from './queue.ts';
 import type { DispatchResult, RequestPlan, Scheduler } from './scheduler.ts';
-import { selectBatch, type BatchLimits, type Candidate } from './select.ts';
-import { enlist, isDataFailure, isolatedKey, type Suspect } from './bisect.ts';
+import { selectBatch, type BatchLimits } from './select.ts';
+import { Alarm } from './alarm.ts';
+import { bisect, isDataFailure } from './bisect.ts';
 import { nsBetween, type ModelStatsRecorder } from './stats.ts';
 import { concatInputs, paddedSize, passesThrough, pickOutputs, splitOutputs, type BatchMember } from './tensors.ts';
 
@@ -32,35 +34,13 @@ export interface BatcherOptions {
   readonly onBlocked?: (batcher: DynamicBatcher) => void;
 }
 
-interface Pending extends QueueNode, Candidate {
-  readonly request: InferRequest;
-  readonly plan: RequestPlan;
-  /** The plan's shape class, or a key of its own while its failed batch is bisected (bisect.ts). */
-  shapeKey: string;
-  /** The queue list it waits in: its priority level's, or the last one once demoted past a DELAY deadline. */
-  home: number;
-  deadlineMs: number;
-  readonly timeoutUs: number;
-  /** Triton's timeout_action DELAY: past its deadline the request moves behind every other, not out. */
-  readonly delayOnTimeout: boolean;
-  /** Answer the request; an investigation wraps both to learn when each of its members is answered. */
-  resolve: (response: InferResponse) => void;
-  reject: (error: Error) => void;
-  abort: (() => void) | undefined;
-  /** Set when a batch holding this request failed for reasons of its worker: the worker and why. */
-  firstFailure: string | undefined;
-  /** Set while a batch it was in failed in ONNX Runtime is bisected (bisect.ts). */
-  investigation?: Suspect['investigation'];
-}
-
-type ShedReason = 'queue_full' | 'expected_wait' | 'timeout' | 'cancelled';
-
 /**
  * The queue and dynamic batcher of one model version: the only place a request waits. Batches form
  * only when the executor has a free slot (on enqueue, on the executor's drain signal, or when a queue
  * delay ends), so an idle worker never waits on a timer unless the model asks for a max queue delay;
  * under load batches grow because slots are full. A batch its worker failed goes back to the head of
- * the queue once. One unref'd timer per queue tracks the earliest deadline, and one the queue delay.
+ * the queue once; one ONNX Runtime failed is bisected (bisect.ts). Two alarms per queue (alarm.ts)
+ * track the earliest deadline and the end of the queue delay.
  *
  * Bytes: a request's inputs belong to its front door and are only read here; a batch's inputs are
  * written once (concatInputs) and belong to the executor's slot from run() on.
@@ -79,10 +59,8 @@ export class DynamicBatcher implements Scheduler {
   /** A client can fail batches in a loop: their log lines are budgeted per error code. */
   readonly #logBudget = new LogBudget();
   #closedError: Error | undefined;
-  #deadlineAt = Infinity;
-  #deadlineTimer: NodeJS.Timeout | undefined;
-  #delayAt = Infinity;
-  #delayTimer: NodeJS.Timeout | undefined;
+  readonly #deadline = new Alarm(() => this.#expire(performance.now()));
+  readonly #delay = new Alarm(() => this.#pump());
   #idleWaiters: (() => void)[] = [];
 
   constructor(options: BatcherOptions) {
@@ -145,7 +123,7 @@ export class DynamicBatcher implements Scheduler {
       this.#queue.push(list, p);
       this.#queuedRows += p.rows;
       request.trace?.mark('QUEUE_START');
-      if (deadlineMs !== Infinity) this.#armDeadline(deadlineMs, now);
+      if (deadlineMs !== Infinity) this.#deadline.arm(deadlineMs, now);
       this.#pump();
     });
   }
@@ -154,11 +132,11 @@ export class DynamicBatcher implements Scheduler {
     const { executor, model, version } = this.#o;
     if (this.#closedError || this.#queue.size === 0) return 'idle';
     const now = performance.now();
-    if (now >= this.#deadlineAt) this.#expire(now);
+    if (now >= this.#deadline.at) this.#expire(now);
     const selection = selectBatch(this.#queue, this.#limits, now);
     if (selection.kind === 'empty') return 'idle';
     if (selection.kind === 'wait') {
-      this.#armDelay(selection.untilMs, now);
+      this.#delay.arm(selection.untilMs, now);
       return 'idle';
     }
     const padded = this.#limits.batching ? paddedSize(selection.rows, this.#allowed) : selection.rows;
@@ -181,7 +159,8 @@ export class DynamicBatcher implements Scheduler {
 
   close(error: Error): void {
     this.#closedError = error;
-    this.#clearTimers();
+    this.#deadline.clear();
+    this.#delay.clear();
     const now = performance.now();
     for (const p of [...this.#queue]) {
       this.#unqueue(p);
@@ -200,19 +179,16 @@ export class DynamicBatcher implements Scheduler {
   }
 
   /**
-   * Whether a request of the default priority arriving now would be shed for a full queue or a wait
-   * past the budget, decided before its body is read: a front door that asks refuses it from its
-   * headers, at a fraction of the cost of decoding it first (under overload refusals are most of the
-   * traffic). A refusal here is counted as enqueue's would be; undefined admits nothing by itself, the
-   * request is still checked in full on enqueue.
+   * Whether a request of the default priority arriving now would be shed (queue full, or a wait past the
+   * budget), for a front door to refuse it from its headers before decoding a body. A refusal is counted
+   * as enqueue's; undefined admits nothing by itself (enqueue still checks in full).
    */
   refuseOnArrival(arrivalMs: number): SluiceError | undefined {
     if (this.#closedError) return undefined;
     const level = defaultLevel(this.#o.config);
     const overloaded = this.#overloaded(queuePolicyOf(this.#o.config, level), level - 1);
     if (!overloaded) return undefined;
-    this.#o.metrics.requestsShed.inc({ model: this.#o.model, reason: overloaded.reason });
-    this.#o.stats.fail(nsBetween(arrivalMs, performance.now()));
+    this.#countShed(overloaded.reason, arrivalMs, performance.now());
     return overloaded.error;
   }
 
@@ -230,16 +206,19 @@ export class DynamicBatcher implements Scheduler {
   }
 
   #refuse(request: InferRequest, reason: ShedReason, error: Error, now: number): Promise<never> {
-    this.#o.metrics.requestsShed.inc({ model: this.#o.model, reason });
-    this.#o.stats.fail(nsBetween(request.arrivalMs, now));
+    this.#countShed(reason, request.arrivalMs, now);
     return Promise.reject(error);
   }
 
   #shed(p: Pending, reason: ShedReason, error: Error, now: number): void {
     this.#unqueue(p);
-    this.#o.metrics.requestsShed.inc({ model: this.#o.model, reason });
-    this.#o.stats.fail(nsBetween(p.arrivalMs, now));
+    this.#countShed(reason, p.arrivalMs, now);
     p.reject(error);
+  }
+
+  #countShed(reason: ShedReason, arrivalMs: number, now: number): void {
+    this.#o.metrics.requestsShed.inc({ model: this.#o.model, reason });
+    this.#o.stats.fail(nsBetween(arrivalMs, now));
   }
 
   #unqueue(p: Pending): void {
@@ -331,10 +310,8 @@ export class DynamicBatcher implements Scheduler {
     const { model, metrics, logger } = this.#o;
     const again = items.filter((p) => p.firstFailure === undefined && !p.request.signal?.aborted);
     const give = items.filter((p) => !again.includes(p));
-    if (give.length > 0) {
-      const first = give[0]!.firstFailure;
-      this.#fail(give, first === undefined ? e : WorkerFailed(e.worker, `${e.message} (the batch had first failed on ${first})`));
-    }
+    const first = give[0]?.firstFailure;
+    if (give.length > 0) this.#fail(give, first === undefined ? e : WorkerFailed(e.worker, `${e.message} (the batch had first failed on ${first})`));
     if (again.length === 0) return;
     metrics.batchRetries.inc({ model });
     logger.warn({ worker: e.worker, model, requests: again.length }, `batch failed on ${e.worker} (${e.message}); its requests go back to the head of the queue`);
@@ -363,32 +340,21 @@ export class DynamicBatcher implements Scheduler {
   #investigate(items: readonly Pending[], error: SluiceError): void {
     const live = items.filter((p) => !p.request.signal?.aborted);
     if (live.length < items.length) this.#fail(items.filter((p) => !live.includes(p)), error);
-    if (live.length === 1 && live[0]!.investigation) {
-      const p = live[0]!;
-      this.#o.stats.fail(nsBetween(p.arrivalMs, performance.now()));
-      p.investigation!.inv.culprit(p.investigation!.reject, error);
-      return;
-    }
-    if (live.length < 2) {
-      this.#fail(live, error);
-      return;
-    }
+    const culprit = live.length === 1 ? live[0]!.investigation : undefined;
+    if (culprit) {
+      this.#o.stats.fail(nsBetween(live[0]!.arrivalMs, performance.now()));
+      culprit.inv.culprit(culprit.reject, error);
+    } else if (live.length < 2) this.#fail(live, error);
+    if (live.length < 2) return;
     const { model, logger } = this.#o;
-    const taken = this.#logBudget.take('bisect');
-    if (taken.write) logger.warn({ model, requests: live.length, code: error.code, ...(taken.suppressed > 0 && { suppressed: taken.suppressed }) }, `a batch of ${live.length} requests failed in ONNX Runtime (${error.message}); its halves run apart to find the requests at fault`);
-    enlist(live, model);
-    const half = Math.ceil(live.length / 2);
-    const keys = [isolatedKey(live[0]!.plan.shapeKey, this.#bisections++), isolatedKey(live[0]!.plan.shapeKey, this.#bisections++)];
-    live.forEach((p, i) => {
-      p.shapeKey = keys[i < half ? 0 : 1]!;
-    });
+    this.#logBudget.warn(logger, 'bisect', { model, requests: live.length, code: error.code }, `a batch of ${live.length} requests failed in ONNX Runtime (${error.message}); its halves run apart to find the requests at fault`);
+    this.#bisections = bisect(live, model, this.#bisections);
     this.#requeueAtHead(live);
   }
 
   #fail(items: readonly Pending[], e: unknown): void {
     const error = toSluiceError(e);
-    const taken = this.#logBudget.take(error.code);
-    if (taken.write) this.#o.logger.warn({ model: this.#o.model, version: this.#o.version, code: error.code, requests: items.length, ...(taken.suppressed > 0 && { suppressed: taken.suppressed }) }, `batch failed: ${error.message}`);
+    this.#logBudget.warn(this.#o.logger, error.code, { model: this.#o.model, version: this.#o.version, code: error.code, requests: items.length }, `batch failed: ${error.message}`);
     const end = performance.now();
     for (const p of items) {
       this.#o.stats.fail(nsBetween(p.arrivalMs, end));
@@ -398,7 +364,7 @@ export class DynamicBatcher implements Scheduler {
 
   /** Rejects (or, under DELAY, demotes) every request past its deadline, then re-arms for the next one. */
   #expire(now: number): void {
-    this.#clearDeadline();
+    this.#deadline.clear();
     const expired: Pending[] = [];
     let next = Infinity;
     for (const p of this.#queue) {
@@ -415,44 +381,8 @@ export class DynamicBatcher implements Scheduler {
         this.#shed(p, 'timeout', RequestTimeout(this.#o.model, p.timeoutUs), now);
       }
     }
-    if (next !== Infinity) this.#armDeadline(next, now);
+    if (next !== Infinity) this.#deadline.arm(next, now);
     if (expired.length > 0) this.#checkIdle();
-  }
-
-  #armDeadline(at: number, now: number): void {
-    if (at >= this.#deadlineAt) return;
-    this.#clearDeadline();
-    this.#deadlineAt = at;
-    this.#deadlineTimer = setTimeout(() => {
-      this.#deadlineTimer = undefined;
-      this.#expire(performance.now());
-    }, Math.max(0, Math.ceil(at - now)));
-    this.#deadlineTimer.unref();
-  }
-
-  #armDelay(at: number, now: number): void {
-    if (at >= this.#delayAt) return;
-    if (this.#delayTimer) clearTimeout(this.#delayTimer);
-    this.#delayAt = at;
-    this.#delayTimer = setTimeout(() => {
-      this.#delayTimer = undefined;
-      this.#delayAt = Infinity;
-      this.#pump();
-    }, Math.max(0, Math.ceil(at - now)));
-    this.#delayTimer.unref();
-  }
-
-  #clearDeadline(): void {
-    if (this.#deadlineTimer) clearTimeout(this.#deadlineTimer);
-    this.#deadlineTimer = undefined;
-    this.#deadlineAt = Infinity;
-  }
-
-  #clearTimers(): void {
-    this.#clearDeadline();
-    if (this.#delayTimer) clearTimeout(this.#delayTimer);
-    this.#delayTimer = undefined;
-    this.#delayAt = Infinity;
   }
 
   #isIdle(): boolean {

@@ -54,7 +54,7 @@ export interface Suspect {
  * Enlists the members of a failed batch in their investigation (the one a half batch's members share,
  * or a new one), wrapping their answers so that it hears of each.
  */
-export function enlist(members: readonly Suspect[], model: string): void {
+function enlist(members: readonly Suspect[], model: string): void {
   const inv = members[0]?.investigation?.inv ?? new Investigation(model, members.length);
   for (const p of members) {
     if (p.investigation) continue;
@@ -83,6 +83,20 @@ function innerReason(error: SluiceError): string {
 }
 
 /** A shape key no queued request has: the members of one half batch with each other and nobody else. */
-export function isolatedKey(shapeKey: string, n: number): string {
+function isolatedKey(shapeKey: string, n: number): string {
   return `${shapeKey}\u0000bisect ${n}`;
+}
+
+/**
+ * Splits a failed batch (two members at least) into two halves, each under a shape key of its own,
+ * its members enlisted in their investigation. `counter` numbers the keys; the next one is returned.
+ */
+export function bisect(members: readonly (Suspect & { readonly plan: { readonly shapeKey: string }; shapeKey: string })[], model: string, counter: number): number {
+  enlist(members, model);
+  const half = Math.ceil(members.length / 2);
+  const keys = [isolatedKey(members[0]!.plan.shapeKey, counter), isolatedKey(members[0]!.plan.shapeKey, counter + 1)];
+  members.forEach((p, i) => {
+    p.shapeKey = keys[i < half ? 0 : 1]!;
+  });
+  return counter + 2;
 }

@@ -1,3 +1,5 @@
+import type { Logger } from './logger.ts';
+
 /**
  * A per-kind budget of log lines, so that clients cannot flood the log: a bad request is cheap to send
  * thousands of times a second, and a line with a stack trace for each would cost the gateway more
@@ -57,5 +59,15 @@ export class LogBudget {
     const suppressed = k.suppressed;
     k.suppressed = 0;
     return { write: true, suppressed };
+  }
+
+  /** Writes the line at `level` if the kind's budget allows, with `suppressed` when lines were left out. */
+  log(logger: Logger, level: 'warn' | 'error', kind: string, fields: Record<string, unknown>, message: string): void {
+    const taken = this.take(kind);
+    if (taken.write) logger[level](taken.suppressed > 0 ? { ...fields, suppressed: taken.suppressed } : fields, message);
+  }
+
+  warn(logger: Logger, kind: string, fields: Record<string, unknown>, message: string): void {
+    this.log(logger, 'warn', kind, fields, message);
   }
 }

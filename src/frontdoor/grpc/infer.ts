@@ -102,9 +102,8 @@ async function runOne(deps: InferDeps, msg: ModelInferRequestMsg, arrivalMs: num
   } else {
     const { error } = outcome;
     const fields = { model: name, id: msg.id, code: error.code, grpcStatus: grpcStatusOf(error.kind), ms: seconds * 1000 };
-    const taken = error.kind === 'INTERNAL' ? deps.errorBudget.take(error.code) : undefined;
-    if (taken?.write) deps.logger.error(taken.suppressed > 0 ? { ...fields, suppressed: taken.suppressed } : fields, error.message);
-    else if (taken === undefined) deps.logger.debug(fields, error.message);
+    if (error.kind === 'INTERNAL') deps.errorBudget.log(deps.logger, 'error', error.code, fields, error.message);
+    else deps.logger.debug(fields, error.message);
   }
   return outcome;
 }

@@ -57,11 +57,8 @@ function logFailure(log: ErrorLog, fields: Record<string, unknown>, err: unknown
     log.logger.debug(fields, message);
     return;
   }
-  const taken = log.budget.take(sluice?.code ?? `http ${status}`);
-  if (!taken.write) return;
-  const line = taken.suppressed > 0 ? { ...fields, suppressed: taken.suppressed } : fields;
-  if (status >= 500 && status !== 501 && status !== 503) log.logger.error({ ...line, err }, message);
-  else log.logger.warn(line, message);
+  const serverFault = status >= 500 && status !== 501 && status !== 503;
+  log.budget.log(log.logger, serverFault ? 'error' : 'warn', sluice?.code ?? `http ${status}`, serverFault ? { ...fields, err } : fields, message);
 }
 
 /** The front door's logger and the budget its error lines share. */
