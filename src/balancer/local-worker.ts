@@ -102,7 +102,10 @@ export class LocalWorker {
     const { script, execArgv } = workerEntry();
     rmSync(this.socketPath, { force: true });
     const args = ['--listen', this.address, '--id', this.id, ...this.#opts.args];
-    const child = fork(script, args, { execArgv, stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'json' });
+    // The gateway's SLUICE_WORKER_TOKEN_FILE is for remote hosts: inherited, it would make this worker
+    // demand a token its gateway does not send it (its socket is private to the gateway anyway).
+    const { SLUICE_WORKER_TOKEN_FILE: _remoteOnly, ...env } = process.env;
+    const child = fork(script, args, { execArgv, env, stdio: ['ignore', 'inherit', 'inherit', 'ipc'], serialization: 'json' });
     this.#child = child;
     const startedAt = Date.now();
     const log = this.#opts.logger;

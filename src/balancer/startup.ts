@@ -2,11 +2,13 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Config } from '../config/schema.ts';
+import { readPemFile, readTokenFile } from '../config/worker-link.ts';
 import type { Logger } from '../telemetry/logger.ts';
+import { isLocalOnly } from '../worker/listen.ts';
 import { LocalWorker } from './local-worker.ts';
 import { PooledWorker } from './pooled-worker.ts';
 import { ThreadWorker } from './thread-worker.ts';
-import { WorkerClient, type WorkerClientTimeouts } from './worker-client.ts';
+import { WorkerClient, type LinkCredentials, type WorkerClientTimeouts } from './worker-client.ts';
 
 /** Generous on purpose: a batch on a cold worker includes loading the model. */
 export const DEFAULT_TIMEOUTS: WorkerClientTimeouts = {
@@ -78,6 +80,28 @@ export function localWorkerArgs(config: Config, index: number, localWorkers: num
 }
 
 /**
+ * The credentials of the link to remote workers, read from the files the config names (loadConfig has
+ * checked they are readable and the token non-empty; read again here so that no secret sits in Config).
+ */
+export function linkCredentials(config: Config): LinkCredentials {
+  const { link } = config.workers;
+  const pem = (file: string, setting: string): Buffer | undefined => (file === '' ? undefined : readPemFile(file, setting));
+  const ca = pem(link.tlsCaFile, '--worker-tls-ca');
+  const cert = pem(link.tlsCertFile, '--worker-tls-cert');
+  const key = pem(link.tlsKeyFile, '--worker-tls-key');
+  return {
+    ...(link.tokenFile === '' ? {} : { token: readTokenFile(link.tokenFile, '--worker-token-file') }),
+    tls: { ...(ca ? { ca } : {}), ...(cert ? { cert } : {}), ...(key ? { key } : {}) },
+  };
+}
+
+/** Whether requests to `url` travel unencrypted beyond this machine (loopback never leaves it). */
+function crossesNetworkInClear(url: string): boolean {
+  const u = new URL(url);
+  return u.protocol === 'http:' && !isLocalOnly({ host: u.hostname.replace(/^\[|\]$/g, ''), port: 0 });
+}
+
+/**
  * Starts the local workers (each on a unix socket in a private temporary folder) and makes a client
  * for every worker, local and remote. Fails naming the worker that did not start, after stopping the
  * ones that did.
@@ -85,6 +109,9 @@ export function localWorkerArgs(config: Config, index: number, localWorkers: num
 export async function startWorkers(config: Config, log: Logger, events_: WorkerLifecycleEvents, timeouts = DEFAULT_TIMEOUTS, threadEntry?: URL): Promise<StartedWorkers> {
   const count = localWorkerCount(config);
   const { connectionsPerWorker } = config.workers;
+  // Before anything starts: a secret file gone since the config was loaded fails here, with nothing to stop.
+  // Local workers need none: their sockets sit in a private folder (and they are forked without the token).
+  const credentials = config.workers.remote.length > 0 ? linkCredentials(config) : {};
   const threads = config.workers.isolation === 'thread';
   const dir = count > 0 && !threads ? mkdtempSync(join(tmpdir(), 'sluice-')) : undefined;
   const cleanup = (): void => {
@@ -116,8 +143,11 @@ export async function startWorkers(config: Config, log: Logger, events_: WorkerL
     workers.push(ref.pooled);
   }
   for (const url of config.workers.remote) {
+    if (credentials.token !== undefined && crossesNetworkInClear(url)) {
+      log.warn({ worker: url }, `the worker token crosses the network to ${url} in cleartext: anyone on the path can read and replay it; use https:// with --worker-tls-ca`);
+    }
     // The URL names the worker in logs and metrics: an operator recognises it at once.
-    workers.push(new PooledWorker(url, new WorkerClient(url, url, connectionsPerWorker, timeouts), inflightBatchesOf(config, 'socket')));
+    workers.push(new PooledWorker(url, new WorkerClient(url, url, connectionsPerWorker, timeouts, credentials), inflightBatchesOf(config, 'socket')));
   }
   const results = await Promise.allSettled(starting.map((w) => w.start()));
   const failed = results.findIndex((r) => r.status === 'rejected');

@@ -26,19 +26,34 @@ export interface WorkerClientTimeouts {
 }
 
 /**
+ * How the gateway proves itself to a sealed worker host and checks the host (docs/worker-protocol.md,
+ * Authentication of the link): the contents of the --worker-token-file and --worker-tls-* files.
+ */
+export interface LinkCredentials {
+  /** Sent as `Authorization: Bearer` on every request. */
+  readonly token?: string;
+  /** For https:// workers: the CA that verifies the host (else the system's), and a client certificate. */
+  readonly tls?: { readonly ca?: Buffer; readonly cert?: Buffer; readonly key?: Buffer };
+}
+
+/**
  * Speaks src/worker/protocol.ts to one worker over an undici Pool of persistent connections: a unix
- * socket for `unix:/path` and TCP for `http://host:port`, the same code either way.
+ * socket for `unix:/path`, TCP for `http://host:port` and TLS for `https://host:port`, the same code
+ * each way.
  */
 export class WorkerClient implements WorkerLink {
   readonly worker: string;
   readonly address: string;
   readonly #pool: Pool;
   readonly #timeouts: WorkerClientTimeouts;
+  /** Headers of every request: the bearer token, when the link has one. */
+  readonly #auth: Record<string, string>;
 
-  constructor(worker: string, address: string, connections: number, timeouts: WorkerClientTimeouts) {
+  constructor(worker: string, address: string, connections: number, timeouts: WorkerClientTimeouts, credentials: LinkCredentials = {}) {
     this.worker = worker;
     this.address = address;
     this.#timeouts = timeouts;
+    this.#auth = credentials.token === undefined ? {} : { authorization: `Bearer ${credentials.token}` };
     const url = new URL(address);
     const common = {
       connections,
@@ -54,8 +69,11 @@ export class WorkerClient implements WorkerLink {
       this.#pool = new Pool('http://localhost', { ...common, socketPath: url.pathname });
     } else if (url.protocol === 'http:') {
       this.#pool = new Pool(url.origin, common);
+    } else if (url.protocol === 'https:') {
+      // undici verifies the host's certificate (rejectUnauthorized stays on) against `ca` and its name.
+      this.#pool = new Pool(url.origin, { ...common, connect: { ...credentials.tls } });
     } else {
-      throw new Error(`worker address '${address}' must be http://host:port or unix:/path`);
+      throw new Error(`worker address '${address}' must be http://host:port, https://host:port or unix:/path`);
     }
   }
 
@@ -106,7 +124,7 @@ export class WorkerClient implements WorkerLink {
       const res = await this.#pool.request({
         method,
         path,
-        headers: body ? { 'content-type': body.type, 'content-length': String(chunksByteLength(body.chunks)) } : {},
+        headers: body ? { ...this.#auth, 'content-type': body.type, 'content-length': String(chunksByteLength(body.chunks)) } : this.#auth,
         body: body ? coalesce(body.chunks) : null,
         headersTimeout: timeoutMs,
         bodyTimeout: timeoutMs,
@@ -120,6 +138,9 @@ export class WorkerClient implements WorkerLink {
       clearTimeout(timer);
       cancel?.removeEventListener('abort', forward);
     }
+    // A host that refuses our credentials is a broken link, not an answer about the batch: the batch may
+    // run elsewhere, and the client (whose own key may be fine) must not see a 401 for it.
+    if (status === 401) throw new TransportError(this.worker, `worker host refused the link (HTTP 401): ${errorFromWorker(this.worker, status, payload).message}`);
     if (status !== 200) throw new WorkerAnswerError(status, errorFromWorker(this.worker, status, payload));
     return payload;
   }

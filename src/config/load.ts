@@ -3,6 +3,7 @@ import { parseArgs } from 'node:util';
 import { DEFAULTS, OPTIONS, type OptionSpec } from './options.ts';
 import type { Config } from './schema.ts';
 import { applyTraceSettings, normalizedLevels, traceConfigProblem } from './trace.ts';
+import { workerLinkProblem } from './worker-link.ts';
 
 /** A configuration problem, named by the setting that caused it. */
 export class ConfigError extends Error {
@@ -173,11 +174,13 @@ function validate(c: Config): void {
     try {
       u = new URL(url);
     } catch {
-      throw new ConfigError(`--worker: '${url}' is not a URL (expected http://host:port or unix:/path/to.sock)`);
+      throw new ConfigError(`--worker: '${url}' is not a URL (expected http://host:port, https://host:port or unix:/path/to.sock)`);
     }
-    if (u.protocol !== 'http:' && u.protocol !== 'unix:') throw new ConfigError(`--worker: '${url}' must use http: or unix:`);
+    if (u.protocol !== 'http:' && u.protocol !== 'https:' && u.protocol !== 'unix:') throw new ConfigError(`--worker: '${url}' must use http:, https: or unix:`);
   }
   for (const g of c.workers.gpus) if (!/^\d+$/.test(String(g))) throw new ConfigError(`--gpus: '${String(g)}' is not a device id`);
+  const linkProblem = workerLinkProblem(c);
+  if (linkProblem !== undefined) throw new ConfigError(linkProblem);
   const traceProblem = traceConfigProblem(c.trace);
   if (traceProblem !== undefined) throw new ConfigError(traceProblem);
   if (c.workers.count === 0 && c.workers.remote.length === 0) throw new ConfigError('--workers 0 needs at least one --worker URL: nothing could run inference');

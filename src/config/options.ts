@@ -35,12 +35,15 @@ export const DEFAULTS: Config = {
     memoryBudgetBytes: 2 * 1024 * 1024 * 1024,
     maxInflightBatches: 0,
     connectionsPerWorker: 4,
+    link: { tokenFile: '', tlsCaFile: '', tlsCertFile: '', tlsKeyFile: '' },
   },
   balancer: { policy: 'least-loaded' },
   drainTimeoutMs: 30_000,
   maxRequestMemoryBytes: 1024 * 1024 * 1024,
   // Triton's defaults: tracing off, one in 1000 requests once it is on, no limit on the count.
   trace: { file: '', level: ['OFF'], rate: 1000, count: -1, logFrequency: 0, mode: 'triton', otlpUrl: '', settings: [] },
+  auth: { configFile: '' },
+  fairQueuing: true,
 };
 
 const PORT = { min: 0, max: 65535 } as const;
@@ -73,6 +76,10 @@ export const OPTIONS: readonly OptionSpec[] = [
   { flag: 'intra-op-threads', env: 'SLUICE_INTRA_OP_THREADS', path: 'workers.intraOpThreads', type: 'int', min: 0, max: 1024, help: 'ONNX Runtime threads per session (0: cores / workers)' },
   { flag: 'worker-memory-budget', env: 'SLUICE_WORKER_MEMORY_BUDGET', path: 'workers.memoryBudgetBytes', type: 'bytes', min: 1, help: 'hot-model cache budget per worker, e.g. 2gb' },
   { flag: 'worker-max-inflight', env: 'SLUICE_WORKER_MAX_INFLIGHT', path: 'workers.maxInflightBatches', type: 'int', min: 0, max: 64, help: 'batches in flight per worker (0: 1 on a thread worker, 2 on a worker process or remote host)' },
+  { flag: 'worker-token-file', env: 'SLUICE_WORKER_TOKEN_FILE', path: 'workers.link.tokenFile', type: 'string', help: 'file holding the shared token sent as Authorization: Bearer to remote workers (sluice worker --token-file)' },
+  { flag: 'worker-tls-ca', env: 'SLUICE_WORKER_TLS_CA', path: 'workers.link.tlsCaFile', type: 'string', help: 'PEM CA that verifies https:// remote worker hosts (default: the system CAs)' },
+  { flag: 'worker-tls-cert', env: 'SLUICE_WORKER_TLS_CERT', path: 'workers.link.tlsCertFile', type: 'string', help: 'PEM client certificate presented to remote worker hosts (mutual TLS)' },
+  { flag: 'worker-tls-key', env: 'SLUICE_WORKER_TLS_KEY', path: 'workers.link.tlsKeyFile', type: 'string', help: 'PEM private key for --worker-tls-cert' },
   { flag: 'balancer', env: 'SLUICE_BALANCER', path: 'balancer.policy', type: 'string', choices: ['least-loaded', 'round-robin'], help: 'worker pick policy' },
   { flag: 'max-request-memory', env: 'SLUICE_MAX_REQUEST_MEMORY', path: 'maxRequestMemoryBytes', type: 'bytes', min: 1024, help: 'input bytes accepted requests may hold in all (beyond: RESOURCE_EXHAUSTED), e.g. 1gb' },
   { flag: 'trace-config', env: 'SLUICE_TRACE_CONFIG', path: 'trace.settings', type: 'list', help: "Triton's trace settings: [triton,|opentelemetry,]key=value, keys level, rate, count, mode, file, log-frequency, url (repeatable; wins over --trace-*)" },
@@ -83,5 +90,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { flag: 'trace-log-frequency', env: 'SLUICE_TRACE_LOG_FREQUENCY', path: 'trace.logFrequency', type: 'int', min: 0, max: 4_294_967_295, help: 'write the trace file every N traces (0: at shutdown)' },
   { flag: 'trace-mode', env: 'SLUICE_TRACE_MODE', path: 'trace.mode', type: 'string', choices: ['triton', 'opentelemetry'], help: 'triton: the trace file; opentelemetry: OTLP/HTTP export to --trace-otlp-url' },
   { flag: 'trace-otlp-url', env: 'SLUICE_TRACE_OTLP_URL', path: 'trace.otlpUrl', type: 'string', help: 'OpenTelemetry collector, e.g. http://127.0.0.1:4318 (POST /v1/traces; needs --trace-mode opentelemetry)' },
+  { flag: 'auth-config', env: 'SLUICE_AUTH_CONFIG', path: 'auth.configFile', type: 'string', help: 'API keys, tenants, scopes and rate limits (JSON or YAML; reloaded on SIGHUP and when the file changes)' },
+  { flag: 'fair-queuing', env: 'SLUICE_FAIR_QUEUING', path: 'fairQueuing', type: 'bool', help: "serve tenants of one model's queue by weighted fair share (false: one arrival order for all)" },
   { flag: 'drain-timeout-ms', env: 'SLUICE_DRAIN_TIMEOUT_MS', path: 'drainTimeoutMs', type: 'int', min: 0, max: 3_600_000, help: 'how long SIGTERM waits for accepted requests' },
 ];

@@ -44,12 +44,35 @@ export interface Config {
     /** Batches sent to one worker before it answers; 0 = inflightBatchesOf's choice for the kind of worker. */
     readonly maxInflightBatches: number;
     readonly connectionsPerWorker: number;
+    /**
+     * How the gateway proves itself to remote worker hosts and checks them (docs/worker-protocol.md,
+     * Authentication of the link). Files only: the secrets are read at start, never kept here. '' = unset.
+     */
+    readonly link: {
+      /** Shared token sent as `Authorization: Bearer` to every remote worker. */
+      readonly tokenFile: string;
+      /** PEM CA that verifies https:// worker hosts ('' = the system's CAs). */
+      readonly tlsCaFile: string;
+      /** PEM client certificate and key presented to worker hosts that require one. */
+      readonly tlsCertFile: string;
+      readonly tlsKeyFile: string;
+    };
   };
   readonly balancer: { readonly policy: 'least-loaded' | 'round-robin' };
   readonly drainTimeoutMs: number;
   /** Input bytes that accepted, unanswered requests may hold, all models together. */
   readonly maxRequestMemoryBytes: number;
   readonly trace: TraceConfig;
+  /** Who may do what (docs/security.md); without a file every port is open, as before. */
+  readonly auth: {
+    /** Keys, tenants, scopes, weights and rate limits (JSON or YAML); '' = no authentication. */
+    readonly configFile: string;
+  };
+  /**
+   * Whether a model's queue serves tenants by weighted fair share (the auth config's weights); off,
+   * every request waits in one priority-then-arrival order whoever sent it.
+   */
+  readonly fairQueuing: boolean;
 }
 
 /** Triton's trace extension at start (the global trace settings; docs/protocol.md, trace extension). */

@@ -1,12 +1,13 @@
 /**
- * The worker's endpoint: a node:http server on a unix socket or TCP that serves the protocol of
- * protocol.ts. ONNX Runtime runs in the worker's ORT thread (ort-thread.ts), so this event loop stays
- * free to read the next batch while one runs, and to answer /health during long runs and loads.
+ * The worker's endpoint: a node:http (or, sealed, https) server on a unix socket or TCP that serves the
+ * protocol of protocol.ts; with a token, every request must present it (link-auth.ts). ONNX Runtime
+ * runs in the worker's ORT thread (ort-thread.ts), so this event loop stays free to read the next
+ * batch while one runs, and to answer /health during long runs and loads.
  * Batches run one at a time in arrival order; a queue here keeps the order and a bound on waiting work
  * visible, and hands the thread one batch ahead so that it never waits for this thread between runs.
  */
 import { unlink } from 'node:fs/promises';
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { MalformedBody, QueueFull, ShuttingDown, Unimplemented, toSluiceError, type SluiceError } from '../core/errors.ts';
 import type { Tensor } from '../core/tensor.ts';
@@ -15,6 +16,8 @@ import type { Logger } from '../telemetry/logger.ts';
 import { ModelCache, type Lease } from './cache.ts';
 import { startRun } from './engine.ts';
 import { readBody, sendJson } from './http-io.ts';
+import { TokenCheck, createWorkerServer, refuseUnauthenticated, type WorkerHostTls } from './link-auth.ts';
+import { isLocalOnly, parseListen, type Target } from './listen.ts';
 import { OrtThread } from './ort-client.ts';
 import { packFrame } from './ort-messages.ts';
 import {
@@ -56,6 +59,10 @@ export interface WorkerHostOptions {
    * that its gateway respawns it (runWorkerCli does).
    */
   readonly onFatal?: (err: SluiceError) => void;
+  /** Shared token every request must present as `Authorization: Bearer` (docs/worker-protocol.md). */
+  readonly token?: string;
+  /** Serve HTTPS; with `ca`, only to peers whose client certificate chains to it. */
+  readonly tls?: WorkerHostTls;
 }
 
 /** A running worker host. */
@@ -76,31 +83,6 @@ interface QueuedBatch {
   readonly res: ServerResponse;
   /** process.hrtime.bigint() at acceptance, for the queue wait the answer reports. */
   readonly enqueuedNs: bigint;
-}
-
-type Target = { readonly path: string } | { readonly host: string; readonly port: number };
-
-/** Parses a listen address; throws RangeError naming what is wrong. */
-export function parseListen(listen: string): Target {
-  if (listen.startsWith('unix:')) {
-    const path = listen.slice('unix:'.length);
-    if (path === '') throw new RangeError(`listen address '${listen}' has no socket path`);
-    return { path };
-  }
-  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]+)):(\d{1,5})$/.exec(listen);
-  const port = m ? Number(m[3]) : NaN;
-  if (!m || port > 65535) throw new RangeError(`listen address '${listen}' is neither unix:/path nor host:port`);
-  return { host: (m[1] ?? m[2])!, port };
-}
-
-/**
- * Whether a listen address can only be reached from this machine: a unix socket, or a loopback IP
- * (127.0.0.0/8, ::1). The worker protocol has no authentication of its own, so anything wider is an
- * operator's explicit choice and is logged as such.
- */
-export function isLocalOnly(target: Target): boolean {
-  if ('path' in target) return true;
-  return /^127\./.test(target.host) || target.host === '::1' || target.host === 'localhost';
 }
 
 export async function startWorkerHost(opts: WorkerHostOptions): Promise<WorkerHost> {
@@ -125,6 +107,12 @@ class Host implements WorkerHost {
   #active = 0;
   #idle: (() => void)[] = [];
   #socketPath: string | undefined;
+  readonly #token: TokenCheck | undefined;
+  /**
+   * Whether /health may name the host (its id, by default hostname-pid, and its pid): to authenticated
+   * peers, or to peers on this machine; an open host on the network keeps them to itself.
+   */
+  #revealIdentity = true;
 
   constructor(opts: WorkerHostOptions) {
     this.#opts = opts;
@@ -134,7 +122,10 @@ class Host implements WorkerHost {
       worker: opts.id, logger: this.#log, onDeath: (err) => this.#onThreadDeath(err),
     });
     this.#cache = new ModelCache({ budgetBytes: opts.memoryBudgetBytes, resolver: repositoryResolver(opts.modelRepository), opener: this.#ort, logger: this.#log });
-    this.#server = createServer((req, res) => this.#handle(req, res));
+    this.#token = opts.token === undefined ? undefined : new TokenCheck(opts.token);
+    this.#server = createWorkerServer(opts.tls, (req, res) => this.#handle(req, res));
+    // Node ends such a connection by itself; the gateway's log names the cause of a failing link.
+    this.#server.on('tlsClientError', (err: Error) => this.#log.debug({ err: err.message }, 'refused a TLS peer'));
     // Outlast the gateway's pooled keep-alive connections so that the client, not the server, closes them.
     this.#server.keepAliveTimeout = 65_000;
   }
@@ -154,7 +145,10 @@ class Host implements WorkerHost {
       const a = this.#server.address() as AddressInfo;
       this.address = a.family === 'IPv6' ? `[${a.address}]:${a.port}` : `${a.address}:${a.port}`;
     }
-    this.#log.info({ address: this.address, device: this.#opts.device, budget: this.#opts.memoryBudgetBytes }, 'worker listening');
+    // Every peer proves itself (token, or a client certificate at the handshake), or sits on this machine.
+    this.#revealIdentity = this.#token !== undefined || this.#opts.tls?.ca !== undefined || isLocalOnly(target);
+    const tls = this.#opts.tls === undefined ? 'off' : this.#opts.tls.ca === undefined ? 'server' : 'mutual';
+    this.#log.info({ address: this.address, device: this.#opts.device, budget: this.#opts.memoryBudgetBytes, token: this.#token !== undefined, tls }, 'worker listening');
     for (const name of this.#opts.loadModels ?? []) {
       try {
         const version = await repositoryResolver(this.#opts.modelRepository).latestVersion(name);
@@ -217,6 +211,12 @@ class Host implements WorkerHost {
       this.#active--;
       this.#checkIdle();
     });
+    const refusal = this.#token?.refusal(req.headers.authorization);
+    if (refusal !== undefined) {
+      req.resume();
+      refuseUnauthenticated(res, refusal);
+      return;
+    }
     const path = (req.url ?? '').split('?')[0];
     if (req.method === 'GET' && path === WORKER_PATHS.health) {
       sendJson(res, 200, this.#health());
@@ -245,8 +245,7 @@ class Host implements WorkerHost {
   #health(): WorkerHealth {
     const s = this.#cache.snapshot();
     return {
-      id: this.#opts.id,
-      pid: process.pid,
+      ...(this.#revealIdentity ? { id: this.#opts.id, pid: process.pid } : {}),
       device: this.#opts.device,
       deviceId: this.#opts.deviceId,
       provider: this.#ort.provider,

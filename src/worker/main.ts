@@ -8,7 +8,10 @@ import { hostname } from 'node:os';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
 import { createLogger } from '../telemetry/logger.ts';
-import { isLocalOnly, parseListen, startWorkerHost, type WorkerHostOptions } from './host.ts';
+import { readPemFile, readTokenFile } from '../config/worker-link.ts';
+import { startWorkerHost, type WorkerHostOptions } from './host.ts';
+import type { WorkerHostTls } from './link-auth.ts';
+import { isLocalOnly, parseListen } from './listen.ts';
 
 /** The IPC message a forked worker sends once it serves. */
 export interface WorkerReadyMessage {
@@ -19,12 +22,18 @@ export interface WorkerReadyMessage {
 const HELP = `Usage: sluice worker [flags]
 
 Runs a worker host: ONNX Runtime sessions behind the worker protocol (docs/worker-protocol.md), for a
-gateway started with --worker http://HOST:PORT (or unix:/path.sock).
+gateway started with --worker http://HOST:PORT, https://HOST:PORT (with --tls-cert) or unix:/path.sock.
 
 Flags:
   --listen ADDR             host:port or unix:/path.sock (default 127.0.0.1:9000: this machine only;
-                            the worker protocol has no authentication, so listen wider, e.g.
-                            0.0.0.0:9000, only on a network of the gateways' own)
+                            without --token-file or --tls-ca any peer may run batches, so listen wider,
+                            e.g. 0.0.0.0:9000, only sealed or on a network of the gateways' own)
+  --token-file FILE         refuse (401) every request without Authorization: Bearer <the file's
+                            content>; the gateway's --worker-token-file [SLUICE_WORKER_TOKEN_FILE]
+  --tls-cert FILE           PEM certificate: serve HTTPS (the gateway then uses https://)
+  --tls-key FILE            PEM private key for --tls-cert
+  --tls-ca FILE             PEM CA: refuse at the TLS handshake every peer without a client
+                            certificate it signed (mutual TLS; the gateway's --worker-tls-cert)
   --model-repository DIR    model repository in Triton layout (default ./models)
   --device cpu|cuda         execution provider (default cpu)
   --device-id N             GPU device id for --device cuda (default 0)
@@ -57,10 +66,25 @@ function int(flag: string, value: string, min: number): number {
   return Number(value);
 }
 
-type ParsedOptions = Omit<WorkerHostOptions, 'logger'> & { readonly logLevel: string };
+/** The worker's flags: host options, plus the files of the link's secrets (read by readLinkSecrets). */
+type ParsedOptions = Omit<WorkerHostOptions, 'logger' | 'token' | 'tls'> & {
+  readonly logLevel: string;
+  readonly link: LinkFiles;
+};
 
-/** Parses worker flags; throws RangeError (or parseArgs' TypeError) naming the bad flag. */
-export function parseWorkerArgs(argv: readonly string[]): ParsedOptions {
+/** Files of the link's secrets, as the flags name them. */
+interface LinkFiles {
+  readonly tokenFile: string | undefined;
+  readonly tlsCertFile: string | undefined;
+  readonly tlsKeyFile: string | undefined;
+  readonly tlsCaFile: string | undefined;
+}
+
+/**
+ * Parses worker flags (and SLUICE_WORKER_TOKEN_FILE, which --token-file overrides); throws RangeError
+ * (or parseArgs' TypeError) naming the bad flag.
+ */
+export function parseWorkerArgs(argv: readonly string[], env: Readonly<Record<string, string | undefined>> = process.env): ParsedOptions {
   const { values } = parseArgs({
     args: [...argv],
     strict: true,
@@ -76,8 +100,15 @@ export function parseWorkerArgs(argv: readonly string[]): ParsedOptions {
       'load-model': { type: 'string', multiple: true, default: [] },
       id: { type: 'string', default: `${hostname()}-${process.pid}` },
       'log-level': { type: 'string', default: 'info' },
+      'token-file': { type: 'string' },
+      'tls-cert': { type: 'string' },
+      'tls-key': { type: 'string' },
+      'tls-ca': { type: 'string' },
     },
   });
+  if ((values['tls-cert'] === undefined) !== (values['tls-key'] === undefined)) throw new RangeError('--tls-cert and --tls-key must be given together');
+  if (values['tls-ca'] !== undefined && values['tls-cert'] === undefined) throw new RangeError('--tls-ca checks client certificates over TLS: it needs --tls-cert and --tls-key');
+  const tokenFile = values['token-file'] ?? (env['SLUICE_WORKER_TOKEN_FILE'] || undefined);
   const budget = parseSize(values['memory-budget']);
   if (budget === undefined) throw new RangeError(`--memory-budget: '${values['memory-budget']}' is not a size (e.g. 2147483648, 512mb, 2gb)`);
   return {
@@ -91,7 +122,20 @@ export function parseWorkerArgs(argv: readonly string[]): ParsedOptions {
     memoryBudgetBytes: budget,
     loadModels: values['load-model'].flatMap((s) => s.split(',')).map((s) => s.trim()).filter((s) => s !== ''),
     logLevel: choice('log-level', values['log-level'], ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const),
+    link: { tokenFile, tlsCertFile: values['tls-cert'], tlsKeyFile: values['tls-key'], tlsCaFile: values['tls-ca'] },
   };
+}
+
+/** Reads the files named by the link flags; throws an Error naming the flag when one is missing or empty. */
+export function readLinkSecrets(p: LinkFiles): { token?: string; tls?: WorkerHostTls } {
+  const token = p.tokenFile === undefined ? undefined : readTokenFile(p.tokenFile, '--token-file');
+  let tls: WorkerHostTls | undefined;
+  if (p.tlsCertFile !== undefined && p.tlsKeyFile !== undefined) {
+    const cert = readPemFile(p.tlsCertFile, '--tls-cert');
+    const key = readPemFile(p.tlsKeyFile, '--tls-key');
+    tls = p.tlsCaFile === undefined ? { cert, key } : { cert, key, ca: readPemFile(p.tlsCaFile, '--tls-ca') };
+  }
+  return { ...(token === undefined ? {} : { token }), ...(tls === undefined ? {} : { tls }) };
 }
 
 /** Runs a worker until a signal (or the parent's exit) drains it; resolves with the exit code. */
@@ -101,13 +145,21 @@ export async function runWorkerCli(argv: string[]): Promise<number> {
     return 0;
   }
   let parsed: ParsedOptions;
+  let secrets: ReturnType<typeof readLinkSecrets>;
   try {
     parsed = parseWorkerArgs(argv);
   } catch (e) {
     process.stderr.write(`sluice worker: ${(e as Error).message}\n\n${HELP}`);
     return 2;
   }
-  const { logLevel, ...options } = parsed;
+  try {
+    secrets = readLinkSecrets(parsed.link);
+  } catch (e) {
+    process.stderr.write(`sluice worker: ${(e as Error).message}\n`);
+    return 2;
+  }
+  const { logLevel, link: _files, ...flags } = parsed;
+  const options = { ...flags, ...secrets };
   const logger = createLogger(logLevel);
   // The ORT thread may die during start-up loads, before the signal handlers below exist.
   let diedEarly = false;
@@ -123,8 +175,8 @@ export async function runWorkerCli(argv: string[]): Promise<number> {
     return 1;
   }
   const running = host;
-  if (!isLocalOnly(parseListen(options.listen))) {
-    logger.warn({ listen: options.listen }, 'the worker host listens beyond this machine and the worker protocol has no authentication: any peer that reaches this address can load models and run batches; keep it on a network only the gateways reach');
+  if (!isLocalOnly(parseListen(options.listen)) && options.token === undefined && options.tls?.ca === undefined) {
+    logger.warn({ listen: options.listen }, 'the worker host listens beyond this machine without --token-file or --tls-ca: any peer that reaches this address can load models and run batches; seal the link or keep it on a network only the gateways reach');
   }
   if (process.send) process.send({ type: 'ready', address: running.address } satisfies WorkerReadyMessage);
   return new Promise<number>((resolve) => {

@@ -38,8 +38,12 @@ export interface WorkerModelInfo {
 
 /** GET /health. */
 export interface WorkerHealth {
-  readonly id: string;
-  readonly pid: number;
+  /**
+   * The worker's name and process id: absent when an open host (no token, no client certificates)
+   * listens beyond loopback, since its default name is hostname-pid and any peer may ask.
+   */
+  readonly id?: string;
+  readonly pid?: number;
   readonly device: 'cpu' | 'cuda';
   readonly deviceId: number;
   /** The provider sessions really use: 'cpu' when device is cuda but its provider could not load. */
@@ -152,6 +156,9 @@ const KIND_STATUS: Readonly<Record<ErrorKind, number>> = {
   CANCELLED: 499,
   UNIMPLEMENTED: 501,
   UNSUPPORTED: 422,
+  UNAUTHENTICATED: 401,
+  PERMISSION_DENIED: 403,
+  RATE_LIMITED: 429,
   INTERNAL: 500,
 };
 

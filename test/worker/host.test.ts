@@ -3,7 +3,8 @@ import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { Pool } from 'undici';
-import { isLocalOnly, parseListen, startWorkerHost } from '../../src/worker/host.ts';
+import { startWorkerHost } from '../../src/worker/host.ts';
+import { isLocalOnly, parseListen } from '../../src/worker/listen.ts';
 import { parseWorkerArgs } from '../../src/worker/main.ts';
 import { WORKER_PATHS, type LoadResult, type UnloadResult } from '../../src/worker/protocol.ts';
 import {
@@ -118,7 +119,7 @@ void test('listen addresses and flags are validated with the bad value named', (
   assert.throws(() => parseWorkerArgs(['--device', 'tpu']), /--device: 'tpu' is not one of cpu, cuda/);
   assert.throws(() => parseWorkerArgs(['--device-id', '-1']), /--device-id/);
   assert.throws(() => parseWorkerArgs(['--bogus']), /bogus/);
-  // A worker host is reachable from this machine only unless told otherwise: the protocol has no authentication.
+  // A worker host is reachable from this machine only unless told otherwise (an open one trusts every peer).
   assert.equal(parseWorkerArgs([]).listen, '127.0.0.1:9000');
   assert.ok(isLocalOnly(parseListen('127.0.0.1:9000')) && isLocalOnly(parseListen('[::1]:9000')) && isLocalOnly(parseListen('unix:/tmp/w.sock')));
   assert.ok(!isLocalOnly(parseListen('0.0.0.0:9000')) && !isLocalOnly(parseListen('10.0.0.5:9000')) && !isLocalOnly(parseListen('[::]:9000')));
