@@ -6,6 +6,7 @@ Usage:
   sluice serve [flags]      run the gateway (REST :8000, gRPC :8001, metrics :8002)
   sluice worker [flags]     run a remote worker host that a gateway reaches with --worker URL
   sluice loadtest [flags]   load-test a running server (closed and open loop, SLO search, reports)
+  sluice keygen [--key K]   print a new API key and the sha256 the auth config stores (docs/security.md)
 
 Run 'sluice <command> --help' for the flags of a command.
 `;
@@ -28,7 +29,15 @@ async function serve(argv: string[]): Promise<number> {
   const { startSluice } = await import('./main.ts');
   const { createLogger } = await import('./telemetry/logger.ts');
   const logger = createLogger(config.logLevel);
-  const sluice = await startSluice(config, { logger });
+  let sluice;
+  try {
+    sluice = await startSluice(config, { logger });
+  } catch (e) {
+    const { AccessConfigError } = await import('./access/access-config.ts');
+    if (!(e instanceof AccessConfigError)) throw e;
+    process.stderr.write(`sluice: ${e.message}\n`);
+    return 2;
+  }
   return new Promise<number>((resolve) => {
     const stop = (signal: string): void => {
       logger.info({ signal }, 'draining: no new requests, answering those accepted');
@@ -58,6 +67,10 @@ async function main(argv: string[]): Promise<number> {
     case 'worker': {
       const { runWorkerCli } = await import('./worker/main.ts');
       return runWorkerCli(rest);
+    }
+    case 'keygen': {
+      const { runKeygen } = await import('./access/keygen.ts');
+      return runKeygen(rest, process.stdout);
     }
     case 'loadtest': {
       const { runLoadtestCli } = await import('../loadtest/cli.ts');

@@ -2,6 +2,9 @@ import type { Config } from './config/schema.ts';
 import type { InferenceService } from './core/inference.ts';
 import { WorkerPool } from './balancer/pool.ts';
 import type { WorkerInfo } from './balancer/pooled-worker.ts';
+import { AccessGuard } from './access/guard.ts';
+import { scrapeAuthorizer } from './access/scrape.ts';
+import { isLoopback } from './access/loopback.ts';
 import { startGrpcServer } from './frontdoor/grpc/server.ts';
 import { startHttpServer } from './frontdoor/http/server.ts';
 import { GatewayService } from './scheduler/service.ts';
@@ -28,10 +31,12 @@ export interface Sluice {
  */
 export async function startSluice(config: Config, opts: { logger?: Logger } = {}): Promise<Sluice> {
   const logger = opts.logger ?? createLogger(config.logLevel);
+  // A bad auth config stops the start here, before a worker or a port is opened.
+  const guard = config.auth.configFile === '' ? undefined : new AccessGuard({ file: config.auth.configFile, logger: logger.child({ component: 'access' }) });
   const metrics = new Metrics();
   const gpus = startGpuSampler({ logger: logger.child({ component: 'gpu' }) });
   const pool = await WorkerPool.create({ config, metrics, logger: logger.child({ component: 'balancer' }) });
-  const service = new GatewayService({ config, executor: pool, metrics, logger: logger.child({ component: 'scheduler' }) });
+  const service = new GatewayService({ config, executor: pool, metrics, logger: logger.child({ component: 'scheduler' }), ...(guard ? { tenancy: guard } : {}) });
   const tracer = new Tracer({ config: config.trace, logger: logger.child({ component: 'trace' }), service: { name: config.serverName, version: service.serverMetadata().version } });
   const cleanup: (() => Promise<void>)[] = [];
   try {
@@ -42,13 +47,19 @@ export async function startSluice(config: Config, opts: { logger?: Logger } = {}
     metrics.sources.workers = () => pool.snapshot();
     metrics.sources.gpus = () => gpus.snapshot();
     metrics.sources.trace = () => tracer.stats();
-    const metricsServer = await startMetricsServer({ host: config.host, port: config.metrics.port, metrics });
+    if (guard) {
+      metrics.sources.tenants = () => guard.tenants();
+      guard.watch();
+      cleanup.push(() => Promise.resolve(guard.close()));
+    }
+    const metricsServer = await startMetricsServer({ host: config.host, port: config.metrics.port, metrics, ...(guard ? { authorize: scrapeAuthorizer(guard) } : {}) });
     cleanup.push(() => metricsServer.close());
-    const http = await startHttpServer({ config, service, metrics, tracer, logger: logger.child({ component: 'http' }) });
+    const http = await startHttpServer({ config, service, metrics, tracer, logger: logger.child({ component: 'http' }), ...(guard ? { guard } : {}) });
     cleanup.push(() => http.close());
-    const grpc = await startGrpcServer({ config, service, metrics, tracer, logger: logger.child({ component: 'grpc' }) });
+    const grpc = await startGrpcServer({ config, service, metrics, tracer, logger: logger.child({ component: 'grpc' }), ...(guard ? { guard } : {}) });
     cleanup.push(() => grpc.close());
-    logger.info({ http: http.port, grpc: grpc.port, metrics: metricsServer.port, repository: config.modelRepository }, 'sluice is serving');
+    logger.info({ http: http.port, grpc: grpc.port, metrics: metricsServer.port, repository: config.modelRepository, auth: guard ? config.auth.configFile : 'off' }, 'sluice is serving');
+    if (!guard && !isLoopback(config.host)) logger.warn({ host: config.host }, 'sluice is open: it listens beyond loopback without an auth config, so anyone who reaches its ports may infer on every model and read its metadata and metrics (see docs/security.md; --auth-config)');
 
     let closing: Promise<void> | undefined;
     const close = async (): Promise<void> => {
@@ -64,6 +75,7 @@ export async function startSluice(config: Config, opts: { logger?: Logger } = {}
       await pool.close();
       await metricsServer.close();
       gpus.stop();
+      guard?.close();
     };
     return {
       ports: { http: http.port, grpc: grpc.port, metrics: metricsServer.port },

@@ -12,16 +12,22 @@ export type ErrorKind =
   | 'CANCELLED'
   | 'UNIMPLEMENTED'
   | 'UNSUPPORTED'
+  | 'UNAUTHENTICATED'
+  | 'PERMISSION_DENIED'
+  | 'RATE_LIMITED'
   | 'INTERNAL';
 
 export class SluiceError extends Error {
   readonly code: string;
   readonly kind: ErrorKind;
+  /** When the client may try again, in whole seconds (HTTP Retry-After); set by whoever refuses for a while. */
+  retryAfterSeconds: number | undefined;
   constructor(code: string, kind: ErrorKind, message: string, options?: ErrorOptions) {
     super(message, options);
     this.name = 'SluiceError';
     this.code = code;
     this.kind = kind;
+    this.retryAfterSeconds = undefined;
   }
 }
 
@@ -107,6 +113,13 @@ export const ModelExceedsMemoryBudget = define('SLUICE_MODEL_EXCEEDS_MEMORY_BUDG
 export const InferenceFailed = define('SLUICE_INFERENCE_FAILED', 'INTERNAL', (model: string, reason: string) => `inference failed for model '${model}': ${reason}`);
 export const UndecodableMessage = define('SLUICE_UNDECODABLE_MESSAGE', 'INVALID_ARG', (method: string, reason: string) => `the ${method} request is not a valid protobuf message: ${reason}`);
 export const InputRejectedByModel = define('SLUICE_INPUT_REJECTED_BY_MODEL', 'INVALID_ARG', (model: string, reason: string) => `model '${model}' could not run this request's data (run on its own, while requests batched with it ran without it): ${reason}`);
+
+// --- who may do what (docs/security.md); a message never repeats the key it was sent ---
+export const MissingKey = define('SLUICE_MISSING_KEY', 'UNAUTHENTICATED', (how: string) => `this server requires an API key: ${how}`);
+export const MalformedCredentials = define('SLUICE_MALFORMED_CREDENTIALS', 'UNAUTHENTICATED', (how: string) => `the credentials are not of the form the server accepts: ${how}`);
+export const UnknownKey = define('SLUICE_UNKNOWN_KEY', 'UNAUTHENTICATED', () => 'the API key is not valid: it is unknown to this server or was revoked');
+export const ScopeMissing = define('SLUICE_SCOPE_MISSING', 'PERMISSION_DENIED', (tenant: string, scope: string, what: string) => `the key of tenant '${tenant}' lacks the scope '${scope}' needed to ${what}`);
+export const RateLimited = define('SLUICE_RATE_LIMITED', 'RATE_LIMITED', (tenant: string, what: string, retryAfterS: number) => `tenant '${tenant}' is over its rate limit of ${what}; retry after ${retryAfterS} s`);
 
 // --- protocol ---
 export const Unimplemented = define('SLUICE_UNIMPLEMENTED', 'UNIMPLEMENTED', (what: string) => `${what} is not supported by sluice`);

@@ -26,6 +26,8 @@ export interface InferRequest {
   readonly protocol: Protocol;
   /** Present when the tracer sampled this request: every stage of the path marks it. */
   readonly trace?: RequestTrace;
+  /** The tenant whose key sent it (a name from the auth config); '' or absent = anonymous. */
+  readonly tenant?: string;
 }
 
 export interface InferResponse {
@@ -65,8 +67,9 @@ export interface InferenceService {
   infer(request: InferRequest): Promise<InferResponse>;
   /**
    * The error that would shed a request arriving now for this model from its queue (full, or its
-   * expected wait past the budget), counted as shed; undefined when it may be accepted or when only
-   * infer() can tell. Front doors ask before reading a body, so that refusals stay cheap.
+   * expected wait past the budget) or from its tenant's rate limit, counted as shed; undefined when it
+   * may be accepted or when only infer() can tell. Front doors ask once per request, before reading a
+   * body, so that refusals stay cheap; it takes the request from the tenant's bucket.
    */
-  refuseOnArrival(model: string, version: string, arrivalMs: number): SluiceError | undefined;
+  refuseOnArrival(model: string, version: string, arrivalMs: number, tenant?: string): SluiceError | undefined;
 }

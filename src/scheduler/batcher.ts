@@ -32,6 +32,8 @@ export interface BatcherOptions {
   readonly memory?: RequestMemory;
   /** Called when the queue holds work but the executor had no free slot: the service's ready list. */
   readonly onBlocked?: (batcher: DynamicBatcher) => void;
+  /** Tenants' weights for fair queuing (queue.ts); absent, every request waits in one flow. */
+  readonly weightOf?: (tenant: string) => number;
 }
 
 /**
@@ -52,8 +54,6 @@ export class DynamicBatcher implements Scheduler {
   readonly #levels: number;
   readonly #queue: RequestQueue<Pending>;
   #inflight = 0;
-  /** Rows waiting in the queue (for the expected-wait admission). */
-  #queuedRows = 0;
   /** Numbers the isolated shape keys of bisected batches (bisect.ts). */
   #bisections = 0;
   /** A client can fail batches in a loop: their log lines are budgeted per error code. */
@@ -69,7 +69,7 @@ export class DynamicBatcher implements Scheduler {
     this.#allowed = options.config.dynamicBatching.allowedBatchSizes;
     this.#levels = levelCount(options.config);
     // One list per level, plus a last one for requests past a DELAY deadline.
-    this.#queue = new RequestQueue<Pending>(this.#levels + 1);
+    this.#queue = new RequestQueue<Pending>(this.#levels + 1, options.weightOf);
   }
 
   depth(): number {
@@ -95,7 +95,8 @@ export class DynamicBatcher implements Scheduler {
       list = this.#levels;
       deadlineMs = Infinity;
     }
-    const overloaded = this.#overloaded(policy, list);
+    const flow = this.#o.weightOf ? request.tenant ?? '' : '';
+    const overloaded = this.#overloaded(policy, list, flow, plan.rows);
     if (overloaded) return this.#refuse(request, overloaded.reason, overloaded.error, now);
     const { memory } = this.#o;
     let release: (() => void) | undefined;
@@ -109,7 +110,7 @@ export class DynamicBatcher implements Scheduler {
       const done = release;
       const p: Pending = {
         list: -1, prev: undefined, next: undefined, home: list,
-        request, plan, rows: plan.rows, shapeKey: plan.shapeKey, arrivalMs: request.arrivalMs,
+        request, plan, rows: plan.rows, flow, shapeKey: plan.shapeKey, arrivalMs: request.arrivalMs,
         deadlineMs, timeoutUs, delayOnTimeout,
         resolve: done ? (r) => { done(); resolve(r); } : resolve,
         reject: done ? (e) => { done(); reject(e); } : reject,
@@ -121,7 +122,6 @@ export class DynamicBatcher implements Scheduler {
         request.signal.addEventListener('abort', p.abort, { once: true });
       }
       this.#queue.push(list, p);
-      this.#queuedRows += p.rows;
       request.trace?.mark('QUEUE_START');
       if (deadlineMs !== Infinity) this.#deadline.arm(deadlineMs, now);
       this.#pump();
@@ -162,7 +162,7 @@ export class DynamicBatcher implements Scheduler {
     this.#deadline.clear();
     this.#delay.clear();
     const now = performance.now();
-    for (const p of [...this.#queue]) {
+    for (const p of [...this.#queue.all()]) {
       this.#unqueue(p);
       this.#o.stats.fail(nsBetween(p.arrivalMs, now));
       p.reject(error);
@@ -183,23 +183,29 @@ export class DynamicBatcher implements Scheduler {
    * budget), for a front door to refuse it from its headers before decoding a body. A refusal is counted
    * as enqueue's; undefined admits nothing by itself (enqueue still checks in full).
    */
-  refuseOnArrival(arrivalMs: number): SluiceError | undefined {
+  refuseOnArrival(arrivalMs: number, tenant = ''): SluiceError | undefined {
     if (this.#closedError) return undefined;
     const level = defaultLevel(this.#o.config);
-    const overloaded = this.#overloaded(queuePolicyOf(this.#o.config, level), level - 1);
+    const overloaded = this.#overloaded(queuePolicyOf(this.#o.config, level), level - 1, this.#o.weightOf ? tenant : '', 1);
     if (!overloaded) return undefined;
     this.#countShed(overloaded.reason, arrivalMs, performance.now());
     return overloaded.error;
   }
 
-  /** The queue bound and the expected-wait budget of a priority level's list (the memory bound needs the request). */
-  #overloaded(policy: QueuePolicy, list: number): { reason: ShedReason; error: SluiceError } | undefined {
+  /**
+   * The queue bound and the expected-wait budget of a priority level's list (the memory bound needs the
+   * request), as they stand for a request of `flow`: a full queue still admits a tenant holding less
+   * than its fair share of the bound, and the wait counts what fair share serves before it, so that
+   * one tenant's flood fills its own part of the queue, not everyone's.
+   */
+  #overloaded(policy: QueuePolicy, list: number, flow: string, rows: number): { reason: ShedReason; error: SluiceError } | undefined {
     const { model } = this.#o;
     const max = maxQueueSizeOf(policy);
-    if (this.#queue.sizeOf(list) >= max) return { reason: 'queue_full', error: QueueFull(model, max) };
+    const q = this.#queue;
+    if (q.sizeOf(list) >= max && q.flowSizeOf(flow, list) >= q.shareOf(flow, max)) return { reason: 'queue_full', error: QueueFull(model, max) };
     const budgetUs = policy.maxExpectedWaitUs;
     if (budgetUs > 0) {
-      const waitUs = expectedWaitUs(this.#o.executor.costOf(model, this.#o.version), this.#queuedRows, this.#limits.maxRows);
+      const waitUs = expectedWaitUs(this.#o.executor.costOf(model, this.#o.version), q.rowsAhead(flow, rows), this.#limits.maxRows);
       if (waitUs > budgetUs) return { reason: 'expected_wait', error: ExpectedWaitTooLong(model, waitUs, budgetUs) };
     }
     return undefined;
@@ -221,8 +227,10 @@ export class DynamicBatcher implements Scheduler {
     this.#o.stats.fail(nsBetween(arrivalMs, now));
   }
 
-  #unqueue(p: Pending): void {
-    if (this.#queue.remove(p)) this.#queuedRows -= p.rows;
+  /** Takes the request off the queue: `served` when it leaves for a batch (fair queuing charges its tenant). */
+  #unqueue(p: Pending, served = false): void {
+    if (served) this.#queue.take(p);
+    else this.#queue.remove(p);
     if (p.abort) {
       p.request.signal?.removeEventListener('abort', p.abort);
       p.abort = undefined;
@@ -238,7 +246,7 @@ export class DynamicBatcher implements Scheduler {
   #dispatch(items: readonly Pending[], rows: number, padded: number, slot: BatchSlot, now: number): void {
     const { model, version, config, metrics, stats } = this.#o;
     for (const p of items) {
-      this.#unqueue(p);
+      this.#unqueue(p, true);
       const ns = nsBetween(p.arrivalMs, now);
       metrics.queueDuration.observe({ model }, ns / 1e9);
       stats.queued(ns);
@@ -324,7 +332,6 @@ export class DynamicBatcher implements Scheduler {
     for (let i = items.length - 1; i >= 0; i--) {
       const p = items[i]!;
       this.#queue.unshift(p.home, p);
-      this.#queuedRows += p.rows;
       if (p.request.signal && p.abort === undefined) {
         p.abort = () => this.#cancel(p);
         p.request.signal.addEventListener('abort', p.abort, { once: true });
@@ -367,7 +374,7 @@ export class DynamicBatcher implements Scheduler {
     this.#deadline.clear();
     const expired: Pending[] = [];
     let next = Infinity;
-    for (const p of this.#queue) {
+    for (const p of this.#queue.all()) {
       if (p.deadlineMs <= now) expired.push(p);
       else if (p.deadlineMs < next) next = p.deadlineMs;
     }

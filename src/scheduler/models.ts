@@ -6,6 +6,7 @@ import { readModelEntry, scanRepository, type ModelEntry } from '../repository/r
 import type { Logger } from '../telemetry/logger.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
 import { DynamicBatcher } from './batcher.ts';
+import type { Tenancy } from '../core/tenancy.ts';
 import type { RequestMemory } from './memory.ts';
 import { ModelStatsRecorder } from './stats.ts';
 import { compareVersions } from './versions.ts';
@@ -47,6 +48,8 @@ export interface ModelTableOptions {
   readonly memory?: RequestMemory;
   /** Where a batcher goes when it holds work and no slot is free (the service's ready list). */
   readonly onBlocked?: (batcher: DynamicBatcher) => void;
+  /** Tenants' fair-queuing weights; absent (or config.fairQueuing off), every queue is one flow. */
+  readonly tenancy?: Tenancy;
 }
 
 function fingerprintOf(entry: ModelEntry): string {
@@ -332,6 +335,7 @@ export class ModelTable {
       executor: this.#o.executor, metrics: this.#o.metrics, stats: this.statsFor(model, version),
       logger: this.#o.logger, ...(this.#o.memory ? { memory: this.#o.memory } : {}),
       ...(this.#o.onBlocked ? { onBlocked: this.#o.onBlocked } : {}),
+      ...(this.#o.tenancy && this.#o.config.fairQueuing ? { weightOf: this.#o.tenancy.weightOf.bind(this.#o.tenancy) } : {}),
     });
   }
 

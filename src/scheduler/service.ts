@@ -17,6 +17,7 @@ import type { InferRequest, InferResponse, InferenceService, ServerMetadata } fr
 import { MODEL_NAME_PATTERN, VERSION_PATTERN, type ModelConfig, type ModelMetadata, type ModelStats, type RepositoryIndexEntry } from '../core/model.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
+import type { Tenancy } from '../core/tenancy.ts';
 import { ModelTable, type ModelSlot } from './models.ts';
 import { RequestMemory } from './memory.ts';
 import { ReadyList } from './ready-list.ts';
@@ -30,6 +31,8 @@ export interface GatewayServiceOptions {
   readonly executor: Executor;
   readonly metrics: Metrics;
   readonly logger: Logger;
+  /** Tenants' rate limits and fair-queuing weights (the access layer's); absent = everyone anonymous. */
+  readonly tenancy?: Tenancy;
 }
 
 /** Protocol extensions sluice implements (GET /v2 and ServerMetadata report them). */
@@ -197,6 +200,12 @@ export class GatewayService implements InferenceService {
     if (request.version !== '') this.#checkVersion(slot, request.version);
     const v = this.#table.resolve(slot, request.version);
     const plan = validateRequest(v.config!, request);
+    const { tenancy } = this.#o;
+    if (tenancy && request.tenant) {
+      const refused = tenancy.takeRows(request.tenant, plan.rows, performance.now());
+      if (refused) throw refused;
+      this.#o.metrics.tenantRows.inc({ tenant: request.tenant }, plan.rows);
+    }
     request.trace?.mark('VALIDATE_END');
     this.#accepted++;
     try {
@@ -212,12 +221,16 @@ export class GatewayService implements InferenceService {
    * wait past the budget): the front door answers without reading or decoding the body. Anything the
    * headers cannot settle (an unknown model or version, a draining gateway) is left to infer().
    */
-  refuseOnArrival(model: string, version: string, arrivalMs: number): SluiceError | undefined {
-    if (this.#draining || this.#closed || !this.hasModel(model)) return undefined;
+  refuseOnArrival(model: string, version: string, arrivalMs: number, tenant = ''): SluiceError | undefined {
+    if (this.#draining || this.#closed) return undefined;
+    // The tenant's own limit first: it is charged whatever the model's queue would say.
+    const limited = tenant === '' ? undefined : this.#o.tenancy?.arrive(tenant, arrivalMs);
+    if (limited) return limited;
+    if (!this.hasModel(model)) return undefined;
     try {
       const slot = this.#slot(model);
       if (version !== '') this.#checkVersion(slot, version);
-      return this.#table.resolve(slot, version).batcher?.refuseOnArrival(arrivalMs);
+      return this.#table.resolve(slot, version).batcher?.refuseOnArrival(arrivalMs, tenant);
     } catch {
       return undefined;
     }

@@ -13,6 +13,8 @@ export type RequestStatus =
   | 'unavailable'
   | 'worker_failure'
   | 'unimplemented'
+  | 'denied'
+  | 'rate_limited'
   | 'internal';
 
 /** Label used in place of a model name the repository does not know (keeps label values bounded). */
@@ -29,6 +31,8 @@ export interface MetricSources {
   requestMemory?: () => { readonly heldBytes: number; readonly limitBytes: number };
   /** The tracer's counts (Triton's trace extension). */
   trace?: () => TracerStats;
+  /** The tenants the auth config names: the only values the tenant label takes. */
+  tenants?: () => Iterable<string>;
 }
 
 /** One worker's live state, read at scrape time. */
@@ -84,6 +88,10 @@ export class Metrics {
   readonly modelEvictions: Counter<'model'>;
   readonly modelLoadDuration: Histogram<'model'>;
   readonly cacheLookups: Counter<'model' | 'result'>;
+  readonly tenantRequests: Counter<'tenant' | 'status'>;
+  readonly tenantRows: Counter<'tenant'>;
+  readonly tenantShed: Counter<'tenant' | 'reason'>;
+  readonly tenantDuration: Histogram<'tenant'>;
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
     const registry = new Registry();
@@ -112,6 +120,13 @@ export class Metrics {
     this.modelLoads = new Counter({ name: 'sluice_model_loads_total', help: 'Model loads on workers, by result (success, failure).', labelNames: ['model', 'result'], registers, collect() { zeroFill(this, [{ result: 'success' }, { result: 'failure' }]); } });
     this.modelEvictions = new Counter({ name: 'sluice_model_evictions_total', help: 'Models evicted from a worker hot-model cache to stay within its memory budget.', labelNames: ['model'], registers, collect() { zeroFill(this, [{}]); } });
     this.modelLoadDuration = new Histogram({ name: 'sluice_model_load_duration_seconds', help: 'Time to load a model into a worker, warmup included.', labelNames: ['model'], buckets: [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60], registers });
+    const zeroTenants = (counter: Counter<string>, extras: readonly Readonly<Record<string, string>>[]): void => {
+      for (const tenant of sources.tenants?.() ?? []) for (const extra of extras) counter.inc({ ...extra, tenant }, 0);
+    };
+    this.tenantRequests = new Counter({ name: 'sluice_tenant_requests_total', help: 'Inference requests finished per tenant of the auth config, by status.', labelNames: ['tenant', 'status'], registers, collect() { zeroTenants(this, [{ status: 'success' }]); } });
+    this.tenantRows = new Counter({ name: 'sluice_tenant_rows_total', help: 'Rows accepted for inference per tenant (what fair queuing and the row rate limit count).', labelNames: ['tenant'], registers, collect() { zeroTenants(this, [{}]); } });
+    this.tenantShed = new Counter({ name: 'sluice_tenant_shed_total', help: 'Requests of a tenant refused before running, by reason (rate_limited: its own limit; queue_full: the model queue or its wait budget).', labelNames: ['tenant', 'reason'], registers, collect() { zeroTenants(this, [{ reason: 'rate_limited' }, { reason: 'queue_full' }]); } });
+    this.tenantDuration = new Histogram({ name: 'sluice_tenant_request_duration_seconds', help: 'End-to-end latency of successful inference requests per tenant.', labelNames: ['tenant'], buckets: [...LATENCY_BUCKETS], registers });
     this.cacheLookups = new Counter({ name: 'sluice_model_cache_lookups_total', help: 'Hot-model cache lookups per batch, by result (hit, miss).', labelNames: ['model', 'result'], registers, collect() { zeroFill(this, [{ result: 'hit' }, { result: 'miss' }]); } });
     new Gauge({
       name: 'sluice_queue_depth', help: 'Requests waiting in the model queue.', labelNames: ['model'], registers,
@@ -204,6 +219,13 @@ export class Metrics {
     this.requestDuration.observe({ model, protocol, status }, seconds);
     if (status === 'success') this.requestDurationSummary.observe({ model, protocol }, seconds);
   }
+
+  /** One finished request of a tenant the auth config names (front doors call it only for those). */
+  observeTenantRequest(tenant: string, status: RequestStatus, seconds: number): void {
+    this.tenantRequests.inc({ tenant, status });
+    if (status === 'success') this.tenantDuration.observe({ tenant }, seconds);
+    else if (status === 'rate_limited' || status === 'queue_full') this.tenantShed.inc({ tenant, reason: status });
+  }
 }
 
 /** Maps an error kind to the status label. */
@@ -218,6 +240,9 @@ export function statusOfKind(kind: string, code?: string): RequestStatus {
     case 'CANCELLED': return 'cancelled';
     case 'UNIMPLEMENTED':
     case 'UNSUPPORTED': return 'unimplemented';
+    case 'UNAUTHENTICATED':
+    case 'PERMISSION_DENIED': return 'denied';
+    case 'RATE_LIMITED': return 'rate_limited';
     case 'UNAVAILABLE': return code === 'SLUICE_WORKER_FAILED' || code === 'SLUICE_NO_WORKER' ? 'worker_failure' : 'unavailable';
     default: return 'internal';
   }

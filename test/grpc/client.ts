@@ -8,7 +8,7 @@ import {
   type ChannelOptions,
   type Client,
   type ClientDuplexStream,
-  type Metadata,
+  Metadata,
   type ServiceClientConstructor,
   type ServiceError,
   type status,
@@ -26,9 +26,9 @@ type UnaryMethod = (request: object, metadata: Metadata | CallOptions, options: 
 export interface GrpcTestClient {
   readonly client: Client;
   /** Calls a unary method; rejects with the ServiceError on a non-OK status. */
-  call(method: string, request?: object, options?: CallOptions): Promise<Reply>;
+  call(method: string, request?: object, options?: CallOptions & { metadata?: Metadata }): Promise<Reply>;
   /** Opens ModelStreamInfer. */
-  stream(options?: CallOptions): ClientDuplexStream<object, Reply>;
+  stream(options?: CallOptions & { metadata?: Metadata }): ClientDuplexStream<object, Reply>;
   close(): void;
 }
 
@@ -49,9 +49,16 @@ export function connectGrpc(t: TestContext, port: number, options: ChannelOption
     call: (method, request = {}, callOptions = {}) => new Promise<Reply>((resolve, reject) => {
       const fn = methods[method];
       if (!fn) throw new Error(`no method ${method}`);
-      fn.call(client, request, callOptions, (e: ServiceError | null, r?: Reply) => (e ? reject(e) : resolve(r ?? {})));
+      const { metadata, ...rest } = callOptions;
+      const cb = (e: ServiceError | null, r?: Reply): void => (e ? reject(e) : resolve(r ?? {}));
+      if (metadata) fn.call(client, request, metadata, rest, cb);
+      else fn.call(client, request, callOptions, cb);
     }),
-    stream: (callOptions = {}) => (client as unknown as Record<string, (o: CallOptions) => ClientDuplexStream<object, Reply>>)['ModelStreamInfer']!.call(client, callOptions),
+    stream: (callOptions = {}) => {
+      const { metadata, ...rest } = callOptions;
+      const open = (client as unknown as Record<string, (...a: unknown[]) => ClientDuplexStream<object, Reply>>)['ModelStreamInfer']!;
+      return metadata ? open.call(client, metadata, rest) : open.call(client, callOptions);
+    },
     close: () => client.close(),
   };
 }

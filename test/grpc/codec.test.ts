@@ -245,6 +245,9 @@ describe('status mapping', () => {
       CANCELLED: status.CANCELLED,
       UNIMPLEMENTED: status.UNIMPLEMENTED,
       UNSUPPORTED: status.UNIMPLEMENTED,
+      UNAUTHENTICATED: status.UNAUTHENTICATED,
+      PERMISSION_DENIED: status.PERMISSION_DENIED,
+      RATE_LIMITED: status.RESOURCE_EXHAUSTED,
       INTERNAL: status.INTERNAL,
     };
     for (const kind of new Set(errorCatalog().values())) assert.equal(grpcStatusOf(kind), expected[kind], kind);

@@ -4,6 +4,8 @@ import type { InferenceService } from '../../core/inference.ts';
 import type { Logger } from '../../telemetry/logger.ts';
 import { parseUpdate, settingsWire } from '../../telemetry/trace-settings.ts';
 import type { Tracer } from '../../telemetry/trace.ts';
+import type { AccessGuard } from '../../access/guard.ts';
+import { checkCall } from './access.ts';
 import { checkModelRef } from './codec.ts';
 import { modelInferHandler, modelStreamInferHandler, type InferDeps, type StreamRegistry } from './infer.ts';
 import { modelConfigMessage, modelMetadataMessage, modelStatsMessage } from './messages.ts';
@@ -23,14 +25,23 @@ interface RepositoryRequest {
   parameters: Record<string, unknown>;
 }
 
+/** What every unary method shares: where failures are logged, and who checks keys. */
+interface UnaryContext {
+  readonly logger: Logger;
+  readonly guard: AccessGuard | undefined;
+}
+
 /**
  * Wraps a method body: its value (or promise) is the reply; anything thrown becomes the gRPC status of
  * its error kind, with the catalog's message as details.
  */
-function unary<Req>(logger: Logger, method: string, body: (request: Req) => Msg | Promise<Msg>): handleUnaryCall<Req, Msg> {
+function unary<Req>(ctx: UnaryContext, method: string, body: (request: Req) => Msg | Promise<Msg>): handleUnaryCall<Req, Msg> {
+  const { logger, guard } = ctx;
   return (call: ServerUnaryCall<Req, Msg>, callback: sendUnaryData<Msg>): void => {
     // Through then() so that a synchronous throw takes the same path as a rejection.
     Promise.resolve(call.request).then((request) => {
+      // The key first: a caller without one learns nothing, not even whether its message was valid.
+      checkCall(guard, method, call.metadata);
       const undecodable = undecodableReason(request);
       if (undecodable !== undefined) throw UndecodableMessage(method, undecodable);
       return body(request);
@@ -82,7 +93,7 @@ function traceSetting(service: InferenceService, tracer: Tracer, r: TraceSetting
 /** Every method of inference.GRPCInferenceService, bound to the service. */
 export function serviceImplementation(deps: InferDeps & { readonly streams: StreamRegistry }): UntypedServiceImplementation {
   const service: InferenceService = deps.service;
-  const log = deps.logger;
+  const log: UnaryContext = { logger: deps.logger, guard: deps.guard };
   const impl: UntypedServiceImplementation = {
     ServerLive: unary(log, 'ServerLive', () => ({ live: service.isLive() })),
     ServerReady: unary(log, 'ServerReady', () => ({ ready: service.isReady() })),

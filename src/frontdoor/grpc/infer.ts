@@ -1,11 +1,13 @@
 import { performance } from 'node:perf_hooks';
-import type { sendUnaryData, ServerDuplexStream, ServerUnaryCall } from '@grpc/grpc-js';
+import type { Metadata, sendUnaryData, ServerDuplexStream, ServerUnaryCall } from '@grpc/grpc-js';
+import type { AccessGuard, Principal } from '../../access/guard.ts';
 import { RequestTimeout, toSluiceError, UndecodableMessage, type SluiceError } from '../../core/errors.ts';
 import type { InferenceService } from '../../core/inference.ts';
 import type { LogBudget } from '../../telemetry/log-budget.ts';
 import type { Logger } from '../../telemetry/logger.ts';
 import { statusOfKind, UNKNOWN_MODEL_LABEL, type Metrics } from '../../telemetry/metrics.ts';
 import type { FrontDoorTrace, Tracer } from '../../telemetry/trace.ts';
+import { checkCall } from './access.ts';
 import { decodeInferRequest, encodeInferResponse } from './codec.ts';
 import { undecodableReason, type ModelInferRequestMsg, type ModelInferResponseMsg, type ModelStreamInferResponseMsg } from './proto.ts';
 import { grpcStatusOf, toServiceError } from './status.ts';
@@ -19,6 +21,8 @@ export interface InferDeps {
   readonly errorBudget: LogBudget;
   /** Triton's trace extension: sampled requests carry a trace; TraceSetting reads and updates it. */
   readonly tracer?: Tracer;
+  /** Keys and scopes (--auth-config); absent, every method is open. */
+  readonly guard?: AccessGuard;
 }
 
 /**
@@ -59,25 +63,53 @@ function knownModel(service: InferenceService, name: string): boolean {
   }
 }
 
+/** The caller of a call, authenticated once (its metadata comes once) and on first use. */
+interface CallAccess {
+  /** Throws UNAUTHENTICATED; undefined without a guard. */
+  principal(): Principal | undefined;
+}
+
+function callAccess(deps: InferDeps, method: string, metadata: Metadata): CallAccess {
+  let settled: { principal: Principal | undefined } | { error: unknown } | undefined;
+  return {
+    principal() {
+      if (!deps.guard) return undefined;
+      if (!settled) {
+        try {
+          settled = { principal: checkCall(deps.guard, method, metadata) };
+        } catch (error) {
+          settled = { error };
+        }
+      }
+      if ('error' in settled) throw settled.error;
+      return settled.principal;
+    },
+  };
+}
+
 type Outcome = { ok: true; reply: ModelInferResponseMsg } | { ok: false; error: SluiceError };
 
 /**
  * Decodes, runs and encodes one request, then records it in the metrics: exactly once per request,
  * whatever happens. A request cancelled because its deadline passed is reported as the timeout it is.
  */
-async function runOne(deps: InferDeps, msg: ModelInferRequestMsg, arrivalMs: number, signal: AbortSignal, deadlineAtMs: number, trace: FrontDoorTrace | undefined): Promise<Outcome> {
+async function runOne(deps: InferDeps, call: CallAccess, msg: ModelInferRequestMsg, arrivalMs: number, signal: AbortSignal, deadlineAtMs: number, trace: FrontDoorTrace | undefined): Promise<Outcome> {
   let outcome: Outcome;
   let worker: string | undefined;
   let batchRows: number | undefined;
+  let tenant: string | undefined;
   const deadlineUs = remainingUs(deadlineAtMs);
   try {
+    const principal = call.principal();
+    tenant = principal?.tenant;
+    if (principal) deps.guard!.authorize(principal, 'infer', msg.model_name);
     const undecodable = undecodableReason(msg);
     if (undecodable !== undefined) throw UndecodableMessage('ModelInfer', undecodable);
-    // Shed before the tensors are decoded when the model's queue would refuse the request anyway.
-    const shed = deps.service.refuseOnArrival(msg.model_name, msg.model_version, arrivalMs);
+    // Shed before the tensors are decoded when the model's queue (or the tenant's limit) would refuse it anyway.
+    const shed = deps.service.refuseOnArrival(msg.model_name, msg.model_version, arrivalMs, tenant);
     if (shed) throw shed;
     const decoded = decodeInferRequest(msg, { arrivalMs, signal, deadlineUs });
-    const request = trace ? { ...decoded, trace } : decoded;
+    const request = trace || tenant ? { ...decoded, ...(trace ? { trace } : {}), ...(tenant ? { tenant } : {}) } : decoded;
     trace?.mark('DECODE_END');
     trace?.identify(msg.id, '');
     const response = await deps.service.infer(request);
@@ -96,7 +128,9 @@ async function runOne(deps: InferDeps, msg: ModelInferRequestMsg, arrivalMs: num
   const name = msg.model_name;
   const label = name !== '' && knownModel(deps.service, name) ? name : UNKNOWN_MODEL_LABEL;
   const seconds = (performance.now() - arrivalMs) / 1000;
-  deps.metrics.observeRequest(label, 'grpc', outcome.ok ? 'success' : statusOfKind(outcome.error.kind, outcome.error.code), seconds);
+  const status = outcome.ok ? 'success' : statusOfKind(outcome.error.kind, outcome.error.code);
+  deps.metrics.observeRequest(label, 'grpc', status, seconds);
+  if (tenant !== undefined) deps.metrics.observeTenantRequest(tenant, status, seconds);
   if (outcome.ok) {
     if (deps.logger.isLevelEnabled('debug')) deps.logger.debug({ id: msg.id, model: name, status: 'OK', ms: seconds * 1000, worker, batchRows }, 'infer');
   } else {
@@ -117,7 +151,7 @@ export function modelInferHandler(deps: InferDeps) {
     // Fires on client cancel, on the deadline (grpc-js answers DEADLINE_EXCEEDED and closes the stream)
     // and on a lost connection; the scheduler drops the request if it is still queued.
     call.once('cancelled', () => controller.abort());
-    void runOne(deps, call.request, arrivalMs, controller.signal, deadlineOf(call.getDeadline()), trace).then((outcome) => {
+    void runOne(deps, callAccess(deps, 'ModelInfer', call.metadata), call.request, arrivalMs, controller.signal, deadlineOf(call.getDeadline()), trace).then((outcome) => {
       if (outcome.ok) callback(null, outcome.reply);
       else callback(toServiceError(outcome.error));
       // grpc-js serializes and writes the reply inside callback(): it is on the socket now.
@@ -141,6 +175,14 @@ export interface StreamRegistry {
 export function modelStreamInferHandler(deps: InferDeps, registry: StreamRegistry) {
   return (call: ServerDuplexStream<ModelInferRequestMsg, ModelStreamInferResponseMsg>): void => {
     const controllers = new Set<AbortController>();
+    const access = callAccess(deps, 'ModelStreamInfer', call.metadata);
+    try {
+      access.principal();
+    } catch (e) {
+      // No key, no stream: the call ends with UNAUTHENTICATED before a message is read.
+      call.emit('error', toServiceError(toSluiceError(e)));
+      return;
+    }
     let inflight = 0;
     let inputEnded = false;
     let finished = false;
@@ -173,7 +215,7 @@ export function modelStreamInferHandler(deps: InferDeps, registry: StreamRegistr
       controllers.add(controller);
       inflight++;
       if (inflight >= MAX_STREAM_INFLIGHT) call.pause();
-      void runOne(deps, msg, arrivalMs, controller.signal, deadlineOf(call.getDeadline()), trace).then((outcome) => {
+      void runOne(deps, access, msg, arrivalMs, controller.signal, deadlineOf(call.getDeadline()), trace).then((outcome) => {
         controllers.delete(controller);
         inflight--;
         if (!finished && !call.cancelled) {

@@ -1,3 +1,4 @@
+import type { AccessGuard } from '../../access/guard.ts';
 import { readFileSync } from 'node:fs';
 import { Server, ServerCredentials, type ChannelOptions } from '@grpc/grpc-js';
 import type { Config } from '../../config/schema.ts';
@@ -60,12 +61,12 @@ function address(host: string, port: number): string {
  * deflate compressed messages are accepted (grpc-js decompresses them, the size limit applying to the
  * decompressed message).
  */
-export async function startGrpcServer(opts: { config: Config; service: InferenceService; metrics: Metrics; logger: Logger; tracer?: Tracer }): Promise<GrpcServer> {
-  const { config, service, metrics, logger, tracer } = opts;
+export async function startGrpcServer(opts: { config: Config; service: InferenceService; metrics: Metrics; logger: Logger; tracer?: Tracer; guard?: AccessGuard }): Promise<GrpcServer> {
+  const { config, service, metrics, logger, tracer, guard } = opts;
   const definition = loadInferenceService();
   const drains = new Set<() => void>();
   const server = new Server(channelOptions(config));
-  server.addService(definition, serviceImplementation({ service, metrics, logger, tracer, streams: drains, errorBudget: new LogBudget() }));
+  server.addService(definition, serviceImplementation({ service, metrics, logger, tracer, streams: drains, errorBudget: new LogBudget(), ...(guard ? { guard } : {}) }));
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(address(config.host, config.grpc.port), credentials(config), (err, bound) => {
       if (err) reject(new Error(`gRPC server cannot listen on ${address(config.host, config.grpc.port)}: ${err.message}`, { cause: err }));

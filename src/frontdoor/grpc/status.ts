@@ -12,6 +12,9 @@ export function grpcStatusOf(kind: ErrorKind): status {
     case 'CANCELLED': return status.CANCELLED;
     case 'UNIMPLEMENTED':
     case 'UNSUPPORTED': return status.UNIMPLEMENTED;
+    case 'UNAUTHENTICATED': return status.UNAUTHENTICATED;
+    case 'PERMISSION_DENIED': return status.PERMISSION_DENIED;
+    case 'RATE_LIMITED': return status.RESOURCE_EXHAUSTED;
     case 'INTERNAL': return status.INTERNAL;
   }
 }
@@ -19,9 +22,13 @@ export function grpcStatusOf(kind: ErrorKind): status {
 /** Trailing metadata key carrying the catalog's stable error code, for clients that branch on it. */
 export const ERROR_CODE_KEY = 'sluice-error-code';
 
+/** Trailing metadata key telling a rate-limited client when to try again, in seconds (as HTTP's Retry-After). */
+export const RETRY_AFTER_KEY = 'retry-after';
+
 /** The error a handler passes to grpc-js: status from the kind, details = the catalog's message. */
 export function toServiceError(e: SluiceError): Partial<ServiceError> & { code: status; details: string } {
   const metadata = new Metadata();
   metadata.set(ERROR_CODE_KEY, e.code);
+  if (e.retryAfterSeconds !== undefined) metadata.set(RETRY_AFTER_KEY, String(e.retryAfterSeconds));
   return { name: e.name, message: e.message, code: grpcStatusOf(e.kind), details: e.message, metadata };
 }

@@ -103,6 +103,7 @@ function watchCompletion(req: FastifyRequest<{ Params: ModelParams }>, reply: Fa
     const status: RequestStatus = !finished ? 'cancelled' : err ? requestStatusOfError(err) : requestStatusOfHttp(res.statusCode);
     const seconds = (performance.now() - state.arrivalMs) / 1000;
     opts.metrics.observeRequest(model, 'http', status, seconds);
+    if (req.principal) opts.metrics.observeTenantRequest(req.principal.tenant, status, seconds);
     // The line's fields are built only when it is written: this runs for every request.
     if (opts.logger.isLevelEnabled('debug')) opts.logger.debug({ id: state.id, model: name, status: finished ? res.statusCode : 499, ms: seconds * 1000, http: req.raw.httpVersion, worker: state.worker, batchRows: state.batchRows }, finished ? 'infer' : 'infer abandoned by the client');
   });
@@ -121,7 +122,8 @@ async function handleInfer(req: FastifyRequest<{ Params: ModelParams }>, reply: 
   trace?.mark('DECODE_END');
   trace?.identify(decoded.request.id, '');
   state.id = decoded.request.id;
-  const response = await opts.service.infer(decoded.request);
+  const tenant = req.principal?.tenant;
+  const response = await opts.service.infer(tenant === undefined ? decoded.request : { ...decoded.request, tenant });
   state.worker = response.worker;
   state.batchRows = response.batchRows;
   trace?.identify('', response.version);
@@ -165,7 +167,7 @@ export function registerInferRoutes(app: FastifyInstance, opts: InferRouteOption
         // Shed from the headers when the model's queue would refuse the request anyway: under overload
         // refusals are most of the traffic, and a refusal that decoded its body first cost almost as
         // much as an answer. The unread body is drained by node:http, and the connection stays open.
-        done(opts.service.refuseOnArrival(model, version, state.arrivalMs));
+        done(opts.service.refuseOnArrival(model, version, state.arrivalMs, req.principal?.tenant));
       },
       handler: (req, reply) => handleInfer(req, reply, opts),
     });

@@ -1,6 +1,7 @@
 import type { Server } from 'node:http';
 import http2, { type Http2ServerRequest } from 'node:http2';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyReply, type FastifyRequest } from 'fastify';
+import type { AccessGuard } from '../../access/guard.ts';
 import type { Config } from '../../config/schema.ts';
 import { isSluiceError, toSluiceError, type SluiceError } from '../../core/errors.ts';
 import type { InferenceService } from '../../core/inference.ts';
@@ -10,6 +11,7 @@ import type { Metrics } from '../../telemetry/metrics.ts';
 import type { Tracer } from '../../telemetry/trace.ts';
 import { readBody } from './body.ts';
 import { BodyLimits } from './body-limit.ts';
+import { guardRoutes } from './access.ts';
 import { registerInferRoutes } from './infer-route.ts';
 import { registerRoutes } from './routes.ts';
 import { registerTraceRoutes } from './trace-routes.ts';
@@ -31,6 +33,8 @@ export interface HttpServerOptions {
   readonly logger: Logger;
   /** Triton's trace extension: sampled infer requests are traced, /v2/trace/setting is served. */
   readonly tracer?: Tracer;
+  /** Keys and scopes (--auth-config); absent, every route is open. */
+  readonly guard?: AccessGuard;
 }
 
 function errorParts(err: unknown): { status: number; message: string; sluice: ReturnType<typeof toSluiceError> | null } {
@@ -53,7 +57,7 @@ const MEDIA_TYPE = /^[\w!#$%&'*+.^`|~-]+\/[\w!#$%&'*+.^`|~-]+\s*(?:;|$)/;
  * few lines per code and a count of the rest, not a line each.
  */
 function logFailure(log: ErrorLog, fields: Record<string, unknown>, err: unknown, status: number, sluice: SluiceError | null | undefined, message: string): void {
-  if (sluice?.kind === 'RESOURCE_EXHAUSTED') {
+  if (sluice?.kind === 'RESOURCE_EXHAUSTED' || sluice?.kind === 'RATE_LIMITED') {
     log.logger.debug(fields, message);
     return;
   }
@@ -82,6 +86,8 @@ function sendError(log: ErrorLog, err: unknown, req: FastifyRequest, reply: Fast
     const stream = (req.raw as unknown as Http2ServerRequest).stream;
     reply.raw.once('finish', () => stream.close(http2.constants.NGHTTP2_NO_ERROR));
   }
+  if (sluice?.retryAfterSeconds !== undefined) reply.header('retry-after', String(sluice.retryAfterSeconds));
+  if (status === 401) reply.header('www-authenticate', 'Bearer realm="sluice"');
   return reply.code(status).type('application/json').send(JSON.stringify({ error: message }));
 }
 
@@ -90,7 +96,7 @@ function sendError(log: ErrorLog, err: unknown, req: FastifyRequest, reply: Fast
  * config.host:config.http.port: HTTP/1.1 and h2c on one port, or TLS with ALPN when a certificate is set.
  */
 export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServer> {
-  const { config, service, metrics, logger, tracer } = opts;
+  const { config, service, metrics, logger, tracer, guard } = opts;
   const errorLog: ErrorLog = { logger, budget: new LogBudget() };
   const limit = config.http.bodyLimitBytes;
   const bodyLimits = new BodyLimits(service, limit);
@@ -141,6 +147,8 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
     if (req.inferState === null) logger.debug({ method: req.method, url: req.url, status: reply.statusCode, http: req.raw.httpVersion }, 'request');
     done();
   });
+  // First: its onRoute hook checks that every route below has an access rule.
+  guardRoutes(app, guard);
   registerRoutes(app, service);
   registerTraceRoutes(app, service, tracer);
   registerInferRoutes(app, { service, metrics, logger, bodyLimitBytes: limit, bodyLimits, tracer });

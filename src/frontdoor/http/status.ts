@@ -7,7 +7,8 @@ import { statusOfKind, type RequestStatus } from '../../telemetry/metrics.ts';
  * UNSUPPORTED 501, everything else 400. A full queue is UNAVAILABLE in Triton, hence 503 here too.
  * Kinds Triton lacks get the status a proxy or client library expects: an expired deadline is 504
  * (sluice is a gateway), a request the client abandoned is 499 (nginx's "client closed request";
- * the client never reads it, but logs and metrics do).
+ * the client never reads it, but logs and metrics do). Authentication answers 401 and 403 as every HTTP
+ * API does, and a tenant over its rate limit 429 with Retry-After, so that clients back off.
  */
 export function httpStatusOf(kind: ErrorKind): number {
   switch (kind) {
@@ -19,6 +20,9 @@ export function httpStatusOf(kind: ErrorKind): number {
     case 'CANCELLED': return 499;
     case 'UNIMPLEMENTED':
     case 'UNSUPPORTED': return 501;
+    case 'UNAUTHENTICATED': return 401;
+    case 'PERMISSION_DENIED': return 403;
+    case 'RATE_LIMITED': return 429;
     case 'INTERNAL': return 500;
   }
 }
@@ -31,7 +35,9 @@ export function httpStatusOfError(e: SluiceError): number {
 /** The metric status label of a response that was not a SluiceError (framework errors, plain statuses). */
 export function requestStatusOfHttp(status: number): RequestStatus {
   if (status < 400) return 'success';
+  if (status === 401 || status === 403) return 'denied';
   if (status === 404) return 'not_found';
+  if (status === 429) return 'rate_limited';
   if (status === 499) return 'cancelled';
   if (status === 501) return 'unimplemented';
   if (status === 503) return 'unavailable';
