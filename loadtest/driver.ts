@@ -29,6 +29,8 @@ export interface DriverOptions {
   readonly maxOutstanding: number;
   readonly lateThresholdMs: number;
   readonly checkEvery: number;
+  /** Headers every REST request carries besides its own (an Authorization for a server with keys). */
+  readonly headers?: Readonly<Record<string, string>>;
 }
 
 /**
@@ -63,7 +65,8 @@ export function createDriver(o: DriverOptions): Driver {
     const raw16 = o.protocol === 'json' ? o.variants.flat().find((t) => t.datatype === 'FP16' || t.datatype === 'BF16') : undefined;
     if (raw16) throw new Error(`input '${raw16.name}' is ${raw16.datatype}, which has no JSON form: use --protocol binary, h2c or grpc`);
     const encode = o.protocol === 'json' ? jsonBody : binaryBody;
-    http = { url: need(o.url, '--url', o.protocol), model: o.model, version: o.version, bodies: o.variants.map((v) => encode(v)) };
+    const extra = o.headers ?? {};
+    http = { url: need(o.url, '--url', o.protocol), model: o.model, version: o.version, bodies: o.variants.map((v) => encode(v)).map((b) => ({ ...b, headers: { ...extra, ...b.headers } })) };
     if (o.protocol === 'h2c') {
       transport = h2Transport(http, { sessions: o.connections, timeoutMs: o.timeoutMs });
     } else {

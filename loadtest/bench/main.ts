@@ -10,6 +10,7 @@ import { generateVariants } from '../workload.ts';
 import { latencyFloor } from './floor.ts';
 import type { Section } from './markdown.ts';
 import type { BenchTiming, ModelWorkload } from './measure.ts';
+import { fairnessComparison, FAIRNESS_MODEL_CONFIG, writeFairnessAuth } from './fairness.ts';
 import { QUEUE_BUDGET_CONFIG } from './overload.ts';
 import { startServerProcess, type ServerProcess } from './processes.ts';
 import { batchingThroughput, oneClientLatency, overhead, protocols, workerBusy, type BenchEnv } from './sections.ts';
@@ -18,7 +19,7 @@ import { traceFlags } from './stages.ts';
 import { warmUp } from './warmup.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const SECTIONS = ['a', 'b', 'c', 'd', 'e', 'f', 'g'] as const;
+const SECTIONS = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'] as const;
 
 const USAGE = `Usage: npm run bench [-- --quick] [--repeats N] [--duration T] [--warmup T] [--only a,b,...] [--out FILE]
 
@@ -26,9 +27,10 @@ Runs every benchmark comparison side by side (medians of repeated runs) and writ
 (a) batching on vs max batch size 1 vs a naive server, (b) P50 at one client, (c) worker busy fraction,
 (d) REST JSON vs binary vs gRPC, (e) sluice vs bare Fastify / grpc-js echo, (f) highest rate with P99 < 10 ms,
 (g) the latency floor: sluice vs the naive server vs a bare echo (REST JSON, binary, gRPC), open loop, with server
-CPU per request and sluice's per-stage breakdown from its traces; a neighbour sending 60 MB bodies; overload at 3x.
+CPU per request and sluice's per-stage breakdown from its traces; a neighbour sending 60 MB bodies; overload at 3x,
+(h) fair queuing: a steady tenant's P99 alone and beside a tenant flooding at 5x its share, with and without fair queuing.
 --quick: one repeat of short steps (about a minute), marked as a smoke run in the output.
---only g: that section alone (any comma-separated list of a..g); the file then holds only those
+--only g: that section alone (any comma-separated list of a..h); the file then holds only those
   (give --out FILE to leave docs/benchmarks.md as it is).
 `;
 
@@ -144,6 +146,18 @@ export async function runBench(argv: string[]): Promise<number> {
     await run('e', 'sluice vs bare echo servers', () => overhead(env, timing));
     await run('f', 'SLO search', () => sloSearch(env, timing, quick ? 5 : 10));
     await run('g', 'the latency floor: sluice vs naive vs bare echo, stages, a 60 MB neighbour, overload', () => latencyFloor(env, timing, quick ? 6 : 10));
+    await run('h', 'fair queuing between tenants', async () => {
+      const fairRepo = await mlpRepository(FAIRNESS_MODEL_CONFIG);
+      temporary.push(fairRepo);
+      const auth = await writeFairnessAuth();
+      temporary.push(dirname(auth.file));
+      const fair = await startServerProcess('sluice (fair queuing)', 'sluice', [...sluiceFlags(fairRepo), '--auth-config', auth.file]);
+      servers.push(fair);
+      const unfair = await startServerProcess('sluice (--fair-queuing false)', 'sluice', [...sluiceFlags(fairRepo), '--auth-config', auth.file, '--fair-queuing', 'false']);
+      servers.push(unfair);
+      const servers2 = { fair: { http: `http://127.0.0.1:${fair.ports['http']}`, pids: [fair.pid] }, unfair: { http: `http://127.0.0.1:${unfair.ports['http']}`, pids: [unfair.pid] }, auth };
+      return { title: 'Fair queuing between tenants', body: await fairnessComparison(servers2, mlp, timing) };
+    });
   } finally {
     for (const s of servers.reverse()) await s.stop();
     for (const dir of temporary) await rm(dir, { recursive: true, force: true });

@@ -22,6 +22,8 @@ export interface Target {
   readonly connections?: number;
   /** Open loop: requests in flight at most (default 1024). */
   readonly maxOutstanding?: number;
+  /** Headers every REST request carries (a tenant's Authorization). */
+  readonly headers?: Readonly<Record<string, string>>;
 }
 
 /** A load that runs beside each run of a pair (started just before its step, stopped right after). */
@@ -111,6 +113,7 @@ export async function openTarget(target: Target, model: string, w: ModelWorkload
     protocol: target.protocol, url: target.url, grpcUrl: target.grpcUrl, model, version: '', variants: w.variants,
     timeoutMs: 60_000, connections: target.connections ?? (target.protocol === 'h2c' ? 4 : target.protocol === 'grpc' ? 1 : OPEN_LOOP_CONNECTIONS),
     maxOutstanding: target.maxOutstanding ?? 1024, lateThresholdMs: 5, checkEvery: 16,
+    ...(target.headers ? { headers: target.headers } : {}),
   });
   try {
     const plan = await planCheck(driver, w.meta, w.variants, { enabled: target.check, rtol: 1e-3 });
