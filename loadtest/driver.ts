@@ -29,7 +29,7 @@ export interface DriverOptions {
   readonly maxOutstanding: number;
   readonly lateThresholdMs: number;
   readonly checkEvery: number;
-  /** Headers every REST request carries besides its own (an Authorization for a server with keys). */
+  /** Headers every request carries besides its own (an Authorization for a server with keys); gRPC call metadata. */
   readonly headers?: Readonly<Record<string, string>>;
 }
 
@@ -60,7 +60,7 @@ export function createDriver(o: DriverOptions): Driver {
   let http: HttpTarget | undefined;
   let precise: ForkedOpenLoop | undefined;
   if (o.protocol === 'grpc') {
-    transport = grpcTransport({ url: need(o.grpcUrl, '--grpc-url', o.protocol), model: o.model, version: o.version, variants: o.variants }, { channels: o.connections, timeoutMs: o.timeoutMs });
+    transport = grpcTransport({ url: need(o.grpcUrl, '--grpc-url', o.protocol), model: o.model, version: o.version, variants: o.variants, ...(o.headers ? { headers: o.headers } : {}) }, { channels: o.connections, timeoutMs: o.timeoutMs });
   } else {
     const raw16 = o.protocol === 'json' ? o.variants.flat().find((t) => t.datatype === 'FP16' || t.datatype === 'BF16') : undefined;
     if (raw16) throw new Error(`input '${raw16.name}' is ${raw16.datatype}, which has no JSON form: use --protocol binary, h2c or grpc`);

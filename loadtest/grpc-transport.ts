@@ -8,8 +8,8 @@ type UnaryCallback<T> = (err: grpc.ServiceError | null, res?: T) => void;
 
 /** The two methods this tool calls, on a client proto-loader built. */
 interface InferenceClient extends grpc.Client {
-  ModelInfer(req: InferRequestMsg, options: grpc.CallOptions, cb: UnaryCallback<InferResponseMsg>): grpc.ClientUnaryCall;
-  ModelMetadata(req: { name: string; version: string }, options: grpc.CallOptions, cb: UnaryCallback<ModelMetaMsg>): grpc.ClientUnaryCall;
+  ModelInfer(req: InferRequestMsg, metadata: grpc.Metadata, options: grpc.CallOptions, cb: UnaryCallback<InferResponseMsg>): grpc.ClientUnaryCall;
+  ModelMetadata(req: { name: string; version: string }, metadata: grpc.Metadata, options: grpc.CallOptions, cb: UnaryCallback<ModelMetaMsg>): grpc.ClientUnaryCall;
 }
 
 interface ModelMetaMsg {
@@ -40,11 +40,18 @@ function makeClients(address: string, channels: number): InferenceClient[] {
 }
 
 /** Model metadata over gRPC, for targets given only by --grpc-url. */
-export async function grpcModelMetadata(url: string, model: string, version: string, timeoutMs: number): Promise<ModelMeta> {
+/** --header pairs as gRPC call metadata (names lower-cased, as HTTP/2 carries them). */
+export function callMetadata(headers: Readonly<Record<string, string>> = {}): grpc.Metadata {
+  const m = new grpc.Metadata();
+  for (const [k, v] of Object.entries(headers)) m.set(k.toLowerCase(), v);
+  return m;
+}
+
+export async function grpcModelMetadata(url: string, model: string, version: string, timeoutMs: number, headers: Readonly<Record<string, string>> = {}): Promise<ModelMeta> {
   const [client] = makeClients(grpcAddress(url), 1);
   try {
     const res = await new Promise<ModelMetaMsg>((resolve, reject) => {
-      client!.ModelMetadata({ name: model, version }, { deadline: Date.now() + timeoutMs }, (err, r) => (err ? reject(new Error(`ModelMetadata for '${model}' failed: ${grpcErrorKind(err.code)}: ${err.details}`)) : resolve(r ?? {})));
+      client!.ModelMetadata({ name: model, version }, callMetadata(headers), { deadline: Date.now() + timeoutMs }, (err, r) => (err ? reject(new Error(`ModelMetadata for '${model}' failed: ${grpcErrorKind(err.code)}: ${err.details}`)) : resolve(r ?? {})));
     });
     const tensors = (ts: ModelMetaMsg['inputs']): ModelMeta['inputs'] => (ts ?? []).map((t) => ({ name: t.name ?? '', datatype: t.datatype ?? '', shape: (t.shape ?? []).map(Number) }));
     return { name: res.name ?? model, versions: res.versions ?? [], platform: res.platform ?? '', inputs: tensors(res.inputs), outputs: tensors(res.outputs) };
@@ -57,8 +64,9 @@ export async function grpcModelMetadata(url: string, model: string, version: str
  * ModelInfer over @grpc/grpc-js: `channels` clients, calls spread round robin, raw tensor contents,
  * a deadline per call.
  */
-export function grpcTransport(target: { url: string; model: string; version: string; variants: readonly (readonly WorkTensor[])[] }, opts: { channels: number; timeoutMs: number }): Transport {
+export function grpcTransport(target: { url: string; model: string; version: string; variants: readonly (readonly WorkTensor[])[]; headers?: Readonly<Record<string, string>> }, opts: { channels: number; timeoutMs: number }): Transport {
   const clients = makeClients(grpcAddress(target.url), opts.channels);
+  const metadata = callMetadata(target.headers);
   const requests = target.variants.map((inputs) => grpcRequest(target.model, target.version, inputs));
   let turn = 0;
   return {
@@ -67,7 +75,7 @@ export function grpcTransport(target: { url: string; model: string; version: str
       if (!req) return Promise.reject(new Error(`no request for input set ${variant}`));
       const client = clients[turn++ % clients.length]!;
       return new Promise<Outcome>((resolve) => {
-        const call = client.ModelInfer(req, { deadline: Date.now() + opts.timeoutMs }, (err, res) => {
+        const call = client.ModelInfer(req, metadata, { deadline: Date.now() + opts.timeoutMs }, (err, res) => {
           signal.removeEventListener('abort', onAbort);
           if (err) {
             resolve({ ok: false, error: signal.aborted ? 'aborted' : err.code === grpc.status.DEADLINE_EXCEEDED ? 'timeout' : grpcErrorKind(err.code) });

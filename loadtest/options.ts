@@ -38,6 +38,8 @@ export interface LoadtestOptions {
   readonly checkEvery: number;
   readonly rtol: number;
   readonly timeoutMs: number;
+  /** --header pairs: sent with every request (REST headers, gRPC call metadata). */
+  readonly headers: Readonly<Record<string, string>>;
   readonly connections: number;
   readonly maxOutstanding: number;
   /** Server processes whose CPU time (their descendants' included) is read around each step. */
@@ -79,6 +81,8 @@ Load
   --max-outstanding N       open loop: requests in flight at most; later ones wait and count as late (default 1024)
   --max-requests N          requests per step at most, warm-up included (default 10000000)
   --timeout T               per-request timeout (default 10s)
+  --header 'Name: value'    send this header with every request, e.g. 'Authorization: Bearer KEY'
+                            (repeatable; over gRPC as call metadata)
   --drain-timeout T         how long requests in flight at the end of a step may take (default 10s)
   --late-threshold MS       open loop: a request sent later than this counts as late (default 5)
 
@@ -119,7 +123,21 @@ const FLAGS = {
   timeout: { type: 'string' }, connections: { type: 'string' }, 'max-outstanding': { type: 'string' }, 'max-requests': { type: 'string' },
   'drain-timeout': { type: 'string' }, 'late-threshold': { type: 'string' }, progress: { type: 'boolean' }, 'no-progress': { type: 'boolean' },
   quiet: { type: 'boolean' }, help: { type: 'boolean', short: 'h' }, 'server-pid': { type: 'string', multiple: true },
+  header: { type: 'string', multiple: true },
 } as const;
+
+/** --header 'Name: value' pairs; a name is an HTTP token, and content-type and lengths stay the tool's. */
+export function parseHeaders(items: readonly string[]): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const item of items) {
+    const m = /^([!#$%&'*+.^_`|~0-9A-Za-z-]+):\s*(.*)$/.exec(item);
+    if (!m) throw new UsageError(`--header '${item}': expected 'Name: value'`);
+    const name = m[1]!.toLowerCase();
+    if (['content-type', 'content-length', 'host', 'transfer-encoding', 'connection', 'inference-header-content-length'].includes(name)) throw new UsageError(`--header ${m[1]}: this header is set by the tool`);
+    out[name] = m[2]!.trim();
+  }
+  return out;
+}
 
 /** Parses 10, 10s, 500ms, 2m into milliseconds. */
 export function parseDuration(flag: string, text: string, maxMs: number): number {
@@ -200,6 +218,7 @@ export function parseOptions(argv: readonly string[]): LoadtestOptions {
     checkEvery,
     rtol: num('rtol', v.rtol, 1e-3, 0, 1, false),
     timeoutMs: v.timeout === undefined ? 10_000 : parseDuration('timeout', v.timeout, 3_600_000),
+    headers: parseHeaders(v.header ?? []),
     // HTTP/1.1 has one request in flight per connection, so its open loop needs many; h2c and gRPC multiplex.
     connections: num('connections', v.connections, protocol === 'json' || protocol === 'binary' ? 64 : 1, 1, 1024, true),
     serverPids: list('server-pid', v['server-pid'], 1, 2 ** 22, true),

@@ -6,13 +6,13 @@ import type { DecodedTensor, LoadProtocol, OutputCheck, WorkTensor } from './typ
 import { generateVariants, variantFromBody, type GenerateOptions, type ModelMeta } from './workload.ts';
 
 /** GET /v2/models/{m}[/versions/{v}]: the metadata input data is generated from. */
-export async function httpModelMetadata(url: string, model: string, version: string, timeoutMs: number): Promise<ModelMeta> {
+export async function httpModelMetadata(url: string, model: string, version: string, timeoutMs: number, headers: Readonly<Record<string, string>> = {}): Promise<ModelMeta> {
   const base = new URL(url);
   const prefix = base.pathname.replace(/\/+$/, '');
   const path = `${prefix}/v2/models/${encodeURIComponent(model)}${version ? `/versions/${encodeURIComponent(version)}` : ''}`;
   let res: Response;
   try {
-    res = await fetch(new URL(path, base.origin), { signal: AbortSignal.timeout(timeoutMs) });
+    res = await fetch(new URL(path, base.origin), { headers, signal: AbortSignal.timeout(timeoutMs) });
   } catch (e) {
     throw new Error(`cannot reach ${base.origin} for the metadata of model '${model}': ${(e as Error).message}`, { cause: e });
   }
@@ -29,10 +29,10 @@ export async function httpModelMetadata(url: string, model: string, version: str
 }
 
 /** Metadata over whichever protocol the run uses. */
-export function modelMetadata(o: { protocol: LoadProtocol; url: string | undefined; grpcUrl: string | undefined; model: string; version: string; timeoutMs: number }): Promise<ModelMeta> {
-  if (o.protocol === 'grpc' && o.grpcUrl) return grpcModelMetadata(o.grpcUrl, o.model, o.version, o.timeoutMs);
+export function modelMetadata(o: { protocol: LoadProtocol; url: string | undefined; grpcUrl: string | undefined; model: string; version: string; timeoutMs: number; headers?: Readonly<Record<string, string>> }): Promise<ModelMeta> {
+  if (o.protocol === 'grpc' && o.grpcUrl) return grpcModelMetadata(o.grpcUrl, o.model, o.version, o.timeoutMs, o.headers);
   if (!o.url) throw new Error('--url is needed to read the model metadata');
-  return httpModelMetadata(o.url, o.model, o.version, o.timeoutMs);
+  return httpModelMetadata(o.url, o.model, o.version, o.timeoutMs, o.headers);
 }
 
 /** The input sets: from --input, or generated from metadata. */

@@ -44,6 +44,7 @@ export async function runLoadtest(o: LoadtestOptions, io: RunIo = {}): Promise<R
   const driver = createDriver({
     protocol: o.protocol, url: o.url, grpcUrl: o.grpcUrl, model: o.model, version: o.version, variants,
     timeoutMs: o.timeoutMs, connections: o.connections, maxOutstanding: o.maxOutstanding, lateThresholdMs: o.lateThresholdMs, checkEvery: o.checkEvery,
+    headers: o.headers,
   });
   // The open loop's driver process starts while the reference answers are fetched; its step waits for it.
   if (o.rates.length > 0 || o.sloP99Ms !== undefined) driver.prepare({ mode: 'open', rate: 1 }).catch(() => undefined);

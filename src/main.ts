@@ -63,6 +63,8 @@ export async function startSluice(config: Config, opts: { logger?: Logger } = {}
 
     let closing: Promise<void> | undefined;
     const close = async (): Promise<void> => {
+      // Keep-alive clients learn of the drain from their next answer, well before the port closes.
+      http.beginDrain();
       const drained = service.drain();
       const bounded = new Promise<void>((resolve) => setTimeout(resolve, config.drainTimeoutMs).unref());
       await Promise.race([drained, bounded]);

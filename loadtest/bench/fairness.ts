@@ -17,10 +17,13 @@ import { makeTensor, seededRandom, type ModelMeta } from '../workload.ts';
 import { mdTable, n0, n2, ratio, verdict } from './markdown.ts';
 import { measureSideBySide, type Alongside, type BenchTiming, type Measured, type ModelWorkload, type Target } from './measure.ts';
 
+/** Extra flags of both servers (for experiments: SLUICE_BENCH_FAIRNESS_FLAGS, space-separated). */
+export const FAIRNESS_FLAGS: readonly string[] = (process.env['SLUICE_BENCH_FAIRNESS_FLAGS'] ?? '').split(' ').filter((f) => f !== '');
+
 /** The bench model's config: mlp in batches of at most 8 rows, so that one batch of B's is short. */
-export const FAIRNESS_MODEL_CONFIG = 'name: "mlp"\nmax_batch_size: 8\n';
+export const FAIRNESS_MODEL_CONFIG = `name: "mlp"\nmax_batch_size: ${Number(process.env["SLUICE_BENCH_FAIRNESS_ROWS"] ?? 8)}\n`;
 /** Rows per request of the flooding tenant (one whole batch). */
-export const FLOOD_ROWS = 8;
+export const FLOOD_ROWS = Number(process.env["SLUICE_BENCH_FAIRNESS_ROWS"] ?? 8);
 /** B's offered rows per second, as a multiple of its fair share. */
 export const FLOOD_SHARE_FACTOR = 5;
 const FLOOD_CONNECTIONS = 64;
@@ -39,7 +42,7 @@ export async function writeFairnessAuth(): Promise<FairnessAuth> {
   const flood = newKey();
   const file = join(dir, 'auth.json');
   await writeFile(file, JSON.stringify({ tenants: [
-    { name: 'steady', keys: [{ sha256: steady.sha256, scopes: ['infer'] }] },
+    { name: 'steady', keys: [{ sha256: steady.sha256, scopes: ['infer', 'metadata'] }] },
     { name: 'flood', keys: [{ sha256: flood.sha256, scopes: ['infer'] }] },
   ] }));
   return { file, steady: steady.key, flood: flood.key };

@@ -10,7 +10,7 @@ import { generateVariants } from '../workload.ts';
 import { latencyFloor } from './floor.ts';
 import type { Section } from './markdown.ts';
 import type { BenchTiming, ModelWorkload } from './measure.ts';
-import { fairnessComparison, FAIRNESS_MODEL_CONFIG, writeFairnessAuth } from './fairness.ts';
+import { fairnessComparison, FAIRNESS_FLAGS, FAIRNESS_MODEL_CONFIG, writeFairnessAuth } from './fairness.ts';
 import { QUEUE_BUDGET_CONFIG } from './overload.ts';
 import { startServerProcess, type ServerProcess } from './processes.ts';
 import { batchingThroughput, oneClientLatency, overhead, protocols, workerBusy, type BenchEnv } from './sections.ts';
@@ -88,75 +88,80 @@ export async function runBench(argv: string[]): Promise<number> {
   const temporary: string[] = [];
   const sections: Section[] = [];
   try {
-    const repo = await mlpRepository(UNBATCHED_CONFIG);
-    temporary.push(repo);
-    const budgetRepo = await mlpRepository(QUEUE_BUDGET_CONFIG);
-    temporary.push(budgetRepo);
-    const traceDir = await mkdtemp(join(tmpdir(), 'sluice-bench-trace-'));
-    temporary.push(traceDir);
-    const traceFile = join(traceDir, 'trace.json');
-    timing.log('starting servers: sluice (traced), sluice with max batch size 1, sluice with a queue budget, naive server (with and without inference), Fastify echo, grpc-js echo');
-    const a = await startServerProcess('sluice', 'sluice', [...sluiceFlags(join(ROOT, 'models')), ...traceFlags(traceFile)]);
-    servers.push(a);
-    const b = await startServerProcess('sluice (max batch size 1)', 'sluice', sluiceFlags(repo));
-    servers.push(b);
-    const c = await startServerProcess('sluice (queue budget)', 'sluice', sluiceFlags(budgetRepo));
-    servers.push(c);
-    const sluiceUrl = `http://127.0.0.1:${a.ports['http']}`;
-    const workloads = new Map<string, Promise<ModelWorkload>>();
-    const workload = (model: string): Promise<ModelWorkload> => {
-      let w = workloads.get(model);
-      if (!w) {
-        w = modelMetadata({ protocol: 'json', url: sluiceUrl, grpcUrl: undefined, model, version: '', timeoutMs: 30_000 })
-          .then((meta) => ({ meta, variants: generateVariants(meta, { seed: 1, variants: 8, batch: 1, shapes: {} }) }));
-        workloads.set(model, w);
-      }
-      return w;
-    };
-    const mlp = await workload('mlp');
-    const naive = await startServerProcess('naive server', 'naive', ['--model-file', join(ROOT, 'models', 'mlp', '1', 'model.onnx'), '--model', 'mlp', '--input-name', mlp.meta.inputs[0]!.name]);
-    servers.push(naive);
-    const ceiling = await startServerProcess('naive server without inference', 'naive', ['--model-file', join(ROOT, 'models', 'mlp', '1', 'model.onnx'), '--model', 'mlp', '--input-name', mlp.meta.inputs[0]!.name, '--skip-inference']);
-    servers.push(ceiling);
-    const echoHttp = await startServerProcess('Fastify echo', 'echo-http', []);
-    servers.push(echoHttp);
-    const echoGrpc = await startServerProcess('grpc-js echo', 'echo-grpc', []);
-    servers.push(echoGrpc);
-    const env: BenchEnv = {
-      sluice: { http: sluiceUrl, grpc: `127.0.0.1:${a.ports['grpc']}`, metrics: `http://127.0.0.1:${a.ports['metrics']}/metrics`, traceFile },
-      unbatched: { http: `http://127.0.0.1:${b.ports['http']}`, metrics: `http://127.0.0.1:${b.ports['metrics']}/metrics` },
-      overload: { http: `http://127.0.0.1:${c.ports['http']}`, metrics: `http://127.0.0.1:${c.ports['metrics']}/metrics` },
-      naive: `http://127.0.0.1:${naive.ports['http']}`,
-      naiveWithoutInference: `http://127.0.0.1:${ceiling.ports['http']}`,
-      echoHttp: `http://127.0.0.1:${echoHttp.ports['http']}`,
-      echoGrpc: `127.0.0.1:${echoGrpc.ports['grpc']}`,
-      pids: { sluice: [a.pid], overload: [c.pid], naive: [naive.pid], echoHttp: [echoHttp.pid], echoGrpc: [echoGrpc.pid] },
-      workload,
-    };
-    await warmUp(env, timing, quick ? 2000 : 10_000);
     const run = async (id: string, title: string, fn: () => Promise<Section>): Promise<void> => {
       if (!only.has(id)) return;
       timing.log(`(${id}) ${title}`);
       sections.push(await fn());
     };
-    await run('a', 'batching on vs off vs naive', async () => (await batchingThroughput(env, timing)).section);
-    await run('b', 'P50 at one client', () => oneClientLatency(env, timing));
-    await run('c', 'worker busy fraction', () => workerBusy(env, timing));
-    await run('d', 'protocols', () => protocols(env, timing));
-    await run('e', 'sluice vs bare echo servers', () => overhead(env, timing));
-    await run('f', 'SLO search', () => sloSearch(env, timing, quick ? 5 : 10));
-    await run('g', 'the latency floor: sluice vs naive vs bare echo, stages, a 60 MB neighbour, overload', () => latencyFloor(env, timing, quick ? 6 : 10));
+    // Sections a..g share these servers; (h) starts its own and runs without them.
+    if ([...only].some((id) => id !== 'h')) {
+      const repo = await mlpRepository(UNBATCHED_CONFIG);
+      temporary.push(repo);
+      const budgetRepo = await mlpRepository(QUEUE_BUDGET_CONFIG);
+      temporary.push(budgetRepo);
+      const traceDir = await mkdtemp(join(tmpdir(), 'sluice-bench-trace-'));
+      temporary.push(traceDir);
+      const traceFile = join(traceDir, 'trace.json');
+      timing.log('starting servers: sluice (traced), sluice with max batch size 1, sluice with a queue budget, naive server (with and without inference), Fastify echo, grpc-js echo');
+      const a = await startServerProcess('sluice', 'sluice', [...sluiceFlags(join(ROOT, 'models')), ...traceFlags(traceFile)]);
+      servers.push(a);
+      const b = await startServerProcess('sluice (max batch size 1)', 'sluice', sluiceFlags(repo));
+      servers.push(b);
+      const c = await startServerProcess('sluice (queue budget)', 'sluice', sluiceFlags(budgetRepo));
+      servers.push(c);
+      const sluiceUrl = `http://127.0.0.1:${a.ports['http']}`;
+      const workloads = new Map<string, Promise<ModelWorkload>>();
+      const workload = (model: string): Promise<ModelWorkload> => {
+        let w = workloads.get(model);
+        if (!w) {
+          w = modelMetadata({ protocol: 'json', url: sluiceUrl, grpcUrl: undefined, model, version: '', timeoutMs: 30_000 })
+            .then((meta) => ({ meta, variants: generateVariants(meta, { seed: 1, variants: 8, batch: 1, shapes: {} }) }));
+          workloads.set(model, w);
+        }
+        return w;
+      };
+      const mlp = await workload('mlp');
+      const naive = await startServerProcess('naive server', 'naive', ['--model-file', join(ROOT, 'models', 'mlp', '1', 'model.onnx'), '--model', 'mlp', '--input-name', mlp.meta.inputs[0]!.name]);
+      servers.push(naive);
+      const ceiling = await startServerProcess('naive server without inference', 'naive', ['--model-file', join(ROOT, 'models', 'mlp', '1', 'model.onnx'), '--model', 'mlp', '--input-name', mlp.meta.inputs[0]!.name, '--skip-inference']);
+      servers.push(ceiling);
+      const echoHttp = await startServerProcess('Fastify echo', 'echo-http', []);
+      servers.push(echoHttp);
+      const echoGrpc = await startServerProcess('grpc-js echo', 'echo-grpc', []);
+      servers.push(echoGrpc);
+      const env: BenchEnv = {
+        sluice: { http: sluiceUrl, grpc: `127.0.0.1:${a.ports['grpc']}`, metrics: `http://127.0.0.1:${a.ports['metrics']}/metrics`, traceFile },
+        unbatched: { http: `http://127.0.0.1:${b.ports['http']}`, metrics: `http://127.0.0.1:${b.ports['metrics']}/metrics` },
+        overload: { http: `http://127.0.0.1:${c.ports['http']}`, metrics: `http://127.0.0.1:${c.ports['metrics']}/metrics` },
+        naive: `http://127.0.0.1:${naive.ports['http']}`,
+        naiveWithoutInference: `http://127.0.0.1:${ceiling.ports['http']}`,
+        echoHttp: `http://127.0.0.1:${echoHttp.ports['http']}`,
+        echoGrpc: `127.0.0.1:${echoGrpc.ports['grpc']}`,
+        pids: { sluice: [a.pid], overload: [c.pid], naive: [naive.pid], echoHttp: [echoHttp.pid], echoGrpc: [echoGrpc.pid] },
+        workload,
+      };
+      await warmUp(env, timing, quick ? 2000 : 10_000);
+      await run('a', 'batching on vs off vs naive', async () => (await batchingThroughput(env, timing)).section);
+      await run('b', 'P50 at one client', () => oneClientLatency(env, timing));
+      await run('c', 'worker busy fraction', () => workerBusy(env, timing));
+      await run('d', 'protocols', () => protocols(env, timing));
+      await run('e', 'sluice vs bare echo servers', () => overhead(env, timing));
+      await run('f', 'SLO search', () => sloSearch(env, timing, quick ? 5 : 10));
+      await run('g', 'the latency floor: sluice vs naive vs bare echo, stages, a 60 MB neighbour, overload', () => latencyFloor(env, timing, quick ? 6 : 10));
+    }
     await run('h', 'fair queuing between tenants', async () => {
       const fairRepo = await mlpRepository(FAIRNESS_MODEL_CONFIG);
       temporary.push(fairRepo);
       const auth = await writeFairnessAuth();
       temporary.push(dirname(auth.file));
-      const fair = await startServerProcess('sluice (fair queuing)', 'sluice', [...sluiceFlags(fairRepo), '--auth-config', auth.file]);
+      const fair = await startServerProcess('sluice (fair queuing)', 'sluice', [...sluiceFlags(fairRepo), '--auth-config', auth.file, ...FAIRNESS_FLAGS]);
       servers.push(fair);
-      const unfair = await startServerProcess('sluice (--fair-queuing false)', 'sluice', [...sluiceFlags(fairRepo), '--auth-config', auth.file, '--fair-queuing', 'false']);
+      const unfair = await startServerProcess('sluice (--fair-queuing false)', 'sluice', [...sluiceFlags(fairRepo), '--auth-config', auth.file, '--fair-queuing', 'false', ...FAIRNESS_FLAGS]);
       servers.push(unfair);
       const servers2 = { fair: { http: `http://127.0.0.1:${fair.ports['http']}`, pids: [fair.pid] }, unfair: { http: `http://127.0.0.1:${unfair.ports['http']}`, pids: [unfair.pid] }, auth };
-      return { title: 'Fair queuing between tenants', body: await fairnessComparison(servers2, mlp, timing) };
+      const meta = await modelMetadata({ protocol: 'json', url: servers2.fair.http, grpcUrl: undefined, model: 'mlp', version: '', timeoutMs: 30_000, headers: { authorization: `Bearer ${auth.steady}` } });
+      const w: ModelWorkload = { meta, variants: generateVariants(meta, { seed: 1, variants: 8, batch: 1, shapes: {} }) };
+      return { title: 'Fair queuing between tenants', body: await fairnessComparison(servers2, w, timing) };
     });
   } finally {
     for (const s of servers.reverse()) await s.stop();

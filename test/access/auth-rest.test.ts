@@ -125,6 +125,8 @@ test('rate limits: a tenant past its bucket gets 429 with Retry-After; other ten
   const refusedEarly = await infer(port, K.rows, 'simple', rows3);
   assert.equal(refusedEarly.status, 429, 'with the rows spent, the next request is refused before its body is read');
 
+  assert.equal((await infer(port, K.meta)).status, 403);
+  assert.equal((await infer(port, undefined)).status, 401);
   const noKey = await request(`http://127.0.0.1:${metricsPort}/metrics`);
   assert.equal(noKey.statusCode, 401);
   await noKey.body.dump();
@@ -142,6 +144,9 @@ test('rate limits: a tenant past its bucket gets 429 with Retry-After; other ten
   assert.equal(value('sluice_tenant_rows_total{tenant="rowcapped"}'), 3);
   assert.equal(value('sluice_tenant_requests_total{tenant="bystander",status="success"}'), 10);
   assert.equal(value('sluice_tenant_rows_total{tenant="viewer"}'), 0, 'every configured tenant exists at 0');
+  assert.equal(value('sluice_tenant_requests_total{tenant="viewer",status="denied"}'), 1, 'a valid key without the scope counts under its tenant');
+  assert.equal(value('sluice_requests_total{model="simple",protocol="http",status="denied"}'), 2, 'refused inferences are counted like any other outcome');
+  assert.equal(value('sluice_requests_total{model="simple",protocol="http",status="rate_limited"}'), 3);
   assert.ok(value('sluice_tenant_request_duration_seconds_count{tenant="bystander"}') === 10);
   const labels = new Set([...text.matchAll(/tenant="([^"]*)"/g)].map((m) => m[1]));
   assert.deepEqual([...labels].sort(), TENANTS.map((x) => x.name).sort(), 'only configured tenants become labels');

@@ -40,6 +40,11 @@ declare module 'fastify' {
   interface FastifyRequest {
     /** Who sent the request, once the access hook has checked its key (null without an auth config). */
     principal: Principal | null;
+    /**
+     * An infer request's refusal by the access hook, left for the infer route to answer once it
+     * watches the request, so that refused inferences are counted like every other outcome.
+     */
+    accessError: Error | null;
   }
 }
 
@@ -49,6 +54,7 @@ declare module 'fastify' {
  */
 export function guardRoutes(app: FastifyInstance, guard: AccessGuard | undefined): void {
   app.decorateRequest('principal', null);
+  app.decorateRequest('accessError', null);
   if (!guard) return;
   app.addHook('onRoute', (route) => {
     for (const method of [route.method].flat()) {
@@ -71,8 +77,13 @@ function check(guard: AccessGuard, req: FastifyRequest): void {
   const method = req.method === 'HEAD' ? 'GET' : req.method;
   const rule = pattern === undefined ? undefined : RULES.get(`${method} ${pattern}`);
   if (rule?.open) return;
-  // An unknown path still needs a key: without one, nobody learns which paths exist.
-  const principal = guard.authenticate(req.headers.authorization, 'header');
-  req.principal = principal;
-  if (rule) guard.authorize(principal, rule.scope, (req.params as { model?: string }).model);
+  try {
+    // An unknown path still needs a key: without one, nobody learns which paths exist.
+    const principal = guard.authenticate(req.headers.authorization, 'header');
+    req.principal = principal;
+    if (rule) guard.authorize(principal, rule.scope, (req.params as { model?: string }).model);
+  } catch (e) {
+    if (rule?.scope !== 'infer') throw e;
+    req.accessError = e as Error;
+  }
 }

@@ -158,6 +158,11 @@ export function registerInferRoutes(app: FastifyInstance, opts: InferRouteOption
         const state: InferState = { arrivalMs: performance.now(), abort: new AbortController(), id: '', trace, bodyLimit };
         req.inferState = state;
         watchCompletion(req, reply, opts, state);
+        // Refused by its key or scope (access.ts): answered here, where the request is counted.
+        if (req.accessError) {
+          done(req.accessError);
+          return;
+        }
         // Refused from the headers alone: not a byte of an oversize body is read, let alone parsed.
         const declared = req.headers['content-length'];
         if (bodyLimit !== undefined && declared !== undefined && /^\d+$/.test(declared) && Number(declared) > bodyLimit.bytes) {

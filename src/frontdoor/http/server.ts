@@ -21,6 +21,8 @@ import { HttpTransport, type RequestHandler } from './transport.ts';
 /** The running REST front door. */
 export interface HttpServer {
   readonly port: number;
+  /** Tells every client, on its next answer, to close its connection (the drain has begun); the port stays open. */
+  beginDrain(): void;
   /** Stops accepting, lets requests in flight finish (bounded by drainTimeoutMs), then closes. */
   close(): Promise<void>;
 }
@@ -157,6 +159,7 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
   let closing: Promise<void> | undefined;
   return {
     port,
+    beginDrain: () => transport!.beginDrain(),
     close: () => (closing ??= (async () => {
       await transport!.close(config.drainTimeoutMs);
       await app.close();

@@ -29,6 +29,9 @@ const H2_SETTINGS: http2.Settings = { maxConcurrentStreams: 256, initialWindowSi
  * are the HTTP/2 preface, else to the HTTP/1 server; both run the same handler. TLS: one secure HTTP/2
  * server with allowHTTP1, ALPN choosing h2 or http/1.1.
  */
+/** How long the port must see no new connection or request before a drain closes it. */
+const QUIET_MS = 100;
+
 export class HttpTransport {
   /** The server Fastify sees as its own (fastify.server). */
   readonly server: http.Server | http2.Http2SecureServer;
@@ -42,6 +45,8 @@ export class HttpTransport {
   /** HTTP/1 sockets that carried a request: only these can be idle keep-alive connections. */
   readonly #served = new WeakSet<Socket>();
   #closing = false;
+  /** performance.now() of the latest connection or request: close() waits for a quiet port. */
+  #lastActivityMs = 0;
   /** The HTTP/1 server behind the cleartext port (it never listens itself). */
   #h1: http.Server | undefined;
 
@@ -73,6 +78,7 @@ export class HttpTransport {
     this.#listener.on(options.tls ? 'secureConnection' : 'connection', (socket: Socket & { alpnProtocol?: string | false }) => {
       if (socket.alpnProtocol === 'h2') this.#h2Sockets.add(socket);
       this.#sockets.add(socket);
+      this.#lastActivityMs = performance.now();
       socket.once('close', () => {
         this.#sockets.delete(socket);
         this.#active.delete(socket);
@@ -91,19 +97,38 @@ export class HttpTransport {
   }
 
   /**
+   * The start of a drain, while the port still answers: from now on every HTTP/1 response carries
+   * Connection: close and its connection ends once it is written, and HTTP/2 sessions get GOAWAY, so
+   * each client learns on its next answer to open a new connection rather than write into one that
+   * close() will end. Idle keep-alive connections are left open (closing them now races the client's
+   * next write); their next request is answered the same way.
+   */
+  beginDrain(): void {
+    if (this.#closing) return;
+    this.#closing = true;
+    for (const session of this.#sessions) session.close();
+  }
+
+  /**
    * Stops accepting connections, lets every request in flight finish (HTTP/1: its response carries
    * Connection: close; HTTP/2: GOAWAY, then open streams complete), closes idle keep-alive connections
    * at once, and destroys whatever is still open after `drainMs`.
    */
   async close(drainMs: number): Promise<void> {
-    this.#closing = true;
+    this.beginDrain();
+    const deadline = Date.now() + drainMs;
+    // The port stays open until no connection or request has come for QUIET_MS (bounded by the
+    // drain): a client answered "Connection: close" a moment ago may be connecting again to send its
+    // next request, and closing the listener now would reset that connection after it was written.
+    while (performance.now() - this.#lastActivityMs < QUIET_MS && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, QUIET_MS / 4).unref());
+    }
     const stopped = new Promise<void>((resolve) => this.#listener.close(() => resolve()));
     for (const session of this.#sessions) session.close();
     for (const socket of this.#sockets) {
       // A connection whose first request is still on its way is left to send it (and be answered).
       if (!this.#h2Sockets.has(socket) && this.#served.has(socket) && (this.#active.get(socket) ?? 0) === 0) socket.destroy();
     }
-    const deadline = Date.now() + drainMs;
     while (this.#sockets.size > 0 && Date.now() < deadline) {
       await new Promise((resolve) => setTimeout(resolve, 20).unref());
     }
@@ -115,6 +140,7 @@ export class HttpTransport {
 
   #wrap(handler: RequestHandler): RequestHandler {
     return (req, res) => {
+      this.#lastActivityMs = performance.now();
       if (req.httpVersionMajor === 1) {
         const socket = req.socket;
         this.#served.add(socket);
