@@ -9,7 +9,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
-const MODEL_NAMES = ['simple', 'simple_string', 'simple_identity', 'identity', 'mlp', 'cnn'];
+const MODEL_NAMES = ['simple', 'simple_int8', 'simple_string', 'simple_identity', 'identity', 'mlp', 'cnn'];
 const CONFIG_FILES = ['config.pbtxt', 'config.json'];
 /**
  * Bumped whenever a model's graph or weights change, so that --if-missing regenerates a file left by

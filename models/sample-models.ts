@@ -48,12 +48,13 @@ function simple(): GraphSpec {
   };
 }
 
-function simpleString(): GraphSpec {
-  const io = (name: string): ValueSpec => ({ name, elemType: ELEM.STRING, dims: [BATCH, 16] });
+/** simple's sum and difference on another element type, computed in INT32 with casts on either side. */
+function simpleVia32(name: string, elemType: number, doc: string): GraphSpec {
+  const io = (n: string): ValueSpec => ({ name: n, elemType, dims: [BATCH, 16] });
   const to = (elem: number) => [attrInt('to', elem)];
   return {
-    name: 'simple_string',
-    doc: 'simple over decimal strings: inputs parse to INT32, sum and difference print back to strings.',
+    name,
+    doc,
     inputs: [io('INPUT0'), io('INPUT1')],
     outputs: [io('OUTPUT0'), io('OUTPUT1')],
     nodes: [
@@ -61,11 +62,16 @@ function simpleString(): GraphSpec {
       node('Cast', ['INPUT1'], ['b'], to(ELEM.INT32)),
       node('Add', ['a', 'b'], ['sum']),
       node('Sub', ['a', 'b'], ['diff']),
-      node('Cast', ['sum'], ['OUTPUT0'], to(ELEM.STRING)),
-      node('Cast', ['diff'], ['OUTPUT1'], to(ELEM.STRING)),
+      node('Cast', ['sum'], ['OUTPUT0'], to(elemType)),
+      node('Cast', ['diff'], ['OUTPUT1'], to(elemType)),
     ],
   };
 }
+
+// Through INT32: ONNX Runtime's CPU Add and Sub have no INT8 kernels; the casts back wrap as INT8 does.
+const simpleInt8 = (): GraphSpec => simpleVia32('simple_int8', ELEM.INT8, "Triton's simple_int8: OUTPUT0 = INPUT0 + INPUT1, OUTPUT1 = INPUT0 - INPUT1 (INT8, wrapping).");
+
+const simpleString = (): GraphSpec => simpleVia32('simple_string', ELEM.STRING, 'simple over decimal strings: inputs parse to INT32, sum and difference print back to strings.');
 
 function simpleIdentity(): GraphSpec {
   return {
@@ -179,6 +185,7 @@ function cnn(): GraphSpec {
 /** Every sample model by repository name; each builds lazily because mlp's weights take a moment. */
 export const SAMPLE_MODELS: Readonly<Record<string, () => GraphSpec>> = {
   simple,
+  simple_int8: simpleInt8,
   simple_string: simpleString,
   simple_identity: simpleIdentity,
   identity,

@@ -8,6 +8,7 @@ import { isLoopback } from './access/loopback.ts';
 import { startGrpcServer } from './frontdoor/grpc/server.ts';
 import { startHttpServer } from './frontdoor/http/server.ts';
 import { GatewayService } from './scheduler/service.ts';
+import { SystemSharedMemory } from './shm/registry.ts';
 import { startGpuSampler } from './telemetry/gpu.ts';
 import { createLogger, type Logger } from './telemetry/logger.ts';
 import { Metrics } from './telemetry/metrics.ts';
@@ -39,11 +40,16 @@ export async function startSluice(config: Config, opts: { logger?: Logger } = {}
   const service = new GatewayService({ config, executor: pool, metrics, logger: logger.child({ component: 'scheduler' }), ...(guard ? { tenancy: guard } : {}) });
   const tracer = new Tracer({ config: config.trace, logger: logger.child({ component: 'trace' }), service: { name: config.serverName, version: service.serverMetadata().version } });
   const cleanup: (() => Promise<void>)[] = [];
+  // Triton's system shared-memory extension: one set of regions that both front doors serve.
+  const sharedMemory = config.sharedMemory === 'system' ? new SystemSharedMemory() : undefined;
+  const shm = sharedMemory ? { sharedMemory } : {};
+  if (sharedMemory) cleanup.push(() => sharedMemory.close());
   try {
     await service.start();
     metrics.sources.queueDepth = () => service.queueDepths();
     metrics.sources.queueLimits = () => service.queueLimits();
     metrics.sources.requestMemory = () => service.requestMemory();
+    metrics.sources.responseCache = () => service.responseCacheStats() ?? { entries: 0, usedBytes: 0, limitBytes: 0, evictions: 0 };
     metrics.sources.workers = () => pool.snapshot();
     metrics.sources.gpus = () => gpus.snapshot();
     metrics.sources.trace = () => tracer.stats();
@@ -54,9 +60,9 @@ export async function startSluice(config: Config, opts: { logger?: Logger } = {}
     }
     const metricsServer = await startMetricsServer({ host: config.host, port: config.metrics.port, metrics, ...(guard ? { authorize: scrapeAuthorizer(guard) } : {}) });
     cleanup.push(() => metricsServer.close());
-    const http = await startHttpServer({ config, service, metrics, tracer, logger: logger.child({ component: 'http' }), ...(guard ? { guard } : {}) });
+    const http = await startHttpServer({ config, service, metrics, tracer, logger: logger.child({ component: 'http' }), rootLogger: logger, ...(guard ? { guard } : {}), ...shm });
     cleanup.push(() => http.close());
-    const grpc = await startGrpcServer({ config, service, metrics, tracer, logger: logger.child({ component: 'grpc' }), ...(guard ? { guard } : {}) });
+    const grpc = await startGrpcServer({ config, service, metrics, tracer, logger: logger.child({ component: 'grpc' }), rootLogger: logger, ...(guard ? { guard } : {}), ...shm });
     cleanup.push(() => grpc.close());
     logger.info({ http: http.port, grpc: grpc.port, metrics: metricsServer.port, repository: config.modelRepository, auth: guard ? config.auth.configFile : 'off' }, 'sluice is serving');
     if (!guard && !isLoopback(config.host)) logger.warn({ host: config.host }, 'sluice is open: it listens beyond loopback without an auth config, so anyone who reaches its ports may infer on every model and read its metadata and metrics (see docs/security.md; --auth-config)');
@@ -73,6 +79,8 @@ export async function startSluice(config: Config, opts: { logger?: Logger } = {}
       await http.close();
       // After the doors: every answered request has ended its trace, so the file holds them all.
       await tracer.close();
+      // After the doors too: no request holds a region any more.
+      await sharedMemory?.close();
       service.close();
       await pool.close();
       await metricsServer.close();

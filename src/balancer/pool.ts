@@ -73,7 +73,7 @@ export class WorkerPool implements Executor {
    * probes the remote ones (an unreachable one starts ejected and is probed until it answers).
    */
   static async create(opts: WorkerPoolOptions): Promise<WorkerPool> {
-    const log = opts.logger.child({ component: 'balancer' });
+    const log = opts.logger;
     // Assigned once the workers run; lifecycle events before that are covered by create() itself.
     const ref: { pool?: WorkerPool } = {};
     const started = await startWorkers(opts.config, log, {
@@ -151,6 +151,7 @@ export class WorkerPool implements Executor {
       try {
         const r = await w.client.load({ model, version });
         w.markHot(model, version);
+        for (const evicted of r.evicted ?? []) this.#metrics.modelEvictions.inc({ model: evicted });
         if (!r.cacheHit) {
           this.#metrics.modelLoads.inc({ model, result: 'success' });
           this.#metrics.modelLoadDuration.observe({ model }, r.loadMs / 1000);
@@ -271,6 +272,7 @@ export class WorkerPool implements Executor {
       m.batchCompute.observe(labels, (r.computeInputNs + r.computeInferNs + r.computeOutputNs) / 1e9);
       m.cacheLookups.inc({ model: job.model, result: r.cacheHit ? 'hit' : 'miss' });
       if (!r.cacheHit) m.modelLoads.inc({ model: job.model, result: 'success' });
+      for (const evicted of r.evicted ?? []) m.modelEvictions.inc({ model: evicted });
       const { stamps, ...rest } = r;
       return stamps ? { ...rest, worker: w.id, timestamps: {
         workerSendNs: sentNs, workerRecvNs: stamps.recvNs, computeInputEndNs: stamps.ortStartNs,

@@ -87,7 +87,7 @@ export class ThreadWorker implements WorkerLink {
   async load(ref: ModelRef): Promise<LoadResult> {
     const e = this.#live();
     const r = await this.#answering(e, () => e.cache.load(ref.model, ref.version));
-    return { model: ref.model, version: ref.version, loadMs: r.loadMs, cacheHit: r.cacheHit };
+    return { model: ref.model, version: ref.version, loadMs: r.loadMs, cacheHit: r.cacheHit, ...(r.evicted.length > 0 ? { evicted: r.evicted } : {}) };
   }
 
   async unload(ref: ModelRef): Promise<UnloadResult> {

@@ -8,6 +8,7 @@ import {
   decodeInferResponse,
   encodeInferRequest,
   errorFromWorker,
+  modelNames,
   type FrameResult,
   type LoadResult,
   type ModelRef,
@@ -84,7 +85,9 @@ export class WorkerClient implements WorkerLink {
 
   async load(ref: ModelRef): Promise<LoadResult> {
     const body = await this.#call('POST', WORKER_PATHS.load, jsonBody(ref), this.#timeouts.loadMs);
-    return this.#json(body, WORKER_PATHS.load) as LoadResult;
+    const r = this.#json(body, WORKER_PATHS.load) as LoadResult;
+    // Evicted model names become metric labels: only a list of model names is taken.
+    return r.evicted === undefined ? r : { ...r, evicted: modelNames(r.evicted, 'evicted') };
   }
 
   async unload(ref: ModelRef): Promise<UnloadResult> {

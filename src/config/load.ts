@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { DEFAULTS, OPTIONS, type OptionSpec } from './options.ts';
 import type { Config } from './schema.ts';
+import { applyCacheSettings } from './cache.ts';
 import { applyTraceSettings, normalizedLevels, traceConfigProblem } from './trace.ts';
 import { workerLinkProblem } from './worker-link.ts';
 
@@ -153,14 +154,24 @@ export function loadConfig(input: LoadInput): Config {
   const trace = config['trace'] as Parameters<typeof applyTraceSettings>[0];
   try {
     applyTraceSettings(trace);
+    applyCacheSettings(config['responseCache'] as Parameters<typeof applyCacheSettings>[0]);
   } catch (e) {
     throw new ConfigError((e as Error).message);
   }
   validate(config as unknown as Config);
   trace.level = normalizedLevels(trace);
+  // 'auto': shared memory is a same-host feature; a port open to the network without keys would let
+  // any peer read and write the gateway user's /dev/shm objects, so there it stays off unless asked.
+  if (config['sharedMemory'] === 'auto') config['sharedMemory'] = (config['auth'] as { configFile: string }).configFile !== '' || isLoopbackHost(String(config['host'])) ? 'system' : 'none';
   const workers = config['workers'] as Mutable;
   workers['gpus'] = (workers['gpus'] as unknown[]).map(Number);
   return deepFreeze(config as unknown as Config);
+}
+
+/** Whether a bind address keeps the ports on this host. */
+function isLoopbackHost(host: string): boolean {
+  const h = host.replace(/^\[|\]$/g, '').toLowerCase();
+  return h === 'localhost' || h === '::1' || /^127\.\d+\.\d+\.\d+$/.test(h);
 }
 
 function validate(c: Config): void {

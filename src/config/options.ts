@@ -44,6 +44,8 @@ export const DEFAULTS: Config = {
   trace: { file: '', level: ['OFF'], rate: 1000, count: -1, logFrequency: 0, mode: 'triton', otlpUrl: '', settings: [] },
   auth: { configFile: '' },
   fairQueuing: true,
+  sharedMemory: 'auto',
+  responseCache: { settings: [], sizeBytes: 0 },
 };
 
 const PORT = { min: 0, max: 65535 } as const;
@@ -92,5 +94,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { flag: 'trace-otlp-url', env: 'SLUICE_TRACE_OTLP_URL', path: 'trace.otlpUrl', type: 'string', help: 'OpenTelemetry collector, e.g. http://127.0.0.1:4318 (POST /v1/traces; needs --trace-mode opentelemetry)' },
   { flag: 'auth-config', env: 'SLUICE_AUTH_CONFIG', path: 'auth.configFile', type: 'string', help: 'API keys, tenants, scopes and rate limits (JSON or YAML; reloaded on SIGHUP and when the file changes)' },
   { flag: 'fair-queuing', env: 'SLUICE_FAIR_QUEUING', path: 'fairQueuing', type: 'bool', help: "serve tenants of one model's queue by weighted fair share (false: one arrival order for all)" },
+  { flag: 'cache-config', env: 'SLUICE_CACHE_CONFIG', path: 'responseCache.settings', type: 'list', help: "tritonserver's response cache: local,size=BYTES (e.g. local,size=64mb); models opt in with response_cache { enable: true }" },
+  { flag: 'shared-memory', env: 'SLUICE_SHARED_MEMORY', path: 'sharedMemory', type: 'string', choices: ['auto', 'system', 'none'], help: "system: clients on this host may register POSIX shared-memory regions (/dev/shm) for tensors; none: the extension is off; auto (default): system when --host is loopback or an --auth-config is given, else none" },
   { flag: 'drain-timeout-ms', env: 'SLUICE_DRAIN_TIMEOUT_MS', path: 'drainTimeoutMs', type: 'int', min: 0, max: 3_600_000, help: 'how long SIGTERM waits for accepted requests' },
 ];

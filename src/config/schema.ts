@@ -73,6 +73,23 @@ export interface Config {
    * every request waits in one priority-then-arrival order whoever sent it.
    */
   readonly fairQueuing: boolean;
+  /**
+   * Triton's shared-memory extension: 'system' = clients on this host may register POSIX shared-memory
+   * objects (/dev/shm) and send or receive tensors through them; 'none' = off (the routes 404, the gRPC
+   * methods and tensors naming a region answer UNIMPLEMENTED).
+   */
+  /** 'auto' is resolved at load: 'system' on a loopback host or with an auth config, else 'none'. */
+  readonly sharedMemory: 'auto' | 'system' | 'none';
+  /** Triton's response cache, shared by every model whose config enables it (--cache-config). */
+  readonly responseCache: ResponseCacheSettings;
+}
+
+/** The gateway's response cache (docs/protocol.md, Response cache). */
+export interface ResponseCacheSettings {
+  /** tritonserver's --cache-config entries as given (`local`, `size=BYTES`); load folds them into sizeBytes. */
+  readonly settings: readonly string[];
+  /** The byte budget of the local cache; 0 = no cache, even for models that enable it (as in Triton). */
+  readonly sizeBytes: number;
 }
 
 /** Triton's trace extension at start (the global trace settings; docs/protocol.md, trace extension). */

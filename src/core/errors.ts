@@ -11,7 +11,6 @@ export type ErrorKind =
   | 'DEADLINE_EXCEEDED'
   | 'CANCELLED'
   | 'UNIMPLEMENTED'
-  | 'UNSUPPORTED'
   | 'UNAUTHENTICATED'
   | 'PERMISSION_DENIED'
   | 'RATE_LIMITED'
@@ -121,6 +120,18 @@ export const UnknownKey = define('SLUICE_UNKNOWN_KEY', 'UNAUTHENTICATED', () => 
 export const ScopeMissing = define('SLUICE_SCOPE_MISSING', 'PERMISSION_DENIED', (tenant: string, scope: string, what: string) => `the key of tenant '${tenant}' lacks the scope '${scope}' needed to ${what}`);
 export const RateLimited = define('SLUICE_RATE_LIMITED', 'RATE_LIMITED', (tenant: string, what: string, retryAfterS: number) => `tenant '${tenant}' is over its rate limit of ${what}; retry after ${retryAfterS} s`);
 
+// --- system shared memory (docs/protocol.md, shared-memory extension) ---
+export const ShmRegionNotFound = define('SLUICE_SHM_REGION_NOT_FOUND', 'NOT_FOUND', (region: string) => `Unable to find system shared memory region: '${region}'; register it first`);
+// Triton answers ALREADY_EXISTS (HTTP 400); sluice has no such kind, and INVALID_ARG keeps the HTTP status.
+export const ShmRegionExists = define('SLUICE_SHM_REGION_EXISTS', 'INVALID_ARG', (region: string) => `shared memory region '${region}' already in manager: unregister it first`);
+export const InvalidShmKey = define('SLUICE_INVALID_SHM_KEY', 'INVALID_ARG', (key: string, reason: string) => `invalid shared-memory key '${key}': ${reason}`);
+export const ShmKeyNotFound = define('SLUICE_SHM_KEY_NOT_FOUND', 'NOT_FOUND', (region: string, key: string, path: string) => `failed to register shared memory region '${region}': no shared-memory object '${key}' (${path}); create it with shm_open first`);
+export const ShmOutOfBounds = define('SLUICE_SHM_OUT_OF_BOUNDS', 'INVALID_ARG', (what: string, offset: number, byteSize: number, size: number, of: string) => `${what}: offset ${offset} + byte_size ${byteSize} runs past the end of ${of} (${size} bytes)`);
+export const ShmOverlap = define('SLUICE_SHM_OVERLAP', 'INVALID_ARG', (written: string, other: string, key: string) => `${written} would be written over bytes of shared-memory object '${key}' that ${other} also uses in this request: give them ranges that do not overlap`);
+export const ShmOutputTooSmall = define('SLUICE_SHM_OUTPUT_TOO_SMALL', 'INVALID_ARG', (output: string, byteSize: number, needed: number) => `shared memory size specified with the request for output '${output}' (${byteSize} bytes) should be at least ${needed} bytes to hold the results`);
+export const ShmIoFailed = define('SLUICE_SHM_IO_FAILED', 'INTERNAL', (region: string, reason: string) => `shared memory region '${region}': ${reason}`);
+
 // --- protocol ---
+export const NoRoute = define('SLUICE_NO_ROUTE', 'NOT_FOUND', (method: string, path: string) => `no route for ${method} ${path}`);
 export const Unimplemented = define('SLUICE_UNIMPLEMENTED', 'UNIMPLEMENTED', (what: string) => `${what} is not supported by sluice`);
 export const Internal = define('SLUICE_INTERNAL', 'INTERNAL', (reason: string) => `internal error: ${reason}`);

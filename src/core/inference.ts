@@ -28,6 +28,8 @@ export interface InferRequest {
   readonly trace?: RequestTrace;
   /** The tenant whose key sent it (a name from the auth config); '' or absent = anonymous. */
   readonly tenant?: string;
+  /** The classification extension: output name -> K, those outputs answered as their top K. */
+  readonly classification?: Readonly<Record<string, number>>;
 }
 
 export interface InferResponse {
@@ -62,7 +64,11 @@ export interface InferenceService {
   /** Stats of one model (and version), or of every model when name is ''. */
   modelStats(name: string, version: string): readonly ModelStats[];
   repositoryIndex(readyOnly: boolean): Promise<readonly RepositoryIndexEntry[]>;
-  loadModel(name: string): Promise<void>;
+  /**
+   * Loads (or reloads) a model; `config` is a model config in protobuf JSON to use instead of the one
+   * on disk (Triton's load override). A load that cannot be applied leaves the serving versions serving.
+   */
+  loadModel(name: string, options?: { readonly config?: string }): Promise<void>;
   unloadModel(name: string): Promise<void>;
   infer(request: InferRequest): Promise<InferResponse>;
   /**

@@ -10,6 +10,10 @@ export interface TensorConfig {
   /** Dims without the batch dimension when maxBatchSize > 0; -1 marks a dynamic dimension. */
   readonly dims: readonly number[];
   readonly optional?: boolean;
+  /** An output's label file, relative to the model folder (the classification extension's labels). */
+  readonly labelFilename?: string;
+  /** The label file's lines, read when the model is read (index i names class i). */
+  readonly labels?: readonly string[];
 }
 
 export interface QueuePolicy {
@@ -67,6 +71,12 @@ export interface WarmupSpec {
   readonly count: number;
 }
 
+/** Triton's response_cache setting of a model: whether its successful answers may be cached. */
+export interface ResponseCacheConfig {
+  /** Serves repeated identical requests from the gateway's response cache (needs --cache-config too). */
+  readonly enable: boolean;
+}
+
 export interface ModelConfig {
   readonly name: string;
   readonly platform: string;
@@ -81,6 +91,8 @@ export interface ModelConfig {
   readonly warmup: readonly WarmupSpec[];
   /** Keep loaded whatever the memory budget says. */
   readonly pinned: boolean;
+  /** Absent (a config built by hand) is off, as enable: false; normalizeConfig always sets it. */
+  readonly responseCache?: ResponseCacheConfig;
   /** Which source produced this config. */
   readonly source: 'json' | 'pbtxt' | 'auto';
   /** Fields of the source config that sluice read but does not act on (reported, never fatal). */
@@ -144,6 +156,10 @@ export interface ModelStats {
   readonly computeInput: DurationStat;
   readonly computeInfer: DurationStat;
   readonly computeOutput: DurationStat;
+  /** Answers served from the response cache, and the time to look them up and extract them. */
+  readonly cacheHit: DurationStat;
+  /** Lookups that missed, and the time to look up and then to insert the computed answer. */
+  readonly cacheMiss: DurationStat;
   readonly batchStats: readonly {
     readonly batchSize: number;
     readonly computeInput: DurationStat;

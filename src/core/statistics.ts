@@ -23,9 +23,9 @@ export function tritonModelStats(s: ModelStats): Record<string, unknown> {
       compute_input: duration(s.computeInput),
       compute_infer: duration(s.computeInfer),
       compute_output: duration(s.computeOutput),
-      // sluice has no response cache: always zero, present because clients index these fields.
-      cache_hit: { count: 0, ns: 0 },
-      cache_miss: { count: 0, ns: 0 },
+      // Zero for a model without the response cache: present because clients index these fields.
+      cache_hit: duration(s.cacheHit),
+      cache_miss: duration(s.cacheMiss),
     },
     batch_stats: s.batchStats.map((b) => ({
       batch_size: b.batchSize,

@@ -70,7 +70,7 @@ class Merger {
       const k = dims.findIndex((d, i) => d !== -1 && fileDims[i] !== -1 && d !== fileDims[i]);
       if (k >= 0) throw this.fail(role, t.name, `dim ${k}${batch} is ${dims[k]} in the config but ${fileDims[k]} in the model file (shape ${showShape(t.shape)})`);
     }
-    return { name: t.name, datatype: t.datatype, dims: [...dims], ...(given?.optional === true && { optional: true }) };
+    return { name: t.name, datatype: t.datatype, dims: [...dims], ...(given?.optional === true && { optional: true }), ...(given?.labelFilename && { labelFilename: given.labelFilename }) };
   }
 
   /** Config tensors first, in the config's order, then those only the file lists. */

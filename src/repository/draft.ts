@@ -23,6 +23,7 @@ export interface ConfigDraft {
   readonly versionPolicy?: VersionPolicy;
   readonly warmup?: readonly WarmupDraft[];
   readonly pinned?: boolean;
+  readonly responseCache?: { readonly enable?: boolean };
   /** Paths of fields read but not acted on ('input[0].reshape'), reported as warnings. */
   readonly unknownFields: readonly string[];
 }
@@ -33,6 +34,7 @@ export interface TensorDraft {
   readonly datatype?: DataType;
   readonly dims?: readonly number[];
   readonly optional?: boolean;
+  readonly labelFilename?: string;
 }
 
 export interface QueuePolicyDraft {

@@ -130,8 +130,9 @@ function readTensor(r: ObjectReader): TensorDraft {
   const datatype = r.datatype('datatype');
   const dims = r.ints('dims', -1);
   const optional = r.bool('optional');
+  const labelFilename = r.string('labelFilename');
   r.finish();
-  return { name, ...(datatype && { datatype }), ...(dims && { dims: checkDims(FILE, r.at('dims'), dims) }), ...(optional !== undefined && { optional }) };
+  return { name, ...(datatype && { datatype }), ...(dims && { dims: checkDims(FILE, r.at('dims'), dims) }), ...(optional !== undefined && { optional }), ...(labelFilename && { labelFilename }) };
 }
 
 function readQueuePolicy(r: ObjectReader): QueuePolicyDraft {
@@ -203,6 +204,9 @@ export function readJsonConfig(text: string): ConfigDraft {
   const r = new ObjectReader(value, '', unknownFields);
   const db = r.object('dynamicBatching');
   const vp = r.object('versionPolicy');
+  const rc = r.object('responseCache');
+  const enable = rc?.bool('enable');
+  rc?.finish();
   const draft: ConfigDraft = {
     source: 'json',
     file: FILE,
@@ -217,6 +221,7 @@ export function readJsonConfig(text: string): ConfigDraft {
     versionPolicy: vp && readVersionPolicy(FILE, vp, 'numVersions'),
     warmup: r.objects('warmup')?.map(readWarmup),
     pinned: r.bool('pinned'),
+    ...(rc && { responseCache: enable === undefined ? {} : { enable } }),
     unknownFields,
   };
   r.finish();

@@ -193,6 +193,7 @@ export function normalizeConfig(name: string, draft: ConfigDraft | undefined, si
     versionPolicy: versionPolicy(draft),
     warmup: warmup(check, draft, sig),
     pinned: draft?.pinned ?? false,
+    responseCache: { enable: draft?.responseCache?.enable ?? false },
     source: draft?.source ?? 'auto',
     unknownFields: [...(draft?.unknownFields ?? [])],
   };

@@ -149,8 +149,9 @@ function readTensor(r: MessageReader): TensorDraft {
   const datatype = r.datatype('data_type');
   const dims = r.ints('dims', -1);
   const optional = r.bool('optional');
+  const labelFilename = r.string('label_filename');
   r.finish();
-  return { name, ...(datatype && { datatype }), ...(dims && { dims: checkDims(FILE, `${r.path}.dims`, dims) }), ...(optional !== undefined && { optional }) };
+  return { name, ...(datatype && { datatype }), ...(dims && { dims: checkDims(FILE, `${r.path}.dims`, dims) }), ...(optional !== undefined && { optional }), ...(labelFilename && { labelFilename }) };
 }
 
 function readQueuePolicy(r: MessageReader): QueuePolicyDraft {
@@ -239,6 +240,9 @@ export function readPbtxtConfig(text: string): ConfigDraft {
   const instanceGroups = r.messages('instance_group').map(readInstanceGroup);
   const vp = r.message('version_policy');
   const warmup = r.messages('model_warmup').map(readWarmup);
+  const rc = r.message('response_cache');
+  const enable = rc?.bool('enable');
+  rc?.finish();
   r.finish();
   return {
     source: 'pbtxt',
@@ -253,6 +257,7 @@ export function readPbtxtConfig(text: string): ConfigDraft {
     ...(instanceGroups.length > 0 && { instanceGroups }),
     ...(vp && { versionPolicy: readVersionPolicy(FILE, vp, 'num_versions') }),
     ...(warmup.length > 0 && { warmup }),
+    ...(rc && { responseCache: enable === undefined ? {} : { enable } }),
     unknownFields,
   };
 }

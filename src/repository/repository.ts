@@ -1,8 +1,8 @@
 import { readFile, readdir, realpath, stat } from 'node:fs/promises';
-import { basename, join, resolve, sep } from 'node:path';
+import { basename, isAbsolute, join, resolve, sep } from 'node:path';
 import { InvalidModelName, ModelNotFound } from '../core/errors.ts';
 import { MODEL_NAME_PATTERN } from '../core/model.ts';
-import type { ModelConfig } from '../core/model.ts';
+import type { ModelConfig, TensorConfig } from '../core/model.ts';
 import { checkSignature, settleSignature } from './autocomplete.ts';
 import type { ConfigDraft } from './draft.ts';
 import { readJsonConfig } from './json-config.ts';
@@ -108,11 +108,39 @@ async function readVersion(root: string, name: string, dir: string, version: str
   }
 }
 
-async function loadEntry(root: string, name: string, dir: string): Promise<ModelEntry> {
+/** Label files bigger than this are refused (a label file is a list of class names). */
+const MAX_LABEL_FILE_BYTES = 16 * 1024 * 1024;
+
+/**
+ * Reads the label file of every output that names one (the classification extension): a file of the
+ * model folder, one label per line, inside the repository like every other file it serves.
+ */
+async function withLabels(root: string, dir: string, config: ModelConfig): Promise<ModelConfig> {
+  if (!config.outputs.some((o) => o.labelFilename)) return config;
+  const outputs: TensorConfig[] = [];
+  for (const o of config.outputs) {
+    if (!o.labelFilename) {
+      outputs.push(o);
+      continue;
+    }
+    const file = join(dir, o.labelFilename);
+    if (isAbsolute(o.labelFilename) || o.labelFilename.split(/[\\/]/).includes('..')) throw new Error(`output '${o.name}': label_filename '${o.labelFilename}' must name a file in the model folder`);
+    await checkContained(root, file, `output '${o.name}': label file ${o.labelFilename}`);
+    const info = await stat(file).catch(() => undefined);
+    if (!info?.isFile()) throw new Error(`output '${o.name}': label file '${o.labelFilename}' does not exist in the model folder`);
+    if (info.size > MAX_LABEL_FILE_BYTES) throw new Error(`output '${o.name}': label file '${o.labelFilename}' is larger than ${MAX_LABEL_FILE_BYTES} bytes`);
+    const lines = (await readFile(file, 'utf8')).split(/\r?\n/);
+    if (lines.at(-1) === '') lines.pop();
+    outputs.push({ ...o, labels: lines });
+  }
+  return { ...config, outputs };
+}
+
+async function loadEntry(root: string, name: string, dir: string, override?: ConfigDraft): Promise<ModelEntry> {
   const warnings: string[] = [];
   try {
     await checkContained(root, dir, 'the model folder');
-    const draft = await readConfigDraft(root, dir);
+    const draft = override ?? (await readConfigDraft(root, dir));
     for (const field of draft?.unknownFields ?? []) warnings.push(`${draft?.file ?? 'config'}: field '${field}' is not used by sluice and was ignored`);
     checkIdentity(name, draft);
     const versions = selectVersions(await listVersionFolders(dir), draft?.versionPolicy ?? { latest: { numVersions: 1 } });
@@ -124,7 +152,7 @@ async function loadEntry(root: string, name: string, dir: string): Promise<Model
     // The newest file completes the config (as Triton auto-completes from the version it loads first).
     const sig = settleSignature(draft, newest.meta, newest.entry.version);
     for (const f of files.slice(0, -1)) checkSignature(draft, sig, f.meta, f.entry.version);
-    const config = normalizeConfig(name, draft, sig);
+    const config = await withLabels(root, dir, normalizeConfig(name, draft, sig));
     return { name, config, versions: files.map((f) => f.entry), error: '', warnings };
   } catch (e) {
     return { name, config: undefined, versions: [], error: reasonOf(e), warnings };
@@ -144,14 +172,14 @@ async function isDirectory(path: string): Promise<boolean> {
  * Reads one model's folder. Throws InvalidModelName before the name touches the file system, and
  * ModelNotFound when there is no such folder; every other problem is the entry's `error`.
  */
-export async function readModelEntry(root: string, name: string): Promise<ModelEntry> {
+export async function readModelEntry(root: string, name: string, override?: ConfigDraft): Promise<ModelEntry> {
   if (!MODEL_NAME_PATTERN.test(name)) throw InvalidModelName(name);
   // The scan's rule: a hidden folder (.git, .cache) is not a model, whoever asks for it by name.
   if (name.startsWith('.')) throw ModelNotFound(name);
   const abs = resolve(root);
   const dir = join(abs, name);
   if (!(await isDirectory(dir))) throw ModelNotFound(name);
-  return loadEntry(await realpath(abs), name, dir);
+  return loadEntry(await realpath(abs), name, dir, override);
 }
 
 /**

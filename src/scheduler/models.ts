@@ -72,7 +72,8 @@ function unusableReason(entry: ModelEntry, want: readonly string[]): string {
  * policy, version policy): such a change needs new batchers, not new sessions in the workers.
  */
 function sameExceptScheduling(a: ModelConfig, b: ModelConfig): boolean {
-  const rest = (c: ModelConfig): string => JSON.stringify({ ...c, dynamicBatching: undefined, versionPolicy: undefined, unknownFields: undefined, source: undefined });
+  // The response cache is the gateway's too: turning it on or off keeps the sessions.
+  const rest = (c: ModelConfig): string => JSON.stringify({ ...c, dynamicBatching: undefined, versionPolicy: undefined, responseCache: undefined, unknownFields: undefined, source: undefined });
   return rest(a) === rest(b);
 }
 

@@ -16,9 +16,13 @@ import type { Executor } from '../core/execution.ts';
 import type { InferRequest, InferResponse, InferenceService, ServerMetadata } from '../core/inference.ts';
 import { MODEL_NAME_PATTERN, VERSION_PATTERN, type ModelConfig, type ModelMetadata, type ModelStats, type RepositoryIndexEntry } from '../core/model.ts';
 import type { Logger } from '../telemetry/logger.ts';
-import type { Metrics } from '../telemetry/metrics.ts';
+import type { Metrics, ResponseCacheSnapshot } from '../telemetry/metrics.ts';
 import type { Tenancy } from '../core/tenancy.ts';
-import { ModelTable, type ModelSlot } from './models.ts';
+import { ModelTable, type ModelSlot, type VersionSlot } from './models.ts';
+import { ResponseCache, type CacheTarget } from './response-cache.ts';
+import { checkClassification, classify } from './classify.ts';
+import { readConfigOverride } from '../repository/config-override.ts';
+import { readModelEntry } from '../repository/repository.ts';
 import { RequestMemory } from './memory.ts';
 import { ReadyList } from './ready-list.ts';
 import { levelCount, maxQueueSizeOf, queuePolicyOf } from './policy.ts';
@@ -36,7 +40,7 @@ export interface GatewayServiceOptions {
 }
 
 /** Protocol extensions sluice implements (GET /v2 and ServerMetadata report them). */
-export const EXTENSIONS: readonly string[] = ['binary_tensor_data', 'statistics', 'model_configuration', 'model_repository', 'schedule_policy', 'trace'];
+export const EXTENSIONS: readonly string[] = ['binary_tensor_data', 'statistics', 'model_configuration', 'model_repository', 'schedule_policy', 'trace', 'logging', 'classification'];
 
 /** package.json's version, looked up from this file so it works from src/ (tsx) and dist/src/ (built). */
 function packageVersion(): string {
@@ -73,9 +77,16 @@ export class GatewayService implements InferenceService {
   #pollTimer: NodeJS.Timeout | undefined;
   #polling = false;
   readonly #ready = new ReadyList();
+  /** Absent without --cache-config: then no model is cached, whatever its config says (as in Triton). */
+  readonly #cache: ResponseCache | undefined;
+  /** Numbers each load of a version, so that a reload in place never serves the old load's answers. */
+  readonly #generations = new WeakMap<VersionSlot, number>();
+  #generation = 0;
 
   constructor(options: GatewayServiceOptions) {
     this.#o = options;
+    const cacheBytes = options.config.responseCache.sizeBytes;
+    this.#cache = cacheBytes > 0 ? new ResponseCache({ limitBytes: cacheBytes, metrics: options.metrics }) : undefined;
     this.#memory = new RequestMemory(options.config.maxRequestMemoryBytes);
     this.#table = new ModelTable({ ...options, memory: this.#memory, onBlocked: (b) => this.#ready.add(b) });
     options.executor.onDrain(() => this.#ready.drain());
@@ -90,6 +101,7 @@ export class GatewayService implements InferenceService {
     }
     await Promise.all([...entries].filter(([name]) => this.#wanted(name)).map(([name, entry]) => this.#table.load(name, entry).catch(() => undefined)));
     this.#started = true;
+    this.#reportCache();
     if (config.modelControlMode === 'poll' && !this.#closed) {
       this.#pollTimer = setInterval(() => void this.#poll(), config.repositoryPollSeconds * 1000);
       this.#pollTimer.unref();
@@ -97,7 +109,7 @@ export class GatewayService implements InferenceService {
   }
 
   serverMetadata(): ServerMetadata {
-    return { name: this.#o.config.serverName, version: this.#version, extensions: EXTENSIONS };
+    return { name: this.#o.config.serverName, version: this.#version, extensions: this.#o.config.sharedMemory === 'system' ? [...EXTENSIONS, 'system_shared_memory'] : EXTENSIONS };
   }
 
   isLive(): boolean {
@@ -171,12 +183,14 @@ export class GatewayService implements InferenceService {
     return out;
   }
 
-  async loadModel(name: string): Promise<void> {
+  async loadModel(name: string, options: { readonly config?: string } = {}): Promise<void> {
     this.#checkControl(name);
     if (this.#draining || this.#closed) throw ShuttingDown();
     let kept: string | undefined;
     try {
-      kept = await this.#table.load(name);
+      // An override that does not parse is the request's error (400); the model is not touched.
+      const entry = options.config === undefined ? undefined : await readModelEntry(this.#o.config.modelRepository, name, readConfigOverride(options.config));
+      kept = await this.#table.load(name, entry);
     } catch (e) {
       // An unknown or invalid name keeps its own error (404 / 400); anything else is a failed load.
       if (isSluiceError(e) && (e.kind === 'NOT_FOUND' || e.kind === 'INVALID_ARG')) throw e;
@@ -200,6 +214,7 @@ export class GatewayService implements InferenceService {
     if (request.version !== '') this.#checkVersion(slot, request.version);
     const v = this.#table.resolve(slot, request.version);
     const plan = validateRequest(v.config!, request);
+    if (request.classification) checkClassification(v.config!, request.classification);
     const { tenancy } = this.#o;
     if (tenancy && request.tenant) {
       const refused = tenancy.takeRows(request.tenant, plan.rows, performance.now());
@@ -209,7 +224,13 @@ export class GatewayService implements InferenceService {
     request.trace?.mark('VALIDATE_END');
     this.#accepted++;
     try {
-      return await v.batcher!.enqueue(request, plan);
+      // One property test for a model without the cache: no key, no hash, no allocation on its path.
+      const cache = this.#cache;
+      const response = cache !== undefined && v.config!.responseCache?.enable === true
+        ? await cache.serve(this.#cacheTarget(request.model, v), request, plan, () => v.batcher!.enqueue(request, plan))
+        : await v.batcher!.enqueue(request, plan);
+      // The classification extension answers the top K in place of the outputs that asked for it.
+      return request.classification ? { ...response, outputs: classify(v.config!, response.outputs, request.classification) } : response;
     } finally {
       this.#accepted--;
       if (this.#accepted === 0 && this.#draining) this.#wakeDrain();
@@ -236,12 +257,17 @@ export class GatewayService implements InferenceService {
     }
   }
 
-  /** Queue depth per model (summed over its versions), for the sluice_queue_depth gauge. */
+  /** The response cache's occupancy (sluice_response_cache_* gauges); undefined without --cache-config. */
+  responseCacheStats(): ResponseCacheSnapshot | undefined {
+    return this.#cache?.snapshot();
+  }
+
   /** Input bytes held by accepted, unanswered requests, and the limit (--max-request-memory). */
   requestMemory(): { readonly heldBytes: number; readonly limitBytes: number } {
     return { heldBytes: this.#memory.heldBytes, limitBytes: this.#memory.limitBytes };
   }
 
+  /** Queue depth per model (summed over its versions), for the sluice_queue_depth gauge. */
   *queueDepths(): IterableIterator<readonly [string, number]> {
     for (const slot of this.#table.slots()) {
       let depth = 0;
@@ -299,6 +325,23 @@ export class GatewayService implements InferenceService {
     } finally {
       this.#polling = false;
     }
+  }
+
+  #cacheTarget(model: string, v: VersionSlot): CacheTarget {
+    let generation = this.#generations.get(v);
+    if (generation === undefined) {
+      generation = ++this.#generation;
+      this.#generations.set(v, generation);
+    }
+    return { model, version: v.version, generation, stats: this.#table.statsFor(model, v.version) };
+  }
+
+  /** Said once at start: a model that enables response_cache on a gateway without one would be a silent surprise. */
+  #reportCache(): void {
+    const { config, logger } = this.#o;
+    const asking = [...this.#table.slots()].filter((s) => s.entry?.config?.responseCache?.enable === true).map((s) => s.name).sort();
+    if (this.#cache) logger.info({ sizeBytes: config.responseCache.sizeBytes, models: asking }, 'response cache is on');
+    else if (asking.length > 0) logger.warn({ models: asking }, 'these models enable response_cache, but the gateway has no response cache (no --cache-config): their answers are not cached');
   }
 
   #wakeDrain(): void {

@@ -48,6 +48,8 @@ export class ModelStatsRecorder {
   readonly #computeInput = zero();
   readonly #computeInfer = zero();
   readonly #computeOutput = zero();
+  readonly #cacheHit = zero();
+  readonly #cacheMiss = zero();
   readonly #batches = new Map<number, BatchBucket>();
 
   constructor(name: string, version: string) {
@@ -71,6 +73,28 @@ export class ModelStatsRecorder {
   queued(ns: number): void {
     this.#queue.count++;
     this.#queue.ns += ns;
+  }
+
+  /**
+   * A request was answered from the response cache after a lookup and extraction of `ns`. As in
+   * Triton, it counts as an inference (last_inference) but not in inference_count or execution_count;
+   * the caller records its success and queue time.
+   */
+  cacheHit(ns: number): void {
+    this.#lastInference = Date.now();
+    this.#cacheHit.count++;
+    this.#cacheHit.ns += ns;
+  }
+
+  /** A response-cache lookup missed after `ns`; cacheInserted adds the time to store the answer. */
+  cacheMiss(ns: number): void {
+    this.#cacheMiss.count++;
+    this.#cacheMiss.ns += ns;
+  }
+
+  /** The answer of a request whose lookup missed was stored in the cache, taking `ns`. */
+  cacheInserted(ns: number): void {
+    this.#cacheMiss.ns += ns;
   }
 
   /**
@@ -113,6 +137,8 @@ export class ModelStatsRecorder {
       computeInput: frozen(this.#computeInput),
       computeInfer: frozen(this.#computeInfer),
       computeOutput: frozen(this.#computeOutput),
+      cacheHit: frozen(this.#cacheHit),
+      cacheMiss: frozen(this.#cacheMiss),
       batchStats: [...this.#batches.entries()]
         .sort((a, b) => a[0] - b[0])
         .map(([batchSize, b]) => ({ batchSize, computeInput: frozen(b.computeInput), computeInfer: frozen(b.computeInfer), computeOutput: frozen(b.computeOutput) })),

@@ -33,6 +33,18 @@ export interface MetricSources {
   trace?: () => TracerStats;
   /** The tenants the auth config names: the only values the tenant label takes. */
   tenants?: () => Iterable<string>;
+  /** The response cache's occupancy (absent without --cache-config). */
+  responseCache?: () => ResponseCacheSnapshot;
+}
+
+/** The response cache as a whole, read at scrape time. */
+export interface ResponseCacheSnapshot {
+  readonly entries: number;
+  /** Bytes charged for the stored answers (tensor bytes, keys and per-entry overhead). */
+  readonly usedBytes: number;
+  readonly limitBytes: number;
+  /** Entries evicted, least recently used first, to make room. */
+  readonly evictions: number;
 }
 
 /** One worker's live state, read at scrape time. */
@@ -88,6 +100,8 @@ export class Metrics {
   readonly modelEvictions: Counter<'model'>;
   readonly modelLoadDuration: Histogram<'model'>;
   readonly cacheLookups: Counter<'model' | 'result'>;
+  readonly responseCacheLookups: Counter<'model' | 'result'>;
+  readonly responseCacheLookupDuration: Histogram<'model' | 'result'>;
   readonly tenantRequests: Counter<'tenant' | 'status'>;
   readonly tenantRows: Counter<'tenant'>;
   readonly tenantShed: Counter<'tenant' | 'reason'>;
@@ -128,6 +142,15 @@ export class Metrics {
     this.tenantShed = new Counter({ name: 'sluice_tenant_shed_total', help: 'Requests of a tenant refused before running, by reason (rate_limited: its own limit; queue_full: the model queue or its wait budget).', labelNames: ['tenant', 'reason'], registers, collect() { zeroTenants(this, [{ reason: 'rate_limited' }, { reason: 'queue_full' }]); } });
     this.tenantDuration = new Histogram({ name: 'sluice_tenant_request_duration_seconds', help: 'End-to-end latency of successful inference requests per tenant.', labelNames: ['tenant'], buckets: [...LATENCY_BUCKETS], registers });
     this.cacheLookups = new Counter({ name: 'sluice_model_cache_lookups_total', help: 'Hot-model cache lookups per batch, by result (hit, miss).', labelNames: ['model', 'result'], registers, collect() { zeroFill(this, [{ result: 'hit' }, { result: 'miss' }]); } });
+    this.responseCacheLookups = new Counter({ name: 'sluice_response_cache_lookups_total', help: 'Response cache lookups of requests for models that enable the cache, by result (hit, miss).', labelNames: ['model', 'result'], registers });
+    this.responseCacheLookupDuration = new Histogram({ name: 'sluice_response_cache_lookup_duration_seconds', help: 'Time to look up a request in the response cache (hit: and extract its answer; miss: and store the computed answer), by result.', labelNames: ['model', 'result'], buckets: [...LATENCY_BUCKETS], registers });
+    const cacheGauge = (name: string, help: string, pick: (c: ResponseCacheSnapshot) => number): void => {
+      new Gauge({ name, help, registers, collect() { const c = sources.responseCache?.(); if (c) this.set(pick(c)); } });
+    };
+    cacheGauge('sluice_response_cache_used_bytes', 'Bytes the response cache charges for its stored answers (tensors, keys, overhead).', (c) => c.usedBytes);
+    cacheGauge('sluice_response_cache_limit_bytes', 'Byte budget of the response cache (--cache-config local,size).', (c) => c.limitBytes);
+    cacheGauge('sluice_response_cache_entries', 'Answers held by the response cache.', (c) => c.entries);
+    new Counter({ name: 'sluice_response_cache_evictions_total', help: 'Answers evicted from the response cache, least recently used first, to make room.', registers, collect() { this.reset(); this.inc(sources.responseCache?.().evictions ?? 0); } });
     new Gauge({
       name: 'sluice_queue_depth', help: 'Requests waiting in the model queue.', labelNames: ['model'], registers,
       collect() {
@@ -238,8 +261,7 @@ export function statusOfKind(kind: string, code?: string): RequestStatus {
     case 'RESOURCE_EXHAUSTED': return code === undefined || code === 'SLUICE_QUEUE_FULL' || code === 'SLUICE_REQUEST_MEMORY_FULL' || code === 'SLUICE_EXPECTED_WAIT_TOO_LONG' ? 'queue_full' : 'unavailable';
     case 'DEADLINE_EXCEEDED': return 'timeout';
     case 'CANCELLED': return 'cancelled';
-    case 'UNIMPLEMENTED':
-    case 'UNSUPPORTED': return 'unimplemented';
+    case 'UNIMPLEMENTED': return 'unimplemented';
     case 'UNAUTHENTICATED':
     case 'PERMISSION_DENIED': return 'denied';
     case 'RATE_LIMITED': return 'rate_limited';

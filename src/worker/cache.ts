@@ -34,6 +34,8 @@ export interface Lease {
   readonly session: SessionHandle;
   readonly config: ModelConfig | undefined;
   readonly cacheHit: boolean;
+  /** Models evicted to make room for this lease's load (only the caller that started the load sees them). */
+  readonly evicted: readonly string[];
   release(): void;
 }
 
@@ -76,6 +78,8 @@ interface Entry {
   pending: number;
   /** Unloaded while busy: the session is released when the last lease ends. */
   dropped: boolean;
+  /** Models evicted to make room for this entry. */
+  evicted: string[];
 }
 
 export class ModelCache {
@@ -104,9 +108,10 @@ export class ModelCache {
     let entry = this.#entries.get(key);
     if (entry?.state === 'ready') {
       this.#hits++;
-      return this.#lease(entry, true);
+      return this.#lease(entry, true, []);
     }
     this.#misses++;
+    const started = entry === undefined;
     entry ??= this.#startLoad(key, model, version);
     entry.pending++;
     try {
@@ -114,15 +119,16 @@ export class ModelCache {
     } finally {
       entry.pending--;
     }
-    return this.#lease(entry, false);
+    // The evictions are reported once, by the caller whose load made them.
+    return this.#lease(entry, false, started ? entry.evicted : []);
   }
 
   /** Makes a model hot without running it (POST /load). */
-  async load(model: string, version: string): Promise<{ cacheHit: boolean; loadMs: number }> {
+  async load(model: string, version: string): Promise<{ cacheHit: boolean; loadMs: number; evicted: readonly string[] }> {
     const start = performance.now();
     const lease = await this.acquire(model, version);
     lease.release();
-    return { cacheHit: lease.cacheHit, loadMs: lease.cacheHit ? 0 : performance.now() - start };
+    return { cacheHit: lease.cacheHit, loadMs: lease.cacheHit ? 0 : performance.now() - start, evicted: lease.evicted };
   }
 
   /** Drops a model (POST /unload); a busy one is released after its last run. false when not loaded. */
@@ -170,7 +176,7 @@ export class ModelCache {
   #startLoad(key: string, model: string, version: string): Entry {
     const entry: Entry = {
       key, model, version, state: 'loading', ready: Promise.resolve(), session: undefined, config: undefined,
-      bytes: 0, reserved: false, pinned: false, loadedAt: 0, tick: ++this.#clock, inflight: 0, pending: 0, dropped: false,
+      bytes: 0, reserved: false, pinned: false, loadedAt: 0, tick: ++this.#clock, inflight: 0, pending: 0, dropped: false, evicted: [],
     };
     this.#entries.set(key, entry);
     entry.ready = this.#load(entry);
@@ -232,6 +238,7 @@ export class ModelCache {
       for (const victim of candidates) {
         if (victim.inflight > 0 || victim.pending > 0) continue;
         this.#drop(victim, 'evict');
+        entry.evicted.push(victim.model);
         if (this.#usedBytes() + entry.bytes <= budget) {
           entry.reserved = true;
           return;
@@ -244,7 +251,7 @@ export class ModelCache {
     }
   }
 
-  #lease(entry: Entry, cacheHit: boolean): Lease {
+  #lease(entry: Entry, cacheHit: boolean, evicted: readonly string[]): Lease {
     entry.inflight++;
     entry.tick = ++this.#clock;
     let released = false;
@@ -252,6 +259,7 @@ export class ModelCache {
       session: entry.session!,
       config: entry.config,
       cacheHit,
+      evicted,
       release: () => {
         if (released) return;
         released = true;

@@ -47,6 +47,7 @@ export function startRun(lease: Lease, header: RunHeader, inputs: readonly Tenso
         computeInferNs: r.computeInferNs,
         computeOutputNs: r.computeOutputNs,
         cacheHit: lease.cacheHit,
+        ...(lease.evicted.length > 0 ? { evicted: lease.evicted } : {}),
         ...(r.queueNs === undefined ? {} : { workerQueueNs: r.queueNs }),
         stamps: { recvNs: Number(enqueuedNs), ortStartNs: r.ortStartNs, ortEndNs: r.ortEndNs, replyNs: 0 },
       };

@@ -273,7 +273,7 @@ class Host implements WorkerHost {
     const { model, version } = parseModelRef(json);
     if (path === WORKER_PATHS.unload) return { unloaded: await this.#cache.unload(model, version) };
     const r = await this.#cache.load(model, version);
-    return { model, version, loadMs: r.loadMs, cacheHit: r.cacheHit };
+    return { model, version, loadMs: r.loadMs, cacheHit: r.cacheHit, ...(r.evicted.length > 0 ? { evicted: r.evicted } : {}) };
   }
 
   #enqueue(body: Buffer, res: ServerResponse): void {

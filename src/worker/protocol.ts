@@ -6,6 +6,7 @@
  */
 import { isDataType, type DataType } from '../core/datatypes.ts';
 import { InvalidRequest, SluiceError, WorkerFailed, type ErrorKind } from '../core/errors.ts';
+import { httpStatusOf, isErrorKind } from '../core/http-status.ts';
 import type { BatchJob } from '../core/execution.ts';
 import { MODEL_NAME_PATTERN, VERSION_PATTERN } from '../core/model.ts';
 import { decodeBytesElements, elementCount, encodeBytesElements, fixedByteLength, isBytesData, type Tensor } from '../core/tensor.ts';
@@ -79,6 +80,8 @@ export interface LoadResult {
   /** Time this call waited for the model to become ready (0 on a hit). */
   readonly loadMs: number;
   readonly cacheHit: boolean;
+  /** Models the worker evicted to make room for this load (absent: none, or an older worker). */
+  readonly evicted?: readonly string[];
 }
 
 /** POST /unload response. */
@@ -118,6 +121,8 @@ export interface ResultFrameHeader {
   readonly computeInferNs: number;
   readonly computeOutputNs: number;
   readonly cacheHit: boolean;
+  /** Models evicted to make room for this batch's model (absent: none, or an older worker). */
+  readonly evicted?: readonly string[];
   /** Nanoseconds the batch waited inside the worker before its run started (absent from older workers). */
   readonly workerQueueNs?: number;
   /** The worker's trace-clock stamps of the batch (absent from older workers). */
@@ -131,6 +136,8 @@ export interface FrameResult {
   readonly computeInferNs: number;
   readonly computeOutputNs: number;
   readonly cacheHit: boolean;
+  /** Models evicted to make room for this batch's model. */
+  readonly evicted?: readonly string[];
   /** Time waited in the worker's queue, when the worker reports it. */
   readonly workerQueueNs?: number;
   /**
@@ -147,24 +154,9 @@ export interface WorkerStamps {
   readonly replyNs: number;
 }
 
-const KIND_STATUS: Readonly<Record<ErrorKind, number>> = {
-  INVALID_ARG: 400,
-  NOT_FOUND: 404,
-  UNAVAILABLE: 503,
-  RESOURCE_EXHAUSTED: 429,
-  DEADLINE_EXCEEDED: 504,
-  CANCELLED: 499,
-  UNIMPLEMENTED: 501,
-  UNSUPPORTED: 422,
-  UNAUTHENTICATED: 401,
-  PERMISSION_DENIED: 403,
-  RATE_LIMITED: 429,
-  INTERNAL: 500,
-};
-
-/** HTTP status a worker answers for an error of this kind. */
+/** HTTP status a worker answers for an error of this kind: the REST front door's, from one table. */
 export function workerStatusOf(kind: ErrorKind): number {
-  return KIND_STATUS[kind];
+  return httpStatusOf(kind);
 }
 
 /** The JSON error body for anything thrown inside the worker. */
@@ -180,8 +172,8 @@ export function errorFromWorker(worker: string, status: number, body: Buffer | s
   const text = typeof body === 'string' ? body : body.toString('utf8');
   try {
     const json = JSON.parse(text) as unknown;
-    if (isRecord(json) && typeof json['code'] === 'string' && typeof json['message'] === 'string' && typeof json['kind'] === 'string' && Object.hasOwn(KIND_STATUS, json['kind'])) {
-      return new SluiceError(json['code'], json['kind'] as ErrorKind, json['message']);
+    if (isRecord(json) && typeof json['code'] === 'string' && typeof json['message'] === 'string' && typeof json['kind'] === 'string' && isErrorKind(json['kind'])) {
+      return new SluiceError(json['code'], json['kind'], json['message']);
     }
   } catch {
     // not JSON: reported below with the raw text
@@ -233,6 +225,7 @@ export function encodeInferResponse(result: FrameResult): Buffer[] {
     // Optional and unknown to older readers, which ignore fields they do not use: the format stays compatible.
     ...(result.workerQueueNs === undefined ? {} : { workerQueueNs: result.workerQueueNs }),
     ...(result.stamps === undefined ? {} : { stamps: result.stamps }),
+    ...(result.evicted === undefined ? {} : { evicted: result.evicted }),
   };
   return [headerChunk(header), ...chunks];
 }
@@ -256,7 +249,14 @@ export function decodeInferResponse(body: Buffer): FrameResult {
     cacheHit: json['cacheHit'],
     ...(json['workerQueueNs'] === undefined ? {} : { workerQueueNs: num('workerQueueNs') }),
     ...(json['stamps'] === undefined ? {} : { stamps: parseStamps(json['stamps']) }),
+    ...(json['evicted'] === undefined ? {} : { evicted: modelNames(json['evicted'], 'evicted') }),
   };
+}
+
+/** A list of model names a worker reports (bounded: they become metric labels). */
+export function modelNames(v: unknown, field: string): string[] {
+  if (!Array.isArray(v) || v.length > 1024 || !v.every((x) => typeof x === 'string' && MODEL_NAME_PATTERN.test(x))) throw frameError(`response header field ${field} must be a list of model names`);
+  return v as string[];
 }
 
 function parseStamps(v: unknown): WorkerStamps {

@@ -42,7 +42,7 @@ const BAD: readonly { what: string; request: Record<string, unknown>; code: stat
   { what: 'raw and typed contents mixed', request: { model_name: 'simple', inputs: [{ name: 'INPUT0', datatype: 'INT32', shape: [1, 16] }, { name: 'INPUT1', datatype: 'INT32', shape: [1, 16], contents: { int_contents: range16(0) } }], raw_input_contents: [int32Bytes(range16(0))] }, code: status.INVALID_ARGUMENT, says: ["'INPUT1'", "'simple'", 'raw_input_contents'] },
   { what: 'unknown output', request: simpleRequest(range16(0), range16(0), { outputs: [{ name: 'OUTPUT7' }] }), code: status.INVALID_ARGUMENT, says: ["'OUTPUT7'"] },
   { what: 'priority out of range', request: simpleRequest(range16(0), range16(0), { parameters: { priority: { int64_param: 9 } } }), code: status.INVALID_ARGUMENT, says: ['priority', '9'] },
-  { what: 'classification requested', request: simpleRequest(range16(0), range16(0), { outputs: [{ name: 'OUTPUT0', parameters: { classification: { int64_param: 3 } } }] }), code: status.UNIMPLEMENTED, says: ['classification'] },
+  { what: 'classification not an integer', request: simpleRequest(range16(0), range16(0), { outputs: [{ name: 'OUTPUT0', parameters: { classification: { string_param: 'top3' } } }] }), code: status.INVALID_ARGUMENT, says: ['classification'] },
 ];
 
 test('gRPC error paths', { timeout: 60_000 }, async (t) => {

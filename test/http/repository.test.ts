@@ -44,16 +44,19 @@ test('model control over REST in explicit mode: index, load, unload; the server 
     assert.equal((await h1.call('POST', '/v2/models/simple/infer', { body: JSON.stringify(simpleRequest()) })).status, 200);
   });
 
-  await t.test('load refuses unknown models, path-like names and config overrides', async () => {
+  await t.test('load refuses unknown models, path-like names, uploaded files and a config that is not a string', async () => {
     const unknown = await h1.call('POST', '/v2/repository/models/nosuch/load');
     assert.equal(unknown.status, 404, unknown.text());
     assert.match(unknown.json().error, /'nosuch'/);
     const pathLike = await h2.call('POST', '/v2/repository/models/..%2Fmodels/load');
     assert.equal(pathLike.status, 400);
     assert.match(pathLike.json().error, /invalid model name '..\/models'/);
-    const override = await h1.call('POST', '/v2/repository/models/mlp/load', { body: JSON.stringify({ parameters: { config: '{"max_batch_size": 4}' } }) });
-    assert.equal(override.status, 501);
-    assert.match(override.json().error, /overriding config/);
+    const files = await h1.call('POST', '/v2/repository/models/mlp/load', { body: JSON.stringify({ parameters: { 'file:1/model.onnx': 'AAAA' } }) });
+    assert.equal(files.status, 501);
+    assert.match(files.json().error, /uploaded files/);
+    const notString = await h1.call('POST', '/v2/repository/models/mlp/load', { body: JSON.stringify({ parameters: { config: { max_batch_size: 4 } } }) });
+    assert.equal(notString.status, 400);
+    assert.match(notString.json().error, /'parameters.config' must be a string/);
     const badParams = await h1.call('POST', '/v2/repository/models/mlp/load', { body: '{"parameters": 3}' });
     assert.equal(badParams.status, 400);
     assert.match(badParams.json().error, /'parameters' must be a JSON object/);

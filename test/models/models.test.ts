@@ -38,6 +38,18 @@ void test('simple: OUTPUT0 is the sum and OUTPUT1 the difference, over a batch',
   assert.deepEqual(Array.from(out['OUTPUT1']?.data as Int32Array), Array.from(a, (x, i) => x - (b[i] ?? 0)));
 });
 
+void test('simple_int8: INT8 sum and difference, wrapping as INT8 does', async (t) => {
+  const s = await session('simple_int8');
+  t.after(() => s.release());
+  const a = Int8Array.from({ length: 32 }, (_, i) => i * 9 - 120);
+  const b = Int8Array.from({ length: 32 }, (_, i) => (i % 3) * 60 - 50);
+  const out = await s.run({ INPUT0: new ort.Tensor('int8', a, [2, 16]), INPUT1: new ort.Tensor('int8', b, [2, 16]) });
+  assert.equal(out['OUTPUT0']?.type, 'int8');
+  const wrap = (x: number): number => ((((x + 128) % 256) + 256) % 256) - 128;
+  assert.deepEqual(Array.from(out['OUTPUT0']?.data as Int8Array), Array.from(a, (x, i) => wrap(x + b[i]!)));
+  assert.deepEqual(Array.from(out['OUTPUT1']?.data as Int8Array), Array.from(a, (x, i) => wrap(x - b[i]!)));
+});
+
 void test('simple_string: decimal strings in, sum and difference out as strings', async (t) => {
   const s = await session('simple_string');
   t.after(() => s.release());

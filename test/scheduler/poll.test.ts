@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { test, type TestContext } from 'node:test';
 import { GatewayService } from '../../src/scheduler/service.ts';
 import { Metrics } from '../../src/telemetry/metrics.ts';
-import { keepAlive, quietLogger, simpleRequest, sleep } from './fixtures.ts';
+import { createLogger } from '../../src/telemetry/logger.ts';
+import { keepAlive, simpleRequest, sleep } from './fixtures.ts';
 import { OrtTestExecutor } from './ort-executor.ts';
 import { addSimpleLike, makeRepository, serviceConfig } from './repo-fixture.ts';
 
@@ -18,17 +19,20 @@ async function until(what: string, check: () => boolean, ms = 5_000): Promise<vo
 }
 
 /** A service in poll mode (rescanning every second) over a fresh repository and an in-process executor. */
-async function startPolling(t: TestContext): Promise<{ root: string; ex: OrtTestExecutor; service: GatewayService }> {
+async function startPolling(t: TestContext): Promise<{ root: string; ex: OrtTestExecutor; service: GatewayService; logged: string[] }> {
   keepAlive(t);
   const root = makeRepository(t);
   const ex = new OrtTestExecutor({ root });
-  const service = new GatewayService({ config: serviceConfig(root, ['--model-control-mode', 'poll', '--repository-poll-secs', '1']), executor: ex, metrics: new Metrics({ defaultMetrics: false }), logger: quietLogger });
+  // The service's log lines, so that a test can wait for a poll to have seen a change.
+  const logged: string[] = [];
+  const logger = createLogger('info', { write: (line: string) => void logged.push(line) });
+  const service = new GatewayService({ config: serviceConfig(root, ['--model-control-mode', 'poll', '--repository-poll-secs', '1']), executor: ex, metrics: new Metrics({ defaultMetrics: false }), logger });
   t.after(async () => {
     service.close();
     await ex.close();
   });
   await service.start();
-  return { root, ex, service };
+  return { root, ex, service, logged };
 }
 
 void test('poll mode loads models that appear, reloads changed ones and unloads those that vanish', async (t) => {
@@ -48,7 +52,7 @@ void test('poll mode loads models that appear, reloads changed ones and unloads 
 });
 
 void test('a new version takes over without a gap; when the next one cannot load, the serving one stays', async (t) => {
-  const { root, ex, service } = await startPolling(t);
+  const { root, ex, service, logged } = await startPolling(t);
   assert.equal((await service.infer(simpleRequest(1, 1))).version, '1');
 
   // Two clients keep asking for `simple` (no version: the policy's choice) through the rollover.
@@ -75,9 +79,10 @@ void test('a new version takes over without a gap; when the next one cannot load
   assert.deepEqual([...seen].sort(), ['1', '2'], 'answers moved from version 1 to version 2');
 
   // Version 3 is not a model at all: version 2 keeps serving.
+  const mark = logged.length;
   mkdirSync(join(root, 'simple', '3'), { recursive: true });
   writeFileSync(join(root, 'simple', '3', 'model.onnx'), 'not an onnx file');
-  await sleep(2_500); // two polls
+  await until('a poll saw the broken version 3 and kept version 2', () => logged.slice(mark).some((l) => l.includes('"model":"simple"') && /keep serving|failed to load/.test(l)));
   assert.equal(service.modelReady('simple', '2'), true, 'version 2 still serves');
   assert.equal(ex.unloads.includes('simple/2'), false);
   assert.equal((await service.infer(simpleRequest(2, 1))).version, '2');

@@ -1,15 +1,18 @@
 import type { handleUnaryCall, sendUnaryData, ServerUnaryCall, UntypedServiceImplementation } from '@grpc/grpc-js';
-import { ModelNotFound, toSluiceError, UndecodableMessage, Unimplemented } from '../../core/errors.ts';
+import { InvalidParameter, ModelNotFound, toSluiceError, UndecodableMessage, Unimplemented } from '../../core/errors.ts';
 import type { InferenceService } from '../../core/inference.ts';
+import type { LogControl } from '../../telemetry/log-settings.ts';
 import type { Logger } from '../../telemetry/logger.ts';
 import { parseUpdate, settingsWire } from '../../telemetry/trace-settings.ts';
 import type { Tracer } from '../../telemetry/trace.ts';
 import type { AccessGuard } from '../../access/guard.ts';
 import { checkCall } from './access.ts';
 import { checkModelRef } from './codec.ts';
+import { logSettings } from './logging.ts';
 import { modelInferHandler, modelStreamInferHandler, type InferDeps, type StreamRegistry } from './infer.ts';
 import { modelConfigMessage, modelMetadataMessage, modelStatsMessage } from './messages.ts';
 import { undecodableReason } from './proto.ts';
+import { shmRegister, shmStatus, shmUnregister, type ShmNameRequest, type ShmRegisterRequest } from './shm.ts';
 import { toServiceError } from './status.ts';
 
 type Msg = Record<string, unknown>;
@@ -58,13 +61,9 @@ function unary<Req>(ctx: UnaryContext, method: string, body: (request: Req) => M
 
 /** The extensions sluice declares in the proto for wire compatibility but does not serve. */
 const UNSUPPORTED: Readonly<Record<string, string>> = {
-  SystemSharedMemoryStatus: 'SystemSharedMemoryStatus (the system shared-memory extension; send tensors in raw_input_contents)',
-  SystemSharedMemoryRegister: 'SystemSharedMemoryRegister (the system shared-memory extension; send tensors in raw_input_contents)',
-  SystemSharedMemoryUnregister: 'SystemSharedMemoryUnregister (the system shared-memory extension; send tensors in raw_input_contents)',
-  CudaSharedMemoryStatus: 'CudaSharedMemoryStatus (the CUDA shared-memory extension; send tensors in raw_input_contents)',
-  CudaSharedMemoryRegister: 'CudaSharedMemoryRegister (the CUDA shared-memory extension; send tensors in raw_input_contents)',
-  CudaSharedMemoryUnregister: 'CudaSharedMemoryUnregister (the CUDA shared-memory extension; send tensors in raw_input_contents)',
-  LogSettings: 'LogSettings (the logging extension; set the level with --log-level at start)',
+  CudaSharedMemoryStatus: 'CudaSharedMemoryStatus (the CUDA shared-memory extension: sluice serves no CUDA memory; use system shared memory or raw_input_contents)',
+  CudaSharedMemoryRegister: 'CudaSharedMemoryRegister (the CUDA shared-memory extension: sluice serves no CUDA memory; use system shared memory or raw_input_contents)',
+  CudaSharedMemoryUnregister: 'CudaSharedMemoryUnregister (the CUDA shared-memory extension: sluice serves no CUDA memory; use system shared memory or raw_input_contents)',
 };
 
 interface TraceSettingRequest {
@@ -91,7 +90,7 @@ function traceSetting(service: InferenceService, tracer: Tracer, r: TraceSetting
 }
 
 /** Every method of inference.GRPCInferenceService, bound to the service. */
-export function serviceImplementation(deps: InferDeps & { readonly streams: StreamRegistry }): UntypedServiceImplementation {
+export function serviceImplementation(deps: InferDeps & { readonly streams: StreamRegistry; readonly logControl?: LogControl }): UntypedServiceImplementation {
   const service: InferenceService = deps.service;
   const log: UnaryContext = { logger: deps.logger, guard: deps.guard };
   const impl: UntypedServiceImplementation = {
@@ -124,10 +123,11 @@ export function serviceImplementation(deps: InferDeps & { readonly streams: Stre
     }),
     RepositoryModelLoad: unary(log, 'RepositoryModelLoad', async (r: RepositoryRequest) => {
       checkModelRef(r.model_name, '');
-      if (Object.keys(r.parameters).length > 0) {
-        throw Unimplemented(`RepositoryModelLoad with parameters (${Object.keys(r.parameters).join(', ')}; place the config and files in the model repository instead)`);
-      }
-      await service.loadModel(r.model_name);
+      const names = Object.keys(r.parameters);
+      if (names.some((k) => k.startsWith('file:'))) throw Unimplemented('RepositoryModelLoad with uploaded files (file:<version>/<name> parameters; place the files in the model repository)');
+      const config = r.parameters['config'] as { string_param?: string; parameter_choice?: string } | undefined;
+      if (config !== undefined && config.parameter_choice !== 'string_param') throw InvalidParameter('config', 'must be a string_param holding the model config as JSON');
+      await service.loadModel(r.model_name, config === undefined ? {} : { config: config.string_param ?? '' });
       return {};
     }),
     RepositoryModelUnload: unary(log, 'RepositoryModelUnload', async (r: RepositoryRequest) => {
@@ -139,6 +139,10 @@ export function serviceImplementation(deps: InferDeps & { readonly streams: Stre
       if (deps.tracer === undefined) throw Unimplemented('TraceSetting (the trace extension: this server runs without a tracer)');
       return traceSetting(service, deps.tracer, r);
     }),
+    LogSettings: unary(log, 'LogSettings', (r: Parameters<typeof logSettings>[1]) => logSettings(deps.logControl, r)),
+    SystemSharedMemoryStatus: unary(log, 'SystemSharedMemoryStatus', (r: ShmNameRequest) => shmStatus(deps.sharedMemory, r)),
+    SystemSharedMemoryRegister: unary(log, 'SystemSharedMemoryRegister', (r: ShmRegisterRequest) => shmRegister(deps.sharedMemory, r)),
+    SystemSharedMemoryUnregister: unary(log, 'SystemSharedMemoryUnregister', (r: ShmNameRequest) => shmUnregister(deps.sharedMemory, r)),
     ModelInfer: modelInferHandler(deps),
     ModelStreamInfer: modelStreamInferHandler(deps, deps.streams),
   };

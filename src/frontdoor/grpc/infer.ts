@@ -3,12 +3,14 @@ import type { Metadata, sendUnaryData, ServerDuplexStream, ServerUnaryCall } fro
 import type { AccessGuard, Principal } from '../../access/guard.ts';
 import { RequestTimeout, toSluiceError, UndecodableMessage, type SluiceError } from '../../core/errors.ts';
 import type { InferenceService } from '../../core/inference.ts';
+import type { SystemSharedMemory } from '../../shm/registry.ts';
+import { inferWithSharedMemory } from '../../shm/tensors.ts';
 import type { LogBudget } from '../../telemetry/log-budget.ts';
 import type { Logger } from '../../telemetry/logger.ts';
 import { statusOfKind, UNKNOWN_MODEL_LABEL, type Metrics } from '../../telemetry/metrics.ts';
 import type { FrontDoorTrace, Tracer } from '../../telemetry/trace.ts';
 import { checkCall } from './access.ts';
-import { decodeInferRequest, encodeInferResponse } from './codec.ts';
+import { decodeInfer, encodeInferResponse } from './codec.ts';
 import { undecodableReason, type ModelInferRequestMsg, type ModelInferResponseMsg, type ModelStreamInferResponseMsg } from './proto.ts';
 import { grpcStatusOf, toServiceError } from './status.ts';
 
@@ -23,6 +25,8 @@ export interface InferDeps {
   readonly tracer?: Tracer;
   /** Keys and scopes (--auth-config); absent, every method is open. */
   readonly guard?: AccessGuard;
+  /** The system shared-memory extension's regions; absent when it is off (--shared-memory none). */
+  readonly sharedMemory?: SystemSharedMemory;
 }
 
 /**
@@ -108,13 +112,15 @@ async function runOne(deps: InferDeps, call: CallAccess, msg: ModelInferRequestM
     // Shed before the tensors are decoded when the model's queue (or the tenant's limit) would refuse it anyway.
     const shed = deps.service.refuseOnArrival(msg.model_name, msg.model_version, arrivalMs, tenant);
     if (shed) throw shed;
-    const decoded = decodeInferRequest(msg, { arrivalMs, signal, deadlineUs });
-    const request = trace || tenant ? { ...decoded, ...(trace ? { trace } : {}), ...(tenant ? { tenant } : {}) } : decoded;
-    trace?.mark('DECODE_END');
-    trace?.identify(msg.id, '');
-    const response = await deps.service.infer(request);
+    const { request: decoded, shm: plan } = decodeInfer(msg, { arrivalMs, signal, deadlineUs, sharedMemory: deps.sharedMemory !== undefined });
+    const { response, written } = await inferWithSharedMemory(deps.sharedMemory, plan, decoded, (withData) => {
+      const request = trace || tenant ? { ...withData, ...(trace ? { trace } : {}), ...(tenant ? { tenant } : {}) } : withData;
+      trace?.mark('DECODE_END');
+      trace?.identify(msg.id, '');
+      return deps.service.infer(request);
+    });
     trace?.identify('', response.version);
-    outcome = { ok: true, reply: encodeInferResponse(response) };
+    outcome = { ok: true, reply: encodeInferResponse(response, written) };
     trace?.mark('ENCODE_END');
     worker = response.worker;
     batchRows = response.batchRows;

@@ -21,7 +21,7 @@ function versionPolicy(p: VersionPolicy): Record<string, unknown> {
 }
 
 function tensor(t: TensorConfig): Record<string, unknown> {
-  return { name: t.name, data_type: tritonTypeName(t.datatype), dims: [...t.dims] };
+  return { name: t.name, data_type: tritonTypeName(t.datatype), dims: [...t.dims], ...(t.labelFilename ? { label_filename: t.labelFilename } : {}) };
 }
 
 /** The Triton ModelConfig message of a model (model configuration extension). */
@@ -60,6 +60,7 @@ export function modelConfigMessage(c: ModelConfig): Record<string, unknown> {
       : {}),
     instance_group: c.instanceGroups.map((g, i) => ({ name: `${c.name}_${i}`, kind: g.kind, count: g.count, gpus: [...g.gpus] })),
     model_warmup: warmup,
+    response_cache: { enable: c.responseCache?.enable ?? false },
   };
 }
 

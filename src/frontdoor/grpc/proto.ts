@@ -153,6 +153,8 @@ export interface InferOutputTensorMsg {
   name: string;
   datatype: string;
   shape: number[];
+  /** Set for an output written into shared memory: the region and the bytes written there. */
+  parameters?: Record<string, InferParameterMsg>;
 }
 
 /** ModelInferResponse as sluice writes it. */

@@ -3,8 +3,10 @@ import { readFileSync } from 'node:fs';
 import { Server, ServerCredentials, type ChannelOptions } from '@grpc/grpc-js';
 import type { Config } from '../../config/schema.ts';
 import type { InferenceService } from '../../core/inference.ts';
+import type { SystemSharedMemory } from '../../shm/registry.ts';
 import { LogBudget } from '../../telemetry/log-budget.ts';
-import type { Logger } from '../../telemetry/logger.ts';
+import type { LogControl } from '../../telemetry/log-settings.ts';
+import { logControlOf, type Logger } from '../../telemetry/logger.ts';
 import type { Metrics } from '../../telemetry/metrics.ts';
 import type { Tracer } from '../../telemetry/trace.ts';
 import { serviceImplementation } from './handlers.ts';
@@ -56,17 +58,23 @@ function address(host: string, port: number): string {
   return host.includes(':') && !host.startsWith('[') ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
+/** The logging extension's control when the logger is a root made by sluice. */
+function withLogControl(logger: Logger): { logControl?: LogControl } {
+  const control = logControlOf(logger);
+  return control ? { logControl: control } : {};
+}
+
 /**
  * Serves inference.GRPCInferenceService on config.host:config.grpc.port over the given service. gzip and
  * deflate compressed messages are accepted (grpc-js decompresses them, the size limit applying to the
  * decompressed message).
  */
-export async function startGrpcServer(opts: { config: Config; service: InferenceService; metrics: Metrics; logger: Logger; tracer?: Tracer; guard?: AccessGuard }): Promise<GrpcServer> {
+export async function startGrpcServer(opts: { config: Config; service: InferenceService; metrics: Metrics; logger: Logger; tracer?: Tracer; guard?: AccessGuard; rootLogger?: Logger; sharedMemory?: SystemSharedMemory }): Promise<GrpcServer> {
   const { config, service, metrics, logger, tracer, guard } = opts;
   const definition = loadInferenceService();
   const drains = new Set<() => void>();
   const server = new Server(channelOptions(config));
-  server.addService(definition, serviceImplementation({ service, metrics, logger, tracer, streams: drains, errorBudget: new LogBudget(), ...(guard ? { guard } : {}) }));
+  server.addService(definition, serviceImplementation({ service, metrics, logger, tracer, streams: drains, errorBudget: new LogBudget(), ...(guard ? { guard } : {}), ...(opts.sharedMemory ? { sharedMemory: opts.sharedMemory } : {}), ...withLogControl(opts.rootLogger ?? logger) }));
   const port = await new Promise<number>((resolve, reject) => {
     server.bindAsync(address(config.host, config.grpc.port), credentials(config), (err, bound) => {
       if (err) reject(new Error(`gRPC server cannot listen on ${address(config.host, config.grpc.port)}: ${err.message}`, { cause: err }));

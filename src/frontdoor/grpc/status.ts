@@ -10,8 +10,7 @@ export function grpcStatusOf(kind: ErrorKind): status {
     case 'RESOURCE_EXHAUSTED': return status.RESOURCE_EXHAUSTED;
     case 'DEADLINE_EXCEEDED': return status.DEADLINE_EXCEEDED;
     case 'CANCELLED': return status.CANCELLED;
-    case 'UNIMPLEMENTED':
-    case 'UNSUPPORTED': return status.UNIMPLEMENTED;
+    case 'UNIMPLEMENTED': return status.UNIMPLEMENTED;
     case 'UNAUTHENTICATED': return status.UNAUTHENTICATED;
     case 'PERMISSION_DENIED': return status.PERMISSION_DENIED;
     case 'RATE_LIMITED': return status.RESOURCE_EXHAUSTED;

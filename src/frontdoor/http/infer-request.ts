@@ -5,6 +5,7 @@ import {
 } from '../../core/errors.ts';
 import type { InferRequest } from '../../core/inference.ts';
 import type { RequestTrace } from '../../core/trace.ts';
+import type { SharedMemoryPlan, ShmInput, ShmOutput } from '../../shm/tensors.ts';
 import { decodeBytesElements, elementCount, MAX_TENSOR_ELEMENTS, type Tensor } from '../../core/tensor.ts';
 import { decodeJsonTensorData } from './json-tensor.ts';
 
@@ -16,6 +17,8 @@ export interface InferContext {
   readonly signal?: AbortSignal;
   /** The request's trace when the tracer sampled it. */
   readonly trace?: RequestTrace;
+  /** Whether the system shared-memory extension is on (--shared-memory system). */
+  readonly sharedMemory?: boolean;
 }
 
 /** How the client wants the outputs back (the binary tensor data extension). */
@@ -29,6 +32,8 @@ export interface OutputEncoding {
 export interface DecodedInfer {
   readonly request: InferRequest;
   readonly encoding: OutputEncoding;
+  /** The tensors that live in shared-memory regions; absent when none does. */
+  readonly shm?: SharedMemoryPlan;
 }
 
 /** The single input of a model, as metadata describes it (a raw binary request needs it). */
@@ -81,8 +86,25 @@ function optionalBool(params: Json, key: string): boolean | undefined {
 }
 
 function rejectUnsupported(params: Json, where: string): void {
-  if (params['shared_memory_region'] !== undefined) throw Unimplemented(`the shared-memory extension (${where})`);
-  if (params['classification'] !== undefined) throw Unimplemented(`the classification extension (${where})`);
+  if (params['classification'] !== undefined) throw InvalidParameter('classification', `${where}: classification is a parameter of a requested output`);
+}
+
+/**
+ * The shared-memory parameters of a tensor (Triton's: shared_memory_region, shared_memory_byte_size,
+ * shared_memory_offset), or undefined when it names no region. Region and byte size come together.
+ */
+function shmRange(params: Json, where: string, enabled: boolean): ShmInput['range'] | undefined {
+  const region = params['shared_memory_region'];
+  if (region === undefined) {
+    for (const key of ['shared_memory_byte_size', 'shared_memory_offset']) {
+      if (params[key] !== undefined) throw InvalidParameter(key, `${where}: '${key}' can not be specified without 'shared_memory_region'`);
+    }
+    return undefined;
+  }
+  if (!enabled) throw Unimplemented(`the shared-memory extension (${where}; this server runs with --shared-memory none)`);
+  if (typeof region !== 'string' || region === '') throw InvalidParameter('shared_memory_region', `${where}: expected a region name, got ${JSON.stringify(region)}`);
+  if (params['shared_memory_byte_size'] === undefined) throw InvalidParameter('shared_memory_byte_size', `${where}: a tensor in shared memory region '${region}' needs its byte size`);
+  return { region, byteSize: nonNegativeInteger(params, 'shared_memory_byte_size'), offset: nonNegativeInteger(params, 'shared_memory_offset') };
 }
 
 function checkRequestParameters(params: Json): void {
@@ -121,7 +143,7 @@ function binaryTensorData(name: string, datatype: DataType, count: number, size:
   return slice;
 }
 
-function decodeInputs(raw: unknown, binary: Uint8Array): Tensor[] {
+function decodeInputs(raw: unknown, binary: Uint8Array, enabled: boolean, shm: ShmInput[]): Tensor[] {
   if (!Array.isArray(raw) || raw.length === 0) throw InvalidRequest("the request must have a non-empty 'inputs' array");
   const inputs: Tensor[] = [];
   let offset = 0;
@@ -134,6 +156,16 @@ function decodeInputs(raw: unknown, binary: Uint8Array): Tensor[] {
     const { shape, count } = checkShape(name, item['shape']);
     const params = optionalObject(item['parameters'], `parameters of input '${name}'`);
     rejectUnsupported(params, `input '${name}'`);
+    const range = shmRange(params, `input '${name}'`, enabled);
+    if (range) {
+      if (item['data'] !== undefined || params['binary_data_size'] !== undefined) {
+        throw InvalidRequest(`input '${name}' names shared memory region '${range.region}' and also has ${item['data'] !== undefined ? "'data'" : 'binary_data_size'}: send its data one way`);
+      }
+      shm.push({ index: i, name, datatype, count, range });
+      // A placeholder until the front door reads the region (after every check the request can fail).
+      inputs.push({ name, datatype, shape, data: elementSize(datatype) === 0 ? [] : new Uint8Array(0) });
+      continue;
+    }
     const size = params['binary_data_size'];
     let data: Tensor['data'];
     if (size !== undefined) {
@@ -152,10 +184,12 @@ function decodeInputs(raw: unknown, binary: Uint8Array): Tensor[] {
   return inputs;
 }
 
-function decodeOutputs(raw: unknown): { names: string[]; binary: Map<string, boolean> } {
+function decodeOutputs(raw: unknown, enabled: boolean): { names: string[]; binary: Map<string, boolean>; shm: ShmOutput[]; classification: Record<string, number> | undefined } {
   const names: string[] = [];
   const binary = new Map<string, boolean>();
-  if (raw === undefined) return { names, binary };
+  const shm: ShmOutput[] = [];
+  let classification: Record<string, number> | undefined;
+  if (raw === undefined) return { names, binary, shm, classification };
   if (!Array.isArray(raw)) throw InvalidRequest("'outputs' must be an array");
   for (const [i, item] of raw.entries()) {
     if (!isObject(item)) throw InvalidRequest(`outputs[${i}] must be a JSON object`);
@@ -163,12 +197,19 @@ function decodeOutputs(raw: unknown): { names: string[]; binary: Map<string, boo
     if (typeof name !== 'string' || name === '') throw InvalidRequest(`outputs[${i}] needs a non-empty string 'name'`);
     if (names.includes(name)) throw InvalidRequest(`output '${name}' is requested more than once`);
     const params = optionalObject(item['parameters'], `parameters of output '${name}'`);
-    rejectUnsupported(params, `output '${name}'`);
+    // The classification extension: 0 (or absent) answers the output itself.
+    const k = params['classification'] === undefined ? 0 : nonNegativeInteger(params, 'classification');
+    if (k > 0) (classification ??= {})[name] = k;
     const b = optionalBool(params, 'binary_data');
     if (b !== undefined) binary.set(name, b);
+    const range = shmRange(params, `output '${name}'`, enabled);
+    if (range) {
+      if (b === true) throw InvalidRequest(`output '${name}' can't set both 'shared_memory_region' and 'binary_data'`);
+      shm.push({ name, range });
+    }
     names.push(name);
   }
-  return { names, binary };
+  return { names, binary, shm, classification };
 }
 
 function parseHeader(text: string): Json {
@@ -196,11 +237,15 @@ export function decodeInferBody(body: Uint8Array, headerLength: number | undefin
   const priority = nonNegativeInteger(params, 'priority');
   const timeoutUs = nonNegativeInteger(params, 'timeout');
   const binaryDefault = optionalBool(params, 'binary_data_output') ?? false;
-  const inputs = decodeInputs(header['inputs'], body.subarray(jsonEnd));
-  const outputs = decodeOutputs(header['outputs']);
+  const enabled = ctx.sharedMemory === true;
+  const shmInputs: ShmInput[] = [];
+  const inputs = decodeInputs(header['inputs'], body.subarray(jsonEnd), enabled, shmInputs);
+  const outputs = decodeOutputs(header['outputs'], enabled);
+  const shm = shmInputs.length > 0 || outputs.shm.length > 0 ? { inputs: shmInputs, outputs: outputs.shm } : undefined;
   return {
-    request: { id: id ?? '', model: ctx.model, version: ctx.version, inputs, outputs: outputs.names, priority, timeoutUs, arrivalMs: ctx.arrivalMs, signal: ctx.signal, protocol: 'http', trace: ctx.trace },
+    request: { id: id ?? '', model: ctx.model, version: ctx.version, inputs, outputs: outputs.names, priority, timeoutUs, arrivalMs: ctx.arrivalMs, signal: ctx.signal, protocol: 'http', trace: ctx.trace, ...(outputs.classification ? { classification: outputs.classification } : {}) },
     encoding: { binaryDefault, binary: outputs.binary },
+    ...(shm ? { shm } : {}),
   };
 }
 

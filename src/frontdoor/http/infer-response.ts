@@ -1,5 +1,6 @@
 import type { InferResponse } from '../../core/inference.ts';
 import { encodeBytesElements, isBytesData, type Tensor } from '../../core/tensor.ts';
+import type { WrittenOutput } from '../../shm/tensors.ts';
 import type { OutputEncoding } from './infer-request.ts';
 import { encodeJsonTensorData } from './json-tensor.ts';
 
@@ -22,13 +23,20 @@ function binaryOf(t: Tensor): Uint8Array {
 /**
  * Encodes a response as Triton does: JSON outputs carry flat `data`; binary outputs carry
  * binary_data_size and their bytes follow the JSON in output order. FP16/BF16 have no JSON form and are
- * always sent binary.
+ * always sent binary. Outputs written into shared memory (`inShm`) carry no data: their parameters say
+ * which region holds them and how many bytes were written there.
  */
-export function encodeInferResponse(res: InferResponse, encoding: OutputEncoding): EncodedResponse {
+export function encodeInferResponse(res: InferResponse, encoding: OutputEncoding, inShm?: ReadonlyMap<string, WrittenOutput>): EncodedResponse {
   const parts: string[] = [];
   const binaries: Uint8Array[] = [];
   for (const t of res.outputs) {
     const head = `{"name":${JSON.stringify(t.name)},"datatype":"${t.datatype}","shape":[${t.shape.join(',')}]`;
+    const shm = inShm?.get(t.name);
+    if (shm) {
+      const offset = shm.offset === 0 ? '' : `,"shared_memory_offset":${shm.offset}`;
+      parts.push(`${head},"parameters":{"shared_memory_region":${JSON.stringify(shm.region)},"shared_memory_byte_size":${shm.byteSize}${offset}}}`);
+      continue;
+    }
     const json = wantsBinary(t.name, encoding) ? undefined : encodeJsonTensorData(t);
     if (json !== undefined) {
       parts.push(`${head},"data":${json}}`);

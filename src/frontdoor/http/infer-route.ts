@@ -4,6 +4,8 @@ import { deflate, gzip } from 'node:zlib';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { SluiceError } from '../../core/errors.ts';
 import type { InferenceService } from '../../core/inference.ts';
+import type { SystemSharedMemory } from '../../shm/registry.ts';
+import { inferWithSharedMemory } from '../../shm/tensors.ts';
 import type { Logger } from '../../telemetry/logger.ts';
 import { UNKNOWN_MODEL_LABEL, type Metrics, type RequestStatus } from '../../telemetry/metrics.ts';
 import type { FrontDoorTrace, Tracer } from '../../telemetry/trace.ts';
@@ -26,6 +28,8 @@ export interface InferRouteOptions {
   /** Per-model body limits: a body larger than a full batch of its model is refused before it is read. */
   readonly bodyLimits: BodyLimits;
   readonly tracer?: Tracer;
+  /** The system shared-memory extension's regions; absent when it is off (--shared-memory none). */
+  readonly sharedMemory?: SystemSharedMemory;
 }
 
 /** Per-request state of an infer request, kept on the Fastify request. */
@@ -117,17 +121,17 @@ async function handleInfer(req: FastifyRequest<{ Params: ModelParams }>, reply: 
   const limit = state.bodyLimit?.bytes ?? opts.bodyLimitBytes;
   const body = await decodeContentEncoding((req.body as Buffer | undefined) ?? Buffer.alloc(0), req.headers, limit);
   const headerLength = parseHeaderLength(req.headers['inference-header-content-length'], body.byteLength);
-  const ctx: InferContext = { model, version, arrivalMs: state.arrivalMs, signal: state.abort.signal, trace };
+  const ctx: InferContext = { model, version, arrivalMs: state.arrivalMs, signal: state.abort.signal, trace, sharedMemory: opts.sharedMemory !== undefined };
   const decoded = headerLength === 0 ? decodeRawBody(body, rawInputOf(opts.service, model, version), ctx) : decodeInferBody(body, headerLength, ctx);
   trace?.mark('DECODE_END');
   trace?.identify(decoded.request.id, '');
   state.id = decoded.request.id;
   const tenant = req.principal?.tenant;
-  const response = await opts.service.infer(tenant === undefined ? decoded.request : { ...decoded.request, tenant });
+  const { response, written } = await inferWithSharedMemory(opts.sharedMemory, decoded.shm, decoded.request, (r) => opts.service.infer(tenant === undefined ? r : { ...r, tenant }));
   state.worker = response.worker;
   state.batchRows = response.batchRows;
   trace?.identify('', response.version);
-  const encoded = encodeInferResponse(response, decoded.encoding);
+  const encoded = encodeInferResponse(response, decoded.encoding, written);
   reply.code(200).type(encoded.contentType).header('vary', 'accept-encoding');
   if (encoded.headerLength !== undefined) reply.header('inference-header-content-length', String(encoded.headerLength));
   const encoding = negotiateEncoding(req.headers['accept-encoding']);

@@ -30,7 +30,7 @@ function inputJson(t: TensorConfig): Json {
 }
 
 function outputJson(t: TensorConfig): Json {
-  return { name: t.name, data_type: tritonTypeName(t.datatype), dims: [...t.dims], label_filename: '', is_shape_tensor: false };
+  return { name: t.name, data_type: tritonTypeName(t.datatype), dims: [...t.dims], label_filename: t.labelFilename ?? '', is_shape_tensor: false };
 }
 
 /** The model configuration as Triton's GET /v2/models/{m}/config returns it. */
@@ -50,6 +50,7 @@ export function modelConfigJson(c: ModelConfig): Json {
     batch_output: [],
     instance_group: c.instanceGroups.map((g, i) => ({ name: `${c.name}_${i}`, kind: g.kind, count: g.count, gpus: [...g.gpus], secondary_devices: [], profile: [], passive: false, host_policy: '' })),
     default_model_filename: 'model.onnx',
+    response_cache: { enable: c.responseCache?.enable ?? false },
     model_warmup: c.warmup.map((w) => ({
       name: w.name,
       batch_size: w.batchSize,

@@ -87,10 +87,13 @@ export function registerRoutes(app: FastifyInstance, service: InferenceService):
     const { model } = checkModelParams(req.params);
     const params = optionalJsonObject(req.body)['parameters'];
     if (params !== undefined && (typeof params !== 'object' || params === null || Array.isArray(params))) throw InvalidRequest("'parameters' must be a JSON object");
-    // Triton can load with an overriding config or uploaded files; sluice loads from the repository only.
-    const keys = Object.keys(params ?? {});
-    if (keys.some((k) => k === 'config' || k.startsWith('file:'))) throw Unimplemented('loading a model with an overriding config or uploaded files');
-    await service.loadModel(model);
+    // Triton's overrides: a config (JSON, protobuf's mapping) is served instead of the one on disk;
+    // uploaded model files are not taken (a model's files come from the repository only).
+    const p = (params ?? {}) as Record<string, unknown>;
+    if (Object.keys(p).some((k) => k.startsWith('file:'))) throw Unimplemented('loading a model with uploaded files (file:<version>/<name> parameters; place the files in the model repository)');
+    const config = p['config'];
+    if (config !== undefined && typeof config !== 'string') throw InvalidRequest("'parameters.config' must be a string holding the model config as JSON");
+    await service.loadModel(model, config === undefined ? {} : { config });
     return reply.code(200).send();
   });
   app.post('/v2/repository/models/:model/unload', async (req: ModelRequest, reply) => {

@@ -3,10 +3,11 @@ import http2, { type Http2ServerRequest } from 'node:http2';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { AccessGuard } from '../../access/guard.ts';
 import type { Config } from '../../config/schema.ts';
-import { isSluiceError, toSluiceError, type SluiceError } from '../../core/errors.ts';
+import { InvalidRequest, isSluiceError, NoRoute, toSluiceError, type SluiceError } from '../../core/errors.ts';
 import type { InferenceService } from '../../core/inference.ts';
+import type { SystemSharedMemory } from '../../shm/registry.ts';
 import { LogBudget } from '../../telemetry/log-budget.ts';
-import type { Logger } from '../../telemetry/logger.ts';
+import { logControlOf, type Logger } from '../../telemetry/logger.ts';
 import type { Metrics } from '../../telemetry/metrics.ts';
 import type { Tracer } from '../../telemetry/trace.ts';
 import { readBody } from './body.ts';
@@ -15,6 +16,8 @@ import { guardRoutes } from './access.ts';
 import { registerInferRoutes } from './infer-route.ts';
 import { registerRoutes } from './routes.ts';
 import { registerTraceRoutes } from './trace-routes.ts';
+import { registerSharedMemoryRoutes } from './shm-routes.ts';
+import { registerLoggingRoutes } from './logging-routes.ts';
 import { httpStatusOfError } from './status.ts';
 import { HttpTransport, type RequestHandler } from './transport.ts';
 
@@ -37,16 +40,23 @@ export interface HttpServerOptions {
   readonly tracer?: Tracer;
   /** Keys and scopes (--auth-config); absent, every route is open. */
   readonly guard?: AccessGuard;
+  /** The system shared-memory extension's regions; absent when it is off (--shared-memory none). */
+  readonly sharedMemory?: SystemSharedMemory;
+  /** The root logger, whose settings the logging extension changes (absent: `logger`'s own, if it is a root). */
+  readonly rootLogger?: Logger;
 }
 
 function errorParts(err: unknown): { status: number; message: string; sluice: ReturnType<typeof toSluiceError> | null } {
   if (isSluiceError(err)) return { status: httpStatusOfError(err), message: err.message, sluice: err };
   const fe = err as Partial<FastifyError>;
   // Fastify's own errors (bad URL encoding, ...) carry a 4xx status and a message meant for the client.
-  if (typeof fe.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) return { status: fe.statusCode, message: fe.message ?? 'bad request', sluice: null };
+  if (typeof fe.statusCode === 'number' && fe.statusCode >= 400 && fe.statusCode < 500) return { status: fe.statusCode, message: fe.message ?? 'bad request', sluice: fe.statusCode === 404 ? null : InvalidRequest(fe.message ?? 'bad request') };
   const wrapped = toSluiceError(err);
   return { status: httpStatusOfError(wrapped), message: wrapped.message, sluice: wrapped };
 }
+
+/** Response header carrying the catalog's stable error code of every error answer. */
+export const ERROR_CODE_HEADER = 'sluice-error-code';
 
 /** What Fastify's content-type parser accepts: type "/" subtype, tokens both (RFC 9110), then parameters. */
 const MEDIA_TYPE = /^[\w!#$%&'*+.^`|~-]+\/[\w!#$%&'*+.^`|~-]+\s*(?:;|$)/;
@@ -88,9 +98,12 @@ function sendError(log: ErrorLog, err: unknown, req: FastifyRequest, reply: Fast
     const stream = (req.raw as unknown as Http2ServerRequest).stream;
     reply.raw.once('finish', () => stream.close(http2.constants.NGHTTP2_NO_ERROR));
   }
+  const code = sluice?.code ?? NoRoute.code;
+  // The catalog's stable code, for clients that branch on it (gRPC carries it in its trailer).
+  reply.header(ERROR_CODE_HEADER, code);
   if (sluice?.retryAfterSeconds !== undefined) reply.header('retry-after', String(sluice.retryAfterSeconds));
   if (status === 401) reply.header('www-authenticate', 'Bearer realm="sluice"');
-  return reply.code(status).type('application/json').send(JSON.stringify({ error: message }));
+  return reply.code(status).type('application/json').send(JSON.stringify({ error: message, code }));
 }
 
 /**
@@ -144,7 +157,7 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
     if (req.body === undefined && req.method === 'POST') req.body = await readBody(req.raw, req.headers, req.inferState?.bodyLimit?.bytes ?? limit, req.inferState?.bodyLimit?.tooLarge);
   });
   app.setErrorHandler((err, req, reply) => sendError(errorLog, err, req, reply));
-  app.setNotFoundHandler((req, reply) => reply.code(404).type('application/json').send(JSON.stringify({ error: `no route for ${req.method} ${req.url.slice(0, 200)}` })));
+  app.setNotFoundHandler((req, reply) => reply.code(404).type('application/json').header(ERROR_CODE_HEADER, NoRoute.code).send(JSON.stringify({ error: NoRoute(req.method, req.url.slice(0, 200)).message, code: NoRoute.code })));
   app.addHook('onResponse', (req, reply, done) => {
     if (req.inferState === null) logger.debug({ method: req.method, url: req.url, status: reply.statusCode, http: req.raw.httpVersion }, 'request');
     done();
@@ -153,7 +166,9 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
   guardRoutes(app, guard);
   registerRoutes(app, service);
   registerTraceRoutes(app, service, tracer);
-  registerInferRoutes(app, { service, metrics, logger, bodyLimitBytes: limit, bodyLimits, tracer });
+  registerSharedMemoryRoutes(app, opts.sharedMemory);
+  registerLoggingRoutes(app, logControlOf(opts.rootLogger ?? logger));
+  registerInferRoutes(app, { service, metrics, logger, bodyLimitBytes: limit, bodyLimits, tracer, ...(opts.sharedMemory ? { sharedMemory: opts.sharedMemory } : {}) });
   await app.ready();
   const port = await transport!.listen();
   let closing: Promise<void> | undefined;

@@ -1,31 +1,10 @@
-import type { ErrorKind, SluiceError } from '../../core/errors.ts';
+import type { SluiceError } from '../../core/errors.ts';
+import { httpStatusOf } from '../../core/http-status.ts';
 import { BodyTooLarge, ModelBodyTooLarge } from '../../core/errors.ts';
 import { statusOfKind, type RequestStatus } from '../../telemetry/metrics.ts';
 
-/**
- * Triton's HTTP frontend maps its error codes as: INTERNAL 500, NOT_FOUND 404, UNAVAILABLE 503,
- * UNSUPPORTED 501, everything else 400. A full queue is UNAVAILABLE in Triton, hence 503 here too.
- * Kinds Triton lacks get the status a proxy or client library expects: an expired deadline is 504
- * (sluice is a gateway), a request the client abandoned is 499 (nginx's "client closed request";
- * the client never reads it, but logs and metrics do). Authentication answers 401 and 403 as every HTTP
- * API does, and a tenant over its rate limit 429 with Retry-After, so that clients back off.
- */
-export function httpStatusOf(kind: ErrorKind): number {
-  switch (kind) {
-    case 'INVALID_ARG': return 400;
-    case 'NOT_FOUND': return 404;
-    case 'UNAVAILABLE': return 503;
-    case 'RESOURCE_EXHAUSTED': return 503;
-    case 'DEADLINE_EXCEEDED': return 504;
-    case 'CANCELLED': return 499;
-    case 'UNIMPLEMENTED':
-    case 'UNSUPPORTED': return 501;
-    case 'UNAUTHENTICATED': return 401;
-    case 'PERMISSION_DENIED': return 403;
-    case 'RATE_LIMITED': return 429;
-    case 'INTERNAL': return 500;
-  }
-}
+/** The REST front door's status of each kind: the one HTTP table (src/core/http-status.ts). */
+export { httpStatusOf };
 
 /** The status of one error: its kind's, except an oversize body, which HTTP names 413. */
 export function httpStatusOfError(e: SluiceError): number {
