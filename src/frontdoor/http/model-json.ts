@@ -1,85 +1,12 @@
-import { tritonTypeName } from '../../core/datatypes.ts';
 import { tritonModelStats } from '../../core/statistics.ts';
-import type { ModelConfig, ModelStats, QueuePolicy, TensorConfig, VersionPolicy } from '../../core/model.ts';
-
-/*
- * Triton's REST answers for the model-configuration and statistics extensions: the JSON form of its
- * protobuf messages with the .proto field names (snake_case), which is what tritonclient's
- * get_model_config() and get_inference_statistics() return and what tooling reads.
- */
+import { tritonModelConfig } from '../../core/model-config-wire.ts';
+import type { ModelConfig, ModelStats } from '../../core/model.ts';
 
 type Json = Record<string, unknown>;
 
-function queuePolicyJson(p: QueuePolicy): Json {
-  return {
-    timeout_action: p.timeoutAction,
-    default_timeout_microseconds: p.defaultTimeoutUs,
-    allow_timeout_override: p.allowTimeoutOverride,
-    max_queue_size: p.maxQueueSize,
-  };
-}
-
-function versionPolicyJson(p: VersionPolicy): Json {
-  if ('latest' in p) return { latest: { num_versions: p.latest.numVersions } };
-  if ('all' in p) return { all: {} };
-  return { specific: { versions: [...p.specific.versions] } };
-}
-
-function inputJson(t: TensorConfig): Json {
-  return { name: t.name, data_type: tritonTypeName(t.datatype), format: 'FORMAT_NONE', dims: [...t.dims], is_shape_tensor: false, allow_ragged_batch: false, optional: t.optional ?? false };
-}
-
-function outputJson(t: TensorConfig): Json {
-  return { name: t.name, data_type: tritonTypeName(t.datatype), dims: [...t.dims], label_filename: t.labelFilename ?? '', is_shape_tensor: false };
-}
-
-/** The model configuration as Triton's GET /v2/models/{m}/config returns it. */
+/** The model configuration as Triton's GET /v2/models/{m}/config returns it (src/core/model-config-wire.ts). */
 export function modelConfigJson(c: ModelConfig): Json {
-  const d = c.dynamicBatching;
-  const priorityPolicies: Json = {};
-  for (const [level, p] of Object.entries(d.priorityQueuePolicy)) priorityPolicies[level] = queuePolicyJson(p);
-  const json: Json = {
-    name: c.name,
-    platform: c.platform,
-    backend: c.backend,
-    version_policy: versionPolicyJson(c.versionPolicy),
-    max_batch_size: c.maxBatchSize,
-    input: c.inputs.map(inputJson),
-    output: c.outputs.map(outputJson),
-    batch_input: [],
-    batch_output: [],
-    instance_group: c.instanceGroups.map((g, i) => ({ name: `${c.name}_${i}`, kind: g.kind, count: g.count, gpus: [...g.gpus], secondary_devices: [], profile: [], passive: false, host_policy: '' })),
-    default_model_filename: 'model.onnx',
-    response_cache: { enable: c.responseCache?.enable ?? false },
-    model_warmup: c.warmup.map((w) => ({
-      name: w.name,
-      batch_size: w.batchSize,
-      count: w.count,
-      inputs: Object.fromEntries(Object.entries(w.inputs).map(([k, v]) => [k, {
-        data_type: tritonTypeName(v.datatype),
-        dims: [...v.dims],
-        ...(v.randomData ? { random_data: true } : { zero_data: v.zeroData ?? true }),
-      }])),
-    })),
-    // Triton's string-valued parameters map: where sluice says what it read the config from.
-    parameters: {
-      sluice_config_source: { string_value: c.source },
-      sluice_pinned: { string_value: String(c.pinned) },
-      ...(c.unknownFields.length > 0 ? { sluice_ignored_fields: { string_value: c.unknownFields.join(',') } } : {}),
-    },
-  };
-  if (c.maxBatchSize > 0) {
-    json['dynamic_batching'] = {
-      preferred_batch_size: [...d.preferredBatchSizes],
-      max_queue_delay_microseconds: d.maxQueueDelayUs,
-      preserve_ordering: d.preserveOrdering,
-      priority_levels: d.priorityLevels,
-      default_priority_level: d.defaultPriorityLevel,
-      default_queue_policy: queuePolicyJson(d.defaultQueuePolicy),
-      priority_queue_policy: priorityPolicies,
-    };
-  }
-  return json;
+  return tritonModelConfig(c);
 }
 
 /** One model_stats entry of Triton's statistics extension. */
