@@ -9,7 +9,9 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
-const MODEL_NAMES = ['simple', 'simple_int8', 'simple_string', 'simple_identity', 'identity', 'mlp', 'cnn'];
+const MODEL_NAMES = ['simple', 'simple_int8', 'simple_string', 'simple_identity', 'identity', 'mlp', 'cnn', 'preprocess', 'postprocess'];
+/** Ensembles have no file: only their committed config and an empty version folder (Triton asks for one). */
+const ENSEMBLE_NAMES = ['mlp_pipeline'];
 const CONFIG_FILES = ['config.pbtxt', 'config.json'];
 /**
  * Bumped whenever a model's graph or weights change, so that --if-missing regenerates a file left by
@@ -96,6 +98,10 @@ function copyConfigs(out: string, name: string): void {
 
 async function main(): Promise<void> {
   const args = parseArgs(process.argv.slice(2));
+  for (const name of ENSEMBLE_NAMES) {
+    mkdirSync(join(args.out, name, '1'), { recursive: true });
+    copyConfigs(args.out, name);
+  }
   const stamps = readStamps(args.out);
   const todo = args.ifMissing ? args.names.filter((n) => !isCurrent(args.out, n, stamps)) : args.names;
   if (todo.length === 0) return;

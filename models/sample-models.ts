@@ -182,6 +182,29 @@ function cnn(): GraphSpec {
   };
 }
 
+/** mlp_pipeline's first step: raw 8-bit pixels to the [0, 1] floats the mlp takes. */
+function preprocess(): GraphSpec {
+  return {
+    name: 'preprocess',
+    doc: 'Scales 8-bit pixels to [0, 1]: OUTPUT0 = float(INPUT0) / 255 (UINT8 in, FP32 out).',
+    inputs: [{ name: 'INPUT0', elemType: ELEM.UINT8, dims: [BATCH, 784] }],
+    outputs: [{ name: 'OUTPUT0', elemType: ELEM.FLOAT, dims: [BATCH, 784] }],
+    nodes: [node('Cast', ['INPUT0'], ['f'], [attrInt('to', ELEM.FLOAT)]), node('Div', ['f', 'k255'], ['OUTPUT0'])],
+    initializers: [floatInitializer('k255', [], new Float32Array([255]))],
+  };
+}
+
+/** mlp_pipeline's last step: the class of each row and the probabilities it came from. */
+function postprocess(): GraphSpec {
+  return {
+    name: 'postprocess',
+    doc: 'CLASS = argmax of each row (INT64 [batch, 1]), PROBABILITIES = the row itself.',
+    inputs: [{ name: 'INPUT0', elemType: ELEM.FLOAT, dims: [BATCH, 10] }],
+    outputs: [{ name: 'CLASS', elemType: ELEM.INT64, dims: [BATCH, 1] }, { name: 'PROBABILITIES', elemType: ELEM.FLOAT, dims: [BATCH, 10] }],
+    nodes: [node('ArgMax', ['INPUT0'], ['CLASS'], [attrInt('axis', 1), attrInt('keepdims', 1)]), node('Identity', ['INPUT0'], ['PROBABILITIES'])],
+  };
+}
+
 /** Every sample model by repository name; each builds lazily because mlp's weights take a moment. */
 export const SAMPLE_MODELS: Readonly<Record<string, () => GraphSpec>> = {
   simple,
@@ -191,6 +214,8 @@ export const SAMPLE_MODELS: Readonly<Record<string, () => GraphSpec>> = {
   identity,
   mlp,
   cnn,
+  preprocess,
+  postprocess,
 };
 
 export function buildSampleModel(name: string): Uint8Array {

@@ -68,7 +68,14 @@ export function tritonModelConfig(c: ModelConfig): Json {
       ...(c.unknownFields.length > 0 ? { sluice_ignored_fields: { string_value: c.unknownFields.join(',') } } : {}),
     },
   };
-  if (c.maxBatchSize > 0) {
+  if (c.ensembleScheduling) {
+    // Triton's oneof scheduling_choice: an ensemble has ensemble_scheduling, no batcher, no instances, no file.
+    json['ensemble_scheduling'] = {
+      step: c.ensembleScheduling.steps.map((s) => ({ model_name: s.modelName, model_version: s.modelVersion, input_map: { ...s.inputMap }, output_map: { ...s.outputMap } })),
+    };
+    json['instance_group'] = [];
+    json['default_model_filename'] = '';
+  } else if (c.maxBatchSize > 0) {
     json['dynamic_batching'] = {
       preferred_batch_size: [...d.preferredBatchSizes],
       max_queue_delay_microseconds: d.maxQueueDelayUs,

@@ -77,6 +77,25 @@ export interface ResponseCacheConfig {
   readonly enable: boolean;
 }
 
+/**
+ * One step of an ensemble (Triton's ModelEnsembling.Step): a model run on tensors of the ensemble.
+ * Map keys are the step model's own tensor names, values the ensemble's tensor names.
+ */
+export interface EnsembleStep {
+  readonly modelName: string;
+  /** -1 = the latest ready version (Triton's default), else that version. */
+  readonly modelVersion: number;
+  /** Step model input -> the ensemble tensor that feeds it. */
+  readonly inputMap: Readonly<Record<string, string>>;
+  /** Step model output -> the ensemble tensor it becomes (outputs not listed are dropped). */
+  readonly outputMap: Readonly<Record<string, string>>;
+}
+
+/** Triton's ensemble_scheduling: the steps of a model whose platform is "ensemble". */
+export interface EnsembleScheduling {
+  readonly steps: readonly EnsembleStep[];
+}
+
 export interface ModelConfig {
   readonly name: string;
   readonly platform: string;
@@ -93,6 +112,8 @@ export interface ModelConfig {
   readonly pinned: boolean;
   /** Absent (a config built by hand) is off, as enable: false; normalizeConfig always sets it. */
   readonly responseCache?: ResponseCacheConfig;
+  /** Present only for platform "ensemble": such a model has no file and runs on no worker. */
+  readonly ensembleScheduling?: EnsembleScheduling;
   /** Which source produced this config. */
   readonly source: 'json' | 'pbtxt' | 'auto';
   /** Fields of the source config that sluice read but does not act on (reported, never fatal). */

@@ -5,6 +5,8 @@ import { readPbtxtConfig } from './pbtxt-config.ts';
 const IDENT = /^[A-Z][A-Z0-9_]*$/;
 /** The fields whose values are enums (written bare in the text format; every other string is quoted). */
 const ENUM_FIELDS = new Set(['data_type', 'kind', 'timeout_action', 'format']);
+/** Fields that are proto map<string, string> (an ensemble step's tensor maps). */
+const MAP_FIELDS = new Set(['input_map', 'output_map']);
 const NUMBER = /^-?\d+(\.\d+)?([eE][-+]?\d+)?$/;
 /** How deep an override may nest (a model config is a few levels; this bounds a hostile one). */
 const MAX_DEPTH = 16;
@@ -40,6 +42,9 @@ function fields(obj: Record<string, unknown>, path: string, depth: number, out: 
       } else {
         out.push(`${key}: [${value.map((x, i) => scalar(key, x, `${at}[${i}]`)).join(', ')}]`);
       }
+    } else if (MAP_FIELDS.has(key) && typeof value === 'object' && value !== null) {
+      // A proto map<string, string> in JSON is an object; the text format writes one entry per key.
+      for (const [k, v] of Object.entries(value as Record<string, unknown>)) out.push(`${key} { key: ${JSON.stringify(k)} value: ${scalar(key, v, `${at}.${k}`)} }`);
     } else if (typeof value === 'object' && value !== null) {
       out.push(`${key} {`);
       fields(value as Record<string, unknown>, `${at}.`, depth + 1, out);

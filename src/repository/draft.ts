@@ -1,7 +1,7 @@
 import type { DataType } from '../core/datatypes.ts';
 import { InvalidModelConfig } from '../core/errors.ts';
 import type { SluiceError } from '../core/errors.ts';
-import type { InstanceGroup, VersionPolicy, WarmupInput } from '../core/model.ts';
+import type { EnsembleStep, InstanceGroup, VersionPolicy, WarmupInput } from '../core/model.ts';
 
 /**
  * A model configuration as read from config.json or config.pbtxt, before defaults and auto-complete:
@@ -24,6 +24,8 @@ export interface ConfigDraft {
   readonly warmup?: readonly WarmupDraft[];
   readonly pinned?: boolean;
   readonly responseCache?: { readonly enable?: boolean };
+  /** ensemble_scheduling, read as written; src/repository/ensemble.ts checks it. */
+  readonly ensembleScheduling?: { readonly steps: readonly EnsembleStep[] };
   /** Paths of fields read but not acted on ('input[0].reshape'), reported as warnings. */
   readonly unknownFields: readonly string[];
 }

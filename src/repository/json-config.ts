@@ -119,6 +119,15 @@ class ObjectReader {
     return Object.keys(v.#obj).map((k) => [k, new ObjectReader(v.#obj[k], v.at(k), this.#unknown)]);
   }
 
+  /** Every key of this object with its value, each of which must be a non-empty string. */
+  stringEntries(): [string, string][] {
+    return Object.entries(this.#obj).map(([k, v]) => {
+      this.#known.add(k);
+      if (typeof v !== 'string' || v === '') throw configError(FILE, this.at(k), `expected a tensor name, got ${describe(v)}`);
+      return [k, v];
+    });
+  }
+
   finish(): void {
     for (const key of Object.keys(this.#obj)) if (!this.#known.has(key)) this.#unknown.push(this.at(key));
   }
@@ -192,6 +201,27 @@ function readWarmup(r: ObjectReader): WarmupDraft {
   return draft;
 }
 
+/** An object of string values (a proto map<string, string>), e.g. {"INPUT0": "raw"}. */
+function readStringMap(r: ObjectReader | undefined): Record<string, string> {
+  const map: Record<string, string> = {};
+  for (const [key, value] of r?.stringEntries() ?? []) map[key] = value;
+  r?.finish();
+  return map;
+}
+
+function readEnsemble(r: ObjectReader): NonNullable<ConfigDraft['ensembleScheduling']> {
+  const steps = (r.objects('step') ?? []).map((s) => {
+    const modelName = s.string('modelName');
+    if (modelName === undefined || modelName === '') throw configError(FILE, s.path, "every step needs a 'modelName'");
+    const modelVersion = s.int('modelVersion', -1) ?? -1;
+    const step = { modelName, modelVersion, inputMap: readStringMap(s.object('inputMap')), outputMap: readStringMap(s.object('outputMap')) };
+    s.finish();
+    return step;
+  });
+  r.finish();
+  return { steps };
+}
+
 /** Parses config.json text into a draft; throws InvalidModelConfig naming the field. */
 export function readJsonConfig(text: string): ConfigDraft {
   let value: unknown;
@@ -207,6 +237,7 @@ export function readJsonConfig(text: string): ConfigDraft {
   const rc = r.object('responseCache');
   const enable = rc?.bool('enable');
   rc?.finish();
+  const es = r.object('ensembleScheduling');
   const draft: ConfigDraft = {
     source: 'json',
     file: FILE,
@@ -222,6 +253,7 @@ export function readJsonConfig(text: string): ConfigDraft {
     warmup: r.objects('warmup')?.map(readWarmup),
     pinned: r.bool('pinned'),
     ...(rc && { responseCache: enable === undefined ? {} : { enable } }),
+    ...(es && { ensembleScheduling: readEnsemble(es) }),
     unknownFields,
   };
   r.finish();

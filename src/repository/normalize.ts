@@ -20,6 +20,7 @@ const PBTXT_NAMES: Readonly<Record<string, string>> = {
   'dynamicBatching.priorityQueuePolicy': 'dynamic_batching.priority_queue_policy',
   instanceGroups: 'instance_group',
   warmup: 'model_warmup',
+  ensembleScheduling: 'ensemble_scheduling',
 };
 
 function spell(source: ConfigDraft['source'] | undefined, path: string): string {
@@ -51,9 +52,14 @@ export function checkIdentity(folderName: string, draft: ConfigDraft | undefined
   if (draft.name !== undefined && draft.name !== '' && draft.name !== folderName) {
     check.fail('name', `the config names model '${draft.name}' but it lies in the folder '${folderName}'`);
   }
-  if (draft.platform !== undefined && draft.platform !== '' && draft.platform !== 'onnxruntime_onnx') {
-    check.fail('platform', `'${draft.platform}' is not supported: sluice serves ONNX models (platform onnxruntime_onnx)`);
+  const ensemble = draft.platform === 'ensemble';
+  if (draft.platform !== undefined && draft.platform !== '' && draft.platform !== 'onnxruntime_onnx' && !ensemble) {
+    check.fail('platform', `'${draft.platform}' is not supported: sluice serves ONNX models (platform onnxruntime_onnx) and ensembles of them (platform ensemble)`);
   }
+  if (ensemble !== (draft.ensembleScheduling !== undefined)) {
+    check.fail(ensemble ? 'platform' : 'ensembleScheduling', ensemble ? 'an ensemble needs ensemble_scheduling' : 'ensemble_scheduling needs platform "ensemble"');
+  }
+  if (ensemble) return;
   if (draft.backend !== undefined && draft.backend !== '' && draft.backend !== 'onnxruntime') {
     check.fail('backend', `'${draft.backend}' is not supported: sluice serves ONNX models (backend onnxruntime)`);
   }
@@ -183,8 +189,8 @@ export function normalizeConfig(name: string, draft: ConfigDraft | undefined, si
   const check = new Checker(draft);
   const config: ModelConfig = {
     name,
-    platform: 'onnxruntime_onnx',
-    backend: 'onnxruntime',
+    platform: draft?.ensembleScheduling ? 'ensemble' : 'onnxruntime_onnx',
+    backend: draft?.ensembleScheduling ? '' : 'onnxruntime',
     maxBatchSize: sig.maxBatchSize,
     inputs: sig.inputs,
     outputs: sig.outputs,
@@ -194,6 +200,7 @@ export function normalizeConfig(name: string, draft: ConfigDraft | undefined, si
     warmup: warmup(check, draft, sig),
     pinned: draft?.pinned ?? false,
     responseCache: { enable: draft?.responseCache?.enable ?? false },
+    ...(draft?.ensembleScheduling && { ensembleScheduling: draft.ensembleScheduling }),
     source: draft?.source ?? 'auto',
     unknownFields: [...(draft?.unknownFields ?? [])],
   };

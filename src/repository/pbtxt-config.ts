@@ -219,6 +219,34 @@ function readWarmup(r: MessageReader): WarmupDraft {
   return { name, batchSize, inputs, count };
 }
 
+/** A proto map<string, string> in text form: repeated { key: "k" value: "v" } entries. */
+function readStringMap(entries: MessageReader[], what: string): Record<string, string> {
+  const map: Record<string, string> = {};
+  for (const entry of entries) {
+    const key = entry.string('key');
+    const value = entry.string('value');
+    entry.finish();
+    if (key === undefined || key === '' || value === undefined || value === '') throw configError(FILE, entry.path, `every ${what} entry needs a 'key' and a 'value'`);
+    if (Object.hasOwn(map, key)) throw configError(FILE, entry.path, `${what} key '${key}' is given twice`);
+    map[key] = value;
+  }
+  return map;
+}
+
+function readEnsemble(r: MessageReader): NonNullable<ConfigDraft['ensembleScheduling']> {
+  const steps = r.messages('step').map((s) => {
+    const modelName = s.string('model_name');
+    if (modelName === undefined || modelName === '') throw configError(FILE, s.path, "every step needs a 'model_name'");
+    const modelVersion = s.int('model_version', -1, Number.MAX_SAFE_INTEGER) ?? -1;
+    const inputMap = readStringMap(s.messages('input_map'), 'input_map');
+    const outputMap = readStringMap(s.messages('output_map'), 'output_map');
+    s.finish();
+    return { modelName, modelVersion, inputMap, outputMap };
+  });
+  r.finish();
+  return { steps };
+}
+
 /** Parses config.pbtxt text into a draft; throws InvalidModelConfig naming the line or field. */
 export function readPbtxtConfig(text: string): ConfigDraft {
   let tree: PbMessage;
@@ -243,6 +271,8 @@ export function readPbtxtConfig(text: string): ConfigDraft {
   const rc = r.message('response_cache');
   const enable = rc?.bool('enable');
   rc?.finish();
+  const es = r.message('ensemble_scheduling');
+  const ensembleScheduling = es && readEnsemble(es);
   r.finish();
   return {
     source: 'pbtxt',
@@ -258,6 +288,7 @@ export function readPbtxtConfig(text: string): ConfigDraft {
     ...(vp && { versionPolicy: readVersionPolicy(FILE, vp, 'num_versions') }),
     ...(warmup.length > 0 && { warmup }),
     ...(rc && { responseCache: enable === undefined ? {} : { enable } }),
+    ...(ensembleScheduling && { ensembleScheduling }),
     unknownFields,
   };
 }

@@ -5,6 +5,7 @@ import { MODEL_NAME_PATTERN } from '../core/model.ts';
 import type { ModelConfig, TensorConfig } from '../core/model.ts';
 import { checkSignature, settleSignature } from './autocomplete.ts';
 import type { ConfigDraft } from './draft.ts';
+import { ENSEMBLE_PLATFORM, checkEnsembles, readEnsembleEntry } from './ensemble.ts';
 import { readJsonConfig } from './json-config.ts';
 import { checkIdentity, normalizeConfig } from './normalize.ts';
 import { readOnnxMetadata } from './onnx-metadata.ts';
@@ -143,6 +144,7 @@ async function loadEntry(root: string, name: string, dir: string, override?: Con
     const draft = override ?? (await readConfigDraft(root, dir));
     for (const field of draft?.unknownFields ?? []) warnings.push(`${draft?.file ?? 'config'}: field '${field}' is not used by sluice and was ignored`);
     checkIdentity(name, draft);
+    if (draft?.platform === ENSEMBLE_PLATFORM) return await readEnsembleEntry(name, dir, draft, warnings);
     const versions = selectVersions(await listVersionFolders(dir), draft?.versionPolicy ?? { latest: { numVersions: 1 } });
     // One at a time: decoding a large model is CPU work and memory, and most models serve one version.
     const files: VersionFile[] = [];
@@ -179,7 +181,26 @@ export async function readModelEntry(root: string, name: string, override?: Conf
   const abs = resolve(root);
   const dir = join(abs, name);
   if (!(await isDirectory(dir))) throw ModelNotFound(name);
-  return loadEntry(await realpath(abs), name, dir, override);
+  const real = await realpath(abs);
+  const entry = await loadEntry(real, name, dir, override);
+  return entry.config?.ensembleScheduling ? withSteps(real, abs, entry) : entry;
+}
+
+/** An ensemble read alone is checked against the models it names, read as they are on disk now. */
+async function withSteps(real: string, abs: string, entry: ModelEntry): Promise<ModelEntry> {
+  const entries = new Map<string, ModelEntry>([[entry.name, entry]]);
+  const todo = [entry];
+  for (let e = todo.pop(); e !== undefined; e = todo.pop()) {
+    for (const s of e.config?.ensembleScheduling?.steps ?? []) {
+      const dir = join(abs, s.modelName);
+      if (entries.has(s.modelName) || !MODEL_NAME_PATTERN.test(s.modelName) || s.modelName.startsWith('.') || !(await isDirectory(dir))) continue;
+      const step = await loadEntry(real, s.modelName, dir);
+      entries.set(s.modelName, step);
+      todo.push(step);
+    }
+  }
+  checkEnsembles(entries);
+  return entries.get(entry.name) ?? entry;
 }
 
 /**
@@ -207,5 +228,7 @@ export async function scanRepository(root: string): Promise<Map<string, ModelEnt
     const dir = join(abs, name);
     if (await isDirectory(dir)) entries.push(await loadEntry(real, name, dir));
   }
-  return new Map(entries.map((e) => [e.name, e]));
+  const map = new Map(entries.map((e) => [e.name, e]));
+  checkEnsembles(map);
+  return map;
 }

@@ -1,5 +1,5 @@
 import type { Config } from '../config/schema.ts';
-import { ModelNotReady, ModelVersionNotFound, toSluiceError } from '../core/errors.ts';
+import { ModelNotFound, ModelNotReady, ModelVersionNotFound, toSluiceError } from '../core/errors.ts';
 import type { Executor } from '../core/execution.ts';
 import type { ModelConfig, ModelState } from '../core/model.ts';
 import { readModelEntry, scanRepository, type ModelEntry } from '../repository/repository.ts';
@@ -290,6 +290,9 @@ export class ModelTable {
     // workers use): reloaded in place. A change to scheduling alone swaps the batcher, with no gap.
     const reload = [...slot.versions.values()].filter((v) => want.includes(v.version) && v.state !== 'LOADING' && ((configChanged && !schedulingOnly) || v.file !== fileFingerprintOf(entry, v.version)));
     await Promise.all(reload.map((v) => this.#retire(slot, v.version)));
+    // An ensemble loads the models of its steps first (as Triton does), and serves only with them.
+    slot.reason = config.ensembleScheduling ? await this.#loadSteps(config) : '';
+    if (slot.reason !== '') return void logger.error({ model: slot.name, reason: slot.reason }, 'ensemble is unavailable');
     if (schedulingOnly) {
       for (const v of slot.versions.values()) if (want.includes(v.version) && v.state === 'READY') this.#swapBatcher(slot, v, config);
     }
@@ -312,7 +315,8 @@ export class ModelTable {
     slot.versions.set(version, vs);
     const started = performance.now();
     try {
-      await this.#o.executor.load(slot.name, version);
+      // An ensemble runs on no worker: the models of its steps do.
+      if (!config.ensembleScheduling) await this.#o.executor.load(slot.name, version);
     } catch (e) {
       vs.state = 'UNAVAILABLE';
       vs.reason = toSluiceError(e).message;
@@ -325,9 +329,26 @@ export class ModelTable {
       return;
     }
     vs.config = config;
-    vs.batcher = this.#newBatcher(slot.name, version, config);
+    vs.batcher = config.ensembleScheduling ? undefined : this.#newBatcher(slot.name, version, config);
     vs.state = 'READY';
     this.#o.logger.info({ model: slot.name, version, ms: Math.round(performance.now() - started) }, 'model version is ready');
+  }
+
+  /** Loads the step models of an ensemble that nothing loads yet; why one cannot serve ('' when all can). */
+  async #loadSteps(config: ModelConfig): Promise<string> {
+    const steps = config.ensembleScheduling?.steps ?? [];
+    // A step model already wanted may be loading right now (every model loads at start): wait for that.
+    await Promise.all([...new Set(steps.map((s) => s.modelName))].map((n) => this.#slots.get(n)?.wanted ? this.#slots.get(n)!.op : this.load(n).catch(() => undefined)));
+    for (const s of steps) {
+      const slot = this.#slots.get(s.modelName);
+      try {
+        if (!slot) throw ModelNotFound(s.modelName);
+        this.resolve(slot, s.modelVersion > 0 ? String(s.modelVersion) : '');
+      } catch (e) {
+        return `step model '${s.modelName}' cannot serve: ${toSluiceError(e).message}`;
+      }
+    }
+    return '';
   }
 
   #newBatcher(model: string, version: string, config: ModelConfig): DynamicBatcher {
@@ -359,7 +380,7 @@ export class ModelTable {
   #swapBatcher(slot: ModelSlot, vs: VersionSlot, config: ModelConfig): void {
     const old = vs.batcher;
     vs.config = config;
-    vs.batcher = this.#newBatcher(slot.name, vs.version, config);
+    vs.batcher = config.ensembleScheduling ? undefined : this.#newBatcher(slot.name, vs.version, config);
     this.#o.logger.info({ model: slot.name, version: vs.version }, 'scheduling settings changed; new requests use them');
     if (!old) return;
     this.#retiring.add(old);
@@ -373,7 +394,7 @@ export class ModelTable {
     vs.state = 'UNLOADING';
     if (vs.batcher) await this.#drainThenClose(vs.batcher, ModelNotReady(slot.name, `version ${version} was unloaded`));
     try {
-      await this.#o.executor.unload(slot.name, version);
+      if (!vs.config?.ensembleScheduling) await this.#o.executor.unload(slot.name, version);
     } catch (e) {
       this.#o.logger.warn({ model: slot.name, version, err: toSluiceError(e).message }, 'unloading a model version failed');
     }

@@ -21,6 +21,7 @@ import type { Tenancy } from '../core/tenancy.ts';
 import { ModelTable, type ModelSlot, type VersionSlot } from './models.ts';
 import { ResponseCache, type CacheTarget } from './response-cache.ts';
 import { checkClassification, classify } from './classify.ts';
+import { runEnsemble } from './ensemble.ts';
 import { readConfigOverride } from '../repository/config-override.ts';
 import { readModelEntry } from '../repository/repository.ts';
 import { RequestMemory } from './memory.ts';
@@ -140,8 +141,10 @@ export class GatewayService implements InferenceService {
   modelReady(name: string, version: string): boolean {
     const slot = this.#table.get(name);
     if (!slot || this.#draining) return false;
-    if (version === '') return [...slot.versions.values()].some((v) => v.state === 'READY');
-    return slot.versions.get(version)?.state === 'READY';
+    const v = version === '' ? [...slot.versions.values()].find((x) => x.state === 'READY') : slot.versions.get(version);
+    if (v?.state !== 'READY') return false;
+    // An ensemble is ready when the models of all its steps are.
+    return v.config?.ensembleScheduling?.steps.every((s) => this.modelReady(s.modelName, s.modelVersion > 0 ? String(s.modelVersion) : '')) ?? true;
   }
 
   modelConfig(name: string, version: string): ModelConfig {
@@ -208,15 +211,24 @@ export class GatewayService implements InferenceService {
     await this.#table.unload(name);
   }
 
-  async infer(request: InferRequest): Promise<InferResponse> {
-    if (this.#draining || this.#closed) throw ShuttingDown();
+  // Not async itself: an ordinary request pays one plain call here, no extra promise.
+  infer(request: InferRequest): Promise<InferResponse> {
+    if (this.#draining || this.#closed) return Promise.reject(ShuttingDown());
+    return this.#infer(request, false);
+  }
+
+  /**
+   * A request past the drain check. A step of an ensemble comes here too: it was accepted with its
+   * ensemble (a drain must let it finish) and its rows were charged to the tenant once, there.
+   */
+  async #infer(request: InferRequest, step: boolean): Promise<InferResponse> {
     const slot = this.#slot(request.model);
     if (request.version !== '') this.#checkVersion(slot, request.version);
     const v = this.#table.resolve(slot, request.version);
     const plan = validateRequest(v.config!, request);
     if (request.classification) checkClassification(v.config!, request.classification);
     const { tenancy } = this.#o;
-    if (tenancy && request.tenant) {
+    if (tenancy && request.tenant && !step) {
       const refused = tenancy.takeRows(request.tenant, plan.rows, performance.now());
       if (refused) throw refused;
       this.#o.metrics.tenantRows.inc({ tenant: request.tenant }, plan.rows);
@@ -226,7 +238,10 @@ export class GatewayService implements InferenceService {
     try {
       // One property test for a model without the cache: no key, no hash, no allocation on its path.
       const cache = this.#cache;
-      const response = cache !== undefined && v.config!.responseCache?.enable === true
+      // An ensemble request is never cached itself (its steps may be): it runs its steps here.
+      const response = v.config!.ensembleScheduling !== undefined
+        ? await runEnsemble({ config: v.config!, version: v.version, rows: plan.rows, stats: this.#table.statsFor(request.model, v.version), infer: (r) => this.#infer(r, true) }, request)
+        : cache !== undefined && v.config!.responseCache?.enable === true
         ? await cache.serve(this.#cacheTarget(request.model, v), request, plan, () => v.batcher!.enqueue(request, plan))
         : await v.batcher!.enqueue(request, plan);
       // The classification extension answers the top K in place of the outputs that asked for it.

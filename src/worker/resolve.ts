@@ -27,6 +27,8 @@ async function usableEntry(root: string, model: string): Promise<ModelEntry> {
   const entry = await readModelEntry(root, model);
   // A broken model (bad config, unreadable file) is a load failure: the other models keep serving.
   if (entry.error !== '') throw ModelLoadFailed(model, entry.error);
+  // An ensemble has no file: the gateway runs its steps, a worker has nothing to load.
+  if (entry.config?.ensembleScheduling) throw ModelLoadFailed(model, 'it is an ensemble, which the gateway runs from its step models; a worker loads only ONNX models');
   return entry;
 }
 

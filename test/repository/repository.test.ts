@@ -28,7 +28,7 @@ function broken(entry: ModelEntry | undefined, reason: RegExp): void {
 
 void test('the sample repository: every model loads, from pbtxt, JSON and auto-complete', async () => {
   const repo = await scanRepository(SAMPLES);
-  assert.deepEqual([...repo.keys()], ['cnn', 'identity', 'mlp', 'simple', 'simple_identity', 'simple_int8', 'simple_string']);
+  assert.deepEqual([...repo.keys()], ['cnn', 'identity', 'mlp', 'mlp_pipeline', 'postprocess', 'preprocess', 'simple', 'simple_identity', 'simple_int8', 'simple_string']);
   const simple = usable(repo.get('simple'));
   assert.equal(simple.source, 'pbtxt');
   assert.equal(simple.maxBatchSize, 32);
