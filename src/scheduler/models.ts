@@ -1,5 +1,5 @@
 import type { Config } from '../config/schema.ts';
-import { ModelNotFound, ModelNotReady, ModelVersionNotFound, toSluiceError } from '../core/errors.ts';
+import { ModelNotFound, ModelNotReady, ModelVersionNotFound, NoWorkerAvailable, toSluiceError } from '../core/errors.ts';
 import type { Executor } from '../core/execution.ts';
 import type { ModelConfig, ModelState } from '../core/model.ts';
 import { readModelEntry, scanRepository, type ModelEntry } from '../repository/repository.ts';
@@ -48,6 +48,8 @@ export interface ModelTableOptions {
   readonly memory?: RequestMemory;
   /** Where a batcher goes when it holds work and no slot is free (the service's ready list). */
   readonly onBlocked?: (batcher: DynamicBatcher) => void;
+  /** Told of a model whose load found no worker (starved.ts loads it again when workers change). */
+  readonly onStarved?: (model: string) => void;
   /** Tenants' fair-queuing weights; absent (or config.fairQueuing off), every queue is one flow. */
   readonly tenancy?: Tenancy;
 }
@@ -318,8 +320,10 @@ export class ModelTable {
       // An ensemble runs on no worker: the models of its steps do.
       if (!config.ensembleScheduling) await this.#o.executor.load(slot.name, version);
     } catch (e) {
+      const err = toSluiceError(e);
       vs.state = 'UNAVAILABLE';
-      vs.reason = toSluiceError(e).message;
+      vs.reason = err.message;
+      if (err.code === NoWorkerAvailable.code) this.#o.onStarved?.(slot.name);
       this.#o.logger.error({ model: slot.name, version, reason: vs.reason }, 'model version failed to load');
       return;
     }

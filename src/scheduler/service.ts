@@ -21,6 +21,7 @@ import type { Tenancy } from '../core/tenancy.ts';
 import { ModelTable, type ModelSlot, type VersionSlot } from './models.ts';
 import { ResponseCache, type CacheTarget } from './response-cache.ts';
 import { checkClassification, classify } from './classify.ts';
+import { reloadWanted, StarvedLoads } from './starved.ts';
 import { runEnsemble } from './ensemble.ts';
 import { readConfigOverride } from '../repository/config-override.ts';
 import { readModelEntry } from '../repository/repository.ts';
@@ -83,14 +84,20 @@ export class GatewayService implements InferenceService {
   /** Numbers each load of a version, so that a reload in place never serves the old load's answers. */
   readonly #generations = new WeakMap<VersionSlot, number>();
   #generation = 0;
+  readonly #starved: StarvedLoads;
 
   constructor(options: GatewayServiceOptions) {
     this.#o = options;
     const cacheBytes = options.config.responseCache.sizeBytes;
     this.#cache = cacheBytes > 0 ? new ResponseCache({ limitBytes: cacheBytes, metrics: options.metrics }) : undefined;
     this.#memory = new RequestMemory(options.config.maxRequestMemoryBytes);
-    this.#table = new ModelTable({ ...options, memory: this.#memory, onBlocked: (b) => this.#ready.add(b) });
-    options.executor.onDrain(() => this.#ready.drain());
+    // A model whose load found no worker loads again once workers change (the drain signal says so).
+    this.#starved = new StarvedLoads((name) => (this.#draining || this.#closed ? Promise.resolve() : reloadWanted(this.#table, name, options.logger)));
+    this.#table = new ModelTable({ ...options, memory: this.#memory, onBlocked: (b) => this.#ready.add(b), onStarved: (name) => this.#starved.add(name) });
+    options.executor.onDrain(() => {
+      this.#ready.drain();
+      this.#starved.kick();
+    });
   }
 
   /** Scans the repository and loads models per the control mode; resolves once every load settled. */
@@ -318,6 +325,7 @@ export class GatewayService implements InferenceService {
   /** Stops the poll timer and the batchers' timers; anything still queued is rejected with ShuttingDown. */
   close(): void {
     this.#closed = true;
+    this.#starved.close();
     if (this.#pollTimer) clearInterval(this.#pollTimer);
     this.#pollTimer = undefined;
     this.#table.close(ShuttingDown());
