@@ -99,7 +99,12 @@ export function toOrtTensor(t: Tensor): ort.Tensor {
   // new Uint8Array(x) copies; Buffer#slice would return a view with the same misalignment.
   const bytes = t.data.byteOffset % size === 0 ? t.data : new Uint8Array(t.data);
   const view = new Ctor(bytes.buffer, bytes.byteOffset, bytes.byteLength / size);
-  return new ort.Tensor(ortTypeName(t.datatype) as 'float32', view as Float32Array, t.shape);
+  const tensor = new ort.Tensor(ortTypeName(t.datatype) as 'float32', view as Float32Array, t.shape);
+  // Where the runtime has a native Float16Array (Node 24), onnxruntime-common 1.30 rewraps a float16
+  // tensor's Uint16Array as one, and onnxruntime-node's binding reads such an array as 0 bytes: keep
+  // the Uint16Array view it reads on every runtime (the bits are the same).
+  if (t.datatype === 'FP16' && !(tensor.data instanceof Uint16Array)) (tensor as unknown as { cpuData: Uint16Array }).cpuData = view as Uint16Array;
+  return tensor;
 }
 
 /**
