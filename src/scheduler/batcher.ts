@@ -1,5 +1,5 @@
 import { performance } from 'node:perf_hooks';
-import { ExpectedWaitTooLong, QueueFull, RequestCancelled, RequestMemoryFull, RequestTimeout, WorkerFailed, toSluiceError, type SluiceError } from '../core/errors.ts';
+import { RequestCancelled, RequestMemoryFull, RequestTimeout, WorkerFailed, toSluiceError, type SluiceError } from '../core/errors.ts';
 import { BatchNotRun, type BatchJob, type BatchResult, type BatchSlot, type Executor } from '../core/execution.ts';
 import type { InferRequest, InferResponse } from '../core/inference.ts';
 import type { ModelConfig, QueuePolicy } from '../core/model.ts';
@@ -8,7 +8,7 @@ import type { Metrics } from '../telemetry/metrics.ts';
 import { LogBudget } from '../telemetry/log-budget.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { requestBytes, type RequestMemory } from './memory.ts';
-import { batchLimitsOf, defaultLevel, expectedWaitUs, levelCount, maxQueueSizeOf, queuePolicyOf, timeoutUsOf } from './policy.ts';
+import { batchLimitsOf, defaultLevel, levelCount, overloadOf, queuePolicyOf, timeoutUsOf, type Overload } from './policy.ts';
 import type { Pending, ShedReason } from './pending.ts';
 import { RequestQueue } from './queue.ts';
 import type { DispatchResult, RequestPlan, Scheduler } from './scheduler.ts';
@@ -192,23 +192,10 @@ export class DynamicBatcher implements Scheduler {
     return overloaded.error;
   }
 
-  /**
-   * The queue bound and the expected-wait budget of a priority level's list (the memory bound needs the
-   * request), as they stand for a request of `flow`: a full queue still admits a tenant holding less
-   * than its fair share of the bound, and the wait counts what fair share serves before it, so that
-   * one tenant's flood fills its own part of the queue, not everyone's.
-   */
-  #overloaded(policy: QueuePolicy, list: number, flow: string, rows: number): { reason: ShedReason; error: SluiceError } | undefined {
-    const { model } = this.#o;
-    const max = maxQueueSizeOf(policy);
-    const q = this.#queue;
-    if (q.sizeOf(list) >= max && q.flowSizeOf(flow, list) >= q.shareOf(flow, max)) return { reason: 'queue_full', error: QueueFull(model, max) };
-    const budgetUs = policy.maxExpectedWaitUs;
-    if (budgetUs > 0) {
-      const waitUs = expectedWaitUs(this.#o.executor.costOf(model, this.#o.version), q.rowsAhead(flow, rows), this.#limits.maxRows);
-      if (waitUs > budgetUs) return { reason: 'expected_wait', error: ExpectedWaitTooLong(model, waitUs, budgetUs) };
-    }
-    return undefined;
+  /** overloadOf (policy.ts) for this model's queue, as it stands for a request of `flow`. */
+  #overloaded(policy: QueuePolicy, list: number, flow: string, rows: number): Overload | undefined {
+    const { model, version, executor } = this.#o;
+    return overloadOf(this.#queue, { model, policy, list, flow, rows, cost: () => executor.costOf(model, version), maxRows: this.#limits.maxRows });
   }
 
   #refuse(request: InferRequest, reason: ShedReason, error: Error, now: number): Promise<never> {

@@ -10,6 +10,7 @@ import type { Tenancy } from '../core/tenancy.ts';
 import type { RequestMemory } from './memory.ts';
 import { ModelStatsRecorder } from './stats.ts';
 import { compareVersions } from './versions.ts';
+import { configFingerprintOf, fileFingerprintOf, fingerprintOf, sameExceptScheduling, unusableReason, versionStrings } from './model-entry.ts';
 
 /** One version of a model as the service serves it. */
 export interface VersionSlot {
@@ -52,40 +53,6 @@ export interface ModelTableOptions {
   readonly onStarved?: (model: string) => void;
   /** Tenants' fair-queuing weights; absent (or config.fairQueuing off), every queue is one flow. */
   readonly tenancy?: Tenancy;
-}
-
-function fingerprintOf(entry: ModelEntry): string {
-  return JSON.stringify({ config: entry.config, versions: entry.versions, error: entry.error });
-}
-
-function configFingerprintOf(entry: ModelEntry | undefined): string {
-  return entry ? JSON.stringify({ config: entry.config, error: entry.error }) : '';
-}
-
-/** Why an entry cannot serve ('' when it can). */
-function unusableReason(entry: ModelEntry, want: readonly string[]): string {
-  if (entry.error) return entry.error;
-  if (!entry.config) return 'the model has no usable configuration';
-  return want.length === 0 ? 'no version is available under the version policy' : '';
-}
-
-/**
- * Whether two configs differ only in what the gateway alone uses to schedule (dynamic batching, queue
- * policy, version policy): such a change needs new batchers, not new sessions in the workers.
- */
-function sameExceptScheduling(a: ModelConfig, b: ModelConfig): boolean {
-  // The response cache is the gateway's too: turning it on or off keeps the sessions.
-  const rest = (c: ModelConfig): string => JSON.stringify({ ...c, dynamicBatching: undefined, versionPolicy: undefined, responseCache: undefined, unknownFields: undefined, source: undefined });
-  return rest(a) === rest(b);
-}
-
-function fileFingerprintOf(entry: ModelEntry, version: string): string {
-  const v = entry.versions.find((x) => String(x.version) === version);
-  return v ? `${v.file}:${v.byteSize}:${v.mtimeMs}` : '';
-}
-
-function versionStrings(entry: ModelEntry): string[] {
-  return entry.versions.map((v) => String(v.version));
 }
 
 /**

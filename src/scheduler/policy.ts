@@ -1,5 +1,8 @@
+import { ExpectedWaitTooLong, QueueFull, type SluiceError } from '../core/errors.ts';
 import type { BatchCost } from '../core/execution.ts';
 import { DEFAULT_MAX_QUEUE_SIZE, type ModelConfig, type QueuePolicy } from '../core/model.ts';
+import type { ShedReason } from './pending.ts';
+import type { QueueNode, RequestQueue } from './queue.ts';
 import type { BatchLimits } from './select.ts';
 
 /** Priority levels a model has: at least one, so a model without priorities has the single level 1. */
@@ -66,4 +69,31 @@ export function expectedWaitUs(cost: BatchCost | undefined, queuedRows: number, 
   if (!cost || cost.workers === 0) return 0;
   const batches = Math.floor(queuedRows / maxRows);
   return ((batches * (cost.perBatchMs + maxRows * cost.perRowMs)) / cost.workers) * 1000;
+}
+
+/** Why a request would be shed on arrival, and the error it gets. */
+export interface Overload {
+  readonly reason: ShedReason;
+  readonly error: SluiceError;
+}
+
+/**
+ * The queue bound and the expected-wait budget of a priority level's list (the memory bound needs the
+ * request), as they stand for a request of `flow`: a full queue still admits a tenant holding less
+ * than its fair share of the bound, and the wait counts what fair share serves before it, so that
+ * one tenant's flood fills its own part of the queue, not everyone's. The cost is asked for only
+ * when a budget applies (it walks the workers).
+ */
+export function overloadOf(
+  q: RequestQueue<QueueNode>,
+  r: { readonly model: string; readonly policy: QueuePolicy; readonly list: number; readonly flow: string; readonly rows: number; readonly cost: () => BatchCost | undefined; readonly maxRows: number },
+): Overload | undefined {
+  const max = maxQueueSizeOf(r.policy);
+  if (q.sizeOf(r.list) >= max && q.flowSizeOf(r.flow, r.list) >= q.shareOf(r.flow, max)) return { reason: 'queue_full', error: QueueFull(r.model, max) };
+  const budgetUs = r.policy.maxExpectedWaitUs;
+  if (budgetUs > 0) {
+    const waitUs = expectedWaitUs(r.cost(), q.rowsAhead(r.flow, r.rows), r.maxRows);
+    if (waitUs > budgetUs) return { reason: 'expected_wait', error: ExpectedWaitTooLong(r.model, waitUs, budgetUs) };
+  }
+  return undefined;
 }

@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import type { Config } from '../config/schema.ts';
 import {
   InvalidModelName,
@@ -30,6 +29,7 @@ import { ReadyList } from './ready-list.ts';
 import { levelCount, maxQueueSizeOf, queuePolicyOf } from './policy.ts';
 import { validateRequest } from './validate.ts';
 import { compareVersions } from './versions.ts';
+import { EXTENSIONS, packageVersion } from './server-info.ts';
 
 /** What GatewayService is built from (the composition root passes the balancer's WorkerPool as executor). */
 export interface GatewayServiceOptions {
@@ -39,22 +39,6 @@ export interface GatewayServiceOptions {
   readonly logger: Logger;
   /** Tenants' rate limits and fair-queuing weights (the access layer's); absent = everyone anonymous. */
   readonly tenancy?: Tenancy;
-}
-
-/** Protocol extensions sluice implements (GET /v2 and ServerMetadata report them). */
-export const EXTENSIONS: readonly string[] = ['binary_tensor_data', 'statistics', 'model_configuration', 'model_repository', 'schedule_policy', 'trace', 'logging', 'classification'];
-
-/** package.json's version, looked up from this file so it works from src/ (tsx) and dist/src/ (built). */
-function packageVersion(): string {
-  for (const up of ['../../package.json', '../../../package.json']) {
-    try {
-      const pkg = JSON.parse(readFileSync(new URL(up, import.meta.url), 'utf8')) as { name?: string; version?: string };
-      if (pkg.name === 'sluice' && typeof pkg.version === 'string') return pkg.version;
-    } catch {
-      // not at this level: try the next one up
-    }
-  }
-  return '0.0.0';
 }
 
 function metadataShape(config: ModelConfig, dims: readonly number[]): number[] {
