@@ -1,7 +1,8 @@
 // The cost of the hop from the gateway to ONNX Runtime, one batch of mlp (one row) at a time with idle
-// gaps between them (low load, where wake-ups dominate): through a thread worker (one message each way
-// to the gateway's ONNX Runtime thread) and through a worker process (HTTP/1.1 over a unix socket, then
-// the process's own ORT thread). Prints round-trip and ORT-only percentiles for each.
+// gaps between them (low load, where wake-ups dominate): inline (session.run on this thread, no hop),
+// through a thread worker (one message each way to the gateway's ONNX Runtime thread) and through a
+// worker process (HTTP/1.1 over a unix socket, then the process's own ORT thread). Prints round-trip
+// and ORT-only percentiles for each.
 //   node --import tsx loadtest/bench/hops.ts [batches] [gapMs]
 import { fork } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
@@ -16,6 +17,7 @@ import { createLogger } from '../../src/telemetry/logger.ts';
 import { ModelCache } from '../../src/worker/cache.ts';
 import { OrtThread } from '../../src/worker/ort-client.ts';
 import { repositoryResolver } from '../../src/worker/resolve.ts';
+import { SessionFactory } from '../../src/worker/session.ts';
 
 const N = Number(process.argv[2] ?? 1500);
 const GAP_MS = Number(process.argv[3] ?? 2);
@@ -30,21 +32,28 @@ function summary(label: string, ms: number[]): string {
   return `${label.padEnd(22)} P50 ${q(0.5)} ms  P90 ${q(0.9)} ms  P99 ${q(0.99)} ms`;
 }
 
-const ort = new OrtThread({ device: 'cpu', deviceId: 0, cudaFallback: 'cpu', intraOpThreads: 2, worker: 'thread', logger: log });
-const cache = new ModelCache({ budgetBytes: 2 ** 31, resolver: repositoryResolver(repo), opener: ort, logger: log });
-await cache.load('mlp', '1');
-const threadRt: number[] = [];
-const threadOrt: number[] = [];
-for (let i = 0; i < N; i++) {
-  const lease = await cache.acquire('mlp', '1');
-  const t0 = performance.now();
-  const r = await lease.session.run(job.inputs, []);
-  threadRt.push(performance.now() - t0);
-  threadOrt.push(r.computeInferNs / 1e6);
-  lease.release();
-  await sleep(GAP_MS);
+/** One-row batches through a cache whose sessions `opener` makes: round trips and ORT runs, in ms. */
+async function throughCache(opener: ConstructorParameters<typeof ModelCache>[0]['opener']): Promise<{ rt: number[]; ort: number[] }> {
+  const cache = new ModelCache({ budgetBytes: 2 ** 31, resolver: repositoryResolver(repo), opener, logger: log });
+  await cache.load('mlp', '1');
+  const rt: number[] = [];
+  const ortMs: number[] = [];
+  for (let i = 0; i < N; i++) {
+    const lease = await cache.acquire('mlp', '1');
+    const t0 = performance.now();
+    const r = await lease.session.run(job.inputs, []);
+    rt.push(performance.now() - t0);
+    ortMs.push(r.computeInferNs / 1e6);
+    lease.release();
+    await sleep(GAP_MS);
+  }
+  await cache.close();
+  return { rt, ort: ortMs };
 }
-await cache.close();
+
+const inline = await throughCache(new SessionFactory({ device: 'cpu', deviceId: 0, cudaFallback: 'cpu', intraOpThreads: 2, logger: log }));
+const ort = new OrtThread({ device: 'cpu', deviceId: 0, cudaFallback: 'cpu', intraOpThreads: 2, worker: 'thread', logger: log });
+const thread = await throughCache(ort);
 await ort.close();
 
 const dir = mkdtempSync(join(tmpdir(), 'sluice-hops-'));
@@ -67,7 +76,9 @@ await new Promise((resolve) => child.once('exit', resolve));
 rmSync(dir, { recursive: true, force: true });
 
 console.log(`${N} one-row mlp batches, ${GAP_MS} ms apart`);
-console.log(summary('thread: round trip', threadRt));
-console.log(summary('thread: ORT run', threadOrt));
+console.log(summary('inline: round trip', inline.rt));
+console.log(summary('inline: ORT run', inline.ort));
+console.log(summary('thread: round trip', thread.rt));
+console.log(summary('thread: ORT run', thread.ort));
 console.log(summary('process: round trip', procRt));
 console.log(summary('process: ORT run', procOrt));

@@ -29,9 +29,9 @@ export class WorkerAnswerError extends Error {
 
 /**
  * How the pool reaches one worker: over the worker protocol to a process or a remote host
- * (WorkerClient), or to an ONNX Runtime thread of the gateway itself (ThreadWorker). Both answer with
+ * (WorkerClient), or to ONNX Runtime inside the gateway itself (InProcessWorker). Both answer with
  * the same results and fail with the same two errors, so the pool treats them alike (one shared
- * contract suite in test/balancer/link-contract.test.ts).
+ * contract suite in test/balancer/executor-contract.test.ts, through the pool).
  */
 export interface WorkerLink {
   /** The worker's name in logs and metrics. */

@@ -7,7 +7,7 @@ import type { WorkerLink } from './link.ts';
 /** Consecutive failed /health probes that eject a worker (one slow probe under load is not enough). */
 export const PROBE_FAILURES_TO_EJECT = 2;
 
-/** A local worker the gateway runs and restarts itself: a process (LocalWorker) or a thread (ThreadWorker). */
+/** A local worker the gateway runs and restarts itself: a process (LocalWorker) or inside the gateway (InProcessWorker). */
 export interface SupervisedWorker {
   /** Pid of the process the worker runs in, while it runs. */
   readonly pid: number | undefined;

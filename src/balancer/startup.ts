@@ -7,7 +7,7 @@ import type { Logger } from '../telemetry/logger.ts';
 import { isLocalOnly } from '../worker/listen.ts';
 import { LocalWorker } from './local-worker.ts';
 import { PooledWorker } from './pooled-worker.ts';
-import { ThreadWorker } from './thread-worker.ts';
+import { InProcessWorker } from './in-process-worker.ts';
 import { WorkerClient, type LinkCredentials, type WorkerClientTimeouts } from './worker-client.ts';
 
 /** Generous on purpose: a batch on a cold worker includes loading the model. */
@@ -47,9 +47,21 @@ export function localWorkerCount(config: Config): number {
  * earlier, with fewer rows. Measured at 2,000 req/s on mlp (REST JSON, open loop, 2 cores), four runs
  * each: P50 1.4-3.2 ms against 4.3-7.1, P99 17-30 ms against 34-41, CPU per request 5% lower.
  */
-export function inflightBatchesOf(config: Config, kind: 'thread' | 'socket'): number {
+export function inflightBatchesOf(config: Config, kind: 'in-process' | 'socket'): number {
   if (config.workers.maxInflightBatches > 0) return config.workers.maxInflightBatches;
-  return kind === 'thread' ? 1 : 2;
+  return kind === 'in-process' ? 1 : 2;
+}
+
+/**
+ * Where local workers run ONNX Runtime. 'auto' is the gateway's own event loop on the CPU (ONNX
+ * Runtime's intra-op threads take every core during a run, so a thread of its own would only add two
+ * wake-ups per batch) and a thread of the gateway with CUDA (the run waits on the device, and the event
+ * loop can serve meanwhile). docs/performance.md has the measurements.
+ */
+export function localIsolation(config: Config): 'inline' | 'thread' | 'process' {
+  const { isolation, device } = config.workers;
+  if (isolation !== 'auto') return isolation;
+  return device === 'cuda' ? 'thread' : 'inline';
 }
 
 /** ONNX Runtime threads per local worker: as configured, else the cores shared out so none oversubscribes. */
@@ -112,8 +124,9 @@ export async function startWorkers(config: Config, log: Logger, events_: WorkerL
   // Before anything starts: a secret file gone since the config was loaded fails here, with nothing to stop.
   // Local workers need none: their sockets sit in a private folder (and they are forked without the token).
   const credentials = config.workers.remote.length > 0 ? linkCredentials(config) : {};
-  const threads = config.workers.isolation === 'thread';
-  const dir = count > 0 && !threads ? mkdtempSync(join(tmpdir(), 'sluice-')) : undefined;
+  const isolation = localIsolation(config);
+  const inProcess = isolation !== 'process';
+  const dir = count > 0 && !inProcess ? mkdtempSync(join(tmpdir(), 'sluice-')) : undefined;
   const cleanup = (): void => {
     if (dir) rmSync(dir, { recursive: true, force: true });
   };
@@ -127,14 +140,14 @@ export async function startWorkers(config: Config, log: Logger, events_: WorkerL
       onExit: (reason: string) => ref.pooled && events_.onExit(ref.pooled, reason),
       onRestart: () => ref.pooled && events_.onRestart(ref.pooled),
     };
-    if (threads) {
+    if (inProcess) {
       const w = config.workers;
-      const thread = new ThreadWorker({
+      const worker = new InProcessWorker({
         id, modelRepository: resolve(config.modelRepository), device: w.device, deviceId: deviceIdOf(config, i),
         cudaFallback: w.cudaFallback, intraOpThreads: intraOpThreads(config, count), memoryBudgetBytes: w.memoryBudgetBytes, logger: log, events,
-        ...(threadEntry ? { entry: threadEntry } : {}),
+        mode: isolation, ...(threadEntry ? { entry: threadEntry } : {}),
       });
-      ref.pooled = new PooledWorker(id, thread, inflightBatchesOf(config, 'thread'), thread);
+      ref.pooled = new PooledWorker(id, worker, inflightBatchesOf(config, 'in-process'), worker);
     } else {
       const local = new LocalWorker({ id, socketPath: join(dir!, `${id}.sock`), args: localWorkerArgs(config, i, count), logger: log, events });
       starting.push(local);
@@ -157,6 +170,6 @@ export async function startWorkers(config: Config, log: Logger, events_: WorkerL
     cleanup();
     throw new Error(`local worker ${starting[failed]!.id} failed to start: ${((results[failed] as PromiseRejectedResult).reason as Error).message}`);
   }
-  log.info({ local: count, isolation: config.workers.isolation, remote: config.workers.remote.length }, `${count} local (${config.workers.isolation}) and ${config.workers.remote.length} remote workers`);
+  log.info({ local: count, isolation, remote: config.workers.remote.length }, `${count} local (${isolation}) and ${config.workers.remote.length} remote workers`);
   return { workers, cleanup };
 }

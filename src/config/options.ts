@@ -26,7 +26,7 @@ export const DEFAULTS: Config = {
   logLevel: 'info',
   workers: {
     count: -1,
-    isolation: 'thread',
+    isolation: 'auto',
     remote: [],
     device: 'cpu',
     gpus: [],
@@ -70,7 +70,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { flag: 'load-model', env: 'SLUICE_LOAD_MODEL', path: 'loadModels', type: 'list', help: 'model to load at start (repeatable; env: comma-separated)' },
   { flag: 'log-level', env: 'SLUICE_LOG_LEVEL', path: 'logLevel', type: 'string', choices: ['fatal', 'error', 'warn', 'info', 'debug', 'trace'], help: 'log level' },
   { flag: 'workers', env: 'SLUICE_WORKERS', path: 'workers.count', type: 'int', min: -1, max: 256, help: 'local worker processes (-1: one per GPU, else 1; 0: remote workers only)' },
-  { flag: 'worker-isolation', env: 'SLUICE_WORKER_ISOLATION', path: 'workers.isolation', type: 'string', choices: ['thread', 'process'], help: 'local workers as ONNX Runtime threads of the gateway (fastest) or as processes (a native crash stays in the worker)' },
+  { flag: 'worker-isolation', env: 'SLUICE_WORKER_ISOLATION', path: 'workers.isolation', type: 'string', choices: ['auto', 'inline', 'thread', 'process'], help: "where local workers run ONNX Runtime: on the gateway's event loop (inline), on a thread of the gateway, or in processes of their own (a native crash stays in the worker); auto = inline on the CPU, thread with CUDA" },
   { flag: 'worker', env: 'SLUICE_WORKER', path: 'workers.remote', type: 'list', help: 'remote worker host URL, e.g. http://10.0.0.5:9000 (repeatable)' },
   { flag: 'device', env: 'SLUICE_DEVICE', path: 'workers.device', type: 'string', choices: ['cpu', 'cuda'], help: 'execution provider of local workers' },
   { flag: 'gpus', env: 'SLUICE_GPUS', path: 'workers.gpus', type: 'list', help: 'GPU device ids for local workers (comma-separated)' },

@@ -30,10 +30,11 @@ export interface Config {
     /** Local worker processes; -1 = one per GPU when GPUs are configured, else 1. */
     readonly count: number;
     /**
-     * How local workers run: 'thread' = an ONNX Runtime thread of the gateway process (shortest path;
-     * a native crash takes the gateway down), 'process' = a process each behind a unix socket.
+     * How local workers run: 'inline' = ONNX Runtime on the gateway's event-loop thread (no hop at
+     * all), 'thread' = on a worker_thread of the gateway (both: a native crash takes the gateway down),
+     * 'process' = a process each behind a unix socket; 'auto' = inline on the CPU, thread with CUDA.
      */
-    readonly isolation: 'thread' | 'process';
+    readonly isolation: 'auto' | 'inline' | 'thread' | 'process';
     readonly remote: readonly string[];
     readonly device: 'cpu' | 'cuda';
     readonly gpus: readonly number[];

@@ -1,6 +1,6 @@
 /**
  * One batch on a leased session, the same for the worker host (a batch read from its socket) and for
- * a gateway's in-process ONNX Runtime thread (ThreadWorker): the row check, the hand-over of the
+ * a gateway's in-process worker (InProcessWorker, inline or on an ONNX Runtime thread): the row check, the hand-over of the
  * inputs' memory, the run, and the result with its timings. The lease is released when the run ends.
  */
 import { ShapeMismatch } from '../core/errors.ts';

@@ -1,6 +1,7 @@
-// The slot lease (src/core/execution.ts Executor), one suite for every executor: the pool over thread
-// workers, the pool over worker processes, and the scheduler tests' in-process executor. Plus what only
-// thread workers do: a thread that dies fails its batch as BatchNotRun and is replaced.
+// The slot lease (src/core/execution.ts Executor), one suite for every executor: the pool over inline
+// workers (ONNX Runtime on the event loop), over thread workers, over worker processes, and the
+// scheduler tests' in-process executor. Plus what only thread workers do: a thread that dies fails its
+// batch as BatchNotRun and is replaced.
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -17,6 +18,7 @@ interface Subject {
 }
 
 const SUBJECTS: readonly Subject[] = [
+  { name: 'WorkerPool, inline worker', start: async (t) => (await startPool(t, ['--workers', '1', '--worker-isolation', 'inline', '--worker-max-inflight', '2'])).pool },
   { name: 'WorkerPool, thread worker', start: async (t) => (await startPool(t, ['--workers', '1', '--worker-isolation', 'thread', '--worker-max-inflight', '2'])).pool },
   { name: 'WorkerPool, worker process', start: async (t) => (await startPool(t, ['--workers', '1', '--worker-isolation', 'process', '--worker-max-inflight', '2'])).pool },
   {
@@ -66,6 +68,15 @@ for (const subject of SUBJECTS) {
       assert.ok(drains > before, 'signalled when the batch settled');
       assert.deepEqual(r.outputs[0]!.shape, [3, 16]);
       assert.equal(int32s(r.outputs[0]!.data)[16], 41, 'row 1 of OUTPUT0 = (40 + 1) + 0');
+    });
+
+    await t.test('a batch of a request\'s own tensors (not owned) is read, never moved or changed: a retry re-reads it', async () => {
+      const job = { ...simpleJob(2, 9), inputsOwned: false };
+      const before = job.inputs.map((x) => Uint8Array.from(x.data as Uint8Array));
+      const first = await execute(executor, job);
+      job.inputs.forEach((x, i) => assert.deepEqual(Uint8Array.from(x.data as Uint8Array), before[i], `input ${x.name} intact after the run`));
+      const second = await execute(executor, job);
+      assert.deepEqual(int32s(second.outputs[0]!.data), int32s(first.outputs[0]!.data));
     });
 
     await t.test('a slot runs one batch: a second run() is refused, release() after run() changes nothing', async () => {

@@ -2,7 +2,7 @@
 import assert from 'node:assert/strict';
 import { isAbsolute } from 'node:path';
 import { test } from 'node:test';
-import { inflightBatchesOf, intraOpThreads, localWorkerArgs, localWorkerCount } from '../../src/balancer/startup.ts';
+import { inflightBatchesOf, intraOpThreads, localIsolation, localWorkerArgs, localWorkerCount } from '../../src/balancer/startup.ts';
 import { isSluiceError } from '../../src/core/errors.ts';
 import { execute, peek, poolConfig, simpleJob, startPool, startRemoteWorker, waitFor } from './support.ts';
 
@@ -21,12 +21,20 @@ void test('intra-op threads share the cores out unless configured', () => {
   assert.equal(intraOpThreads(poolConfig(['--intra-op-threads', '3']), 4, 2), 3);
 });
 
+void test('local workers run inline on the CPU and on a thread with CUDA unless told; explicit choices win', () => {
+  assert.equal(localIsolation(poolConfig(['--worker-isolation', 'auto'])), 'inline');
+  assert.equal(localIsolation(poolConfig(['--worker-isolation', 'auto', '--device', 'cuda'])), 'thread');
+  assert.equal(localIsolation(poolConfig(['--worker-isolation', 'thread'])), 'thread');
+  assert.equal(localIsolation(poolConfig(['--worker-isolation', 'inline', '--device', 'cuda'])), 'inline');
+  assert.equal(localIsolation(poolConfig(['--worker-isolation', 'process'])), 'process');
+});
+
 void test('batches in flight: one on a thread worker, two over a socket, unless configured', () => {
   const auto = poolConfig([]);
-  assert.equal(inflightBatchesOf(auto, 'thread'), 1);
+  assert.equal(inflightBatchesOf(auto, 'in-process'), 1);
   assert.equal(inflightBatchesOf(auto, 'socket'), 2);
   const three = poolConfig(['--worker-max-inflight', '3']);
-  assert.equal(inflightBatchesOf(three, 'thread'), 3);
+  assert.equal(inflightBatchesOf(three, 'in-process'), 3);
   assert.equal(inflightBatchesOf(three, 'socket'), 3);
 });
 

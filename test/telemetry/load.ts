@@ -1,4 +1,6 @@
+import { fork } from 'node:child_process';
 import { performance } from 'node:perf_hooks';
+import { fileURLToPath, pathToFileURL } from 'node:url';
 import { Pool } from 'undici';
 import { LATENCY_BUCKETS } from '../../src/telemetry/metrics.ts';
 
@@ -84,4 +86,34 @@ export function enclosingBucket(seconds: number): { lower: number; upper: number
     lower = upper;
   }
   return { lower, upper: Infinity };
+}
+
+type LoadOptions = Parameters<typeof driveLoad>[0];
+
+/**
+ * driveLoad in a process of its own. A generator on the server's event loop waits whenever the server
+ * works (and the server whenever it does): its stalls would land in the client's latencies and not in
+ * sluice's, and the two P99s could not be compared. Apart, the client times what a client would.
+ */
+export function driveLoadApart(opts: LoadOptions): Promise<LoadResult> {
+  const child = fork(fileURLToPath(import.meta.url), [JSON.stringify(opts)], { execArgv: ['--import', 'tsx'], stdio: ['ignore', 'inherit', 'inherit', 'ipc'] });
+  return new Promise((resolve, reject) => {
+    let result: LoadResult | undefined;
+    child.once('message', (m) => {
+      result = m as LoadResult;
+    });
+    child.once('error', reject);
+    child.once('exit', (code) => (result ? resolve(result) : reject(new Error(`the load process exited with ${code} without a result`))));
+  });
+}
+
+if (process.argv[1] !== undefined && import.meta.url === pathToFileURL(process.argv[1]).href && process.send) {
+  const send = process.send.bind(process);
+  driveLoad(JSON.parse(process.argv[2] ?? '{}') as LoadOptions).then(
+    (r) => send(r, () => process.exit(0)),
+    (e: unknown) => {
+      process.stderr.write(`load process failed: ${String(e)}\n`);
+      process.exit(1);
+    },
+  );
 }

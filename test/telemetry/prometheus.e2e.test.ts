@@ -3,24 +3,27 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { test } from 'node:test';
 import { findExecutable } from '../../src/telemetry/gpu.ts';
 import { startTestSluice } from '../helpers/sluice.ts';
-import { driveLoad, enclosingBucket, quantile, simpleBody } from './load.ts';
+import { driveLoadApart, enclosingBucket, quantile, simpleBody } from './load.ts';
 import { ALERT_RULES, RECORDING_RULES, dashboardQueries, prometheusMissing, promtool, recordingRules, startPrometheus, substituteVariables, type TestPrometheus } from './prometheus.ts';
 
 const missing = prometheusMissing();
 
 /*
- * P99 tolerance. sluice times a request from arrival to response; the load generator times the whole
- * round trip, so for every request sluice's latency <= the client's, and so is every quantile.
- * Prometheus's estimate lies in the bucket of sluice's true P99 (histogram_quantile interpolates inside
- * it). Hence: Prometheus's P99 <= the upper bound of the bucket holding the client's P99, and, allowing
- * the client's own overhead up to half the round trip, >= the lower bound of the bucket holding half the
- * client's P99.
+ * P99 tolerance. sluice times a request from arrival to response; the load generator (a process of its
+ * own) times the whole round trip, so for every request sluice's latency <= the client's, and so is
+ * every quantile: Prometheus's P99 <= the upper bound of the bucket holding the client's P99. Below, the
+ * client's tail is no bound: on a small machine a client's P99 is mostly the time before the server's
+ * thread is scheduled to read the request, which no server can see. The lower bounds are therefore
+ * sluice's own exact P99 (its windowed quantiles, fed by the same observations: Prometheus's estimate
+ * lies in the bucket that holds it) and, against a unit or bucket error, half the client's median.
  */
-function assertP99Agrees(what: string, prometheusP99: number, clientP99: number): void {
+function assertP99Agrees(what: string, prometheusP99: number, clientP99: number, clientP50: number, sluiceP99: number): void {
   const upper = enclosingBucket(clientP99).upper;
-  const lower = enclosingBucket(clientP99 / 2).lower;
+  const lower = Math.min(enclosingBucket(sluiceP99).lower, enclosingBucket(clientP50 / 2).lower);
   assert.ok(prometheusP99 <= upper && prometheusP99 >= lower,
-    `${what}: Prometheus P99 ${(prometheusP99 * 1000).toFixed(3)} ms is outside [${lower * 1000}, ${upper * 1000}] ms around the client's P99 ${(clientP99 * 1000).toFixed(3)} ms`);
+    `${what}: Prometheus P99 ${(prometheusP99 * 1000).toFixed(3)} ms is outside [${lower * 1000}, ${upper * 1000}] ms (client P99 ${(clientP99 * 1000).toFixed(3)} ms, client P50 ${(clientP50 * 1000).toFixed(3)} ms, sluice's own P99 ${(sluiceP99 * 1000).toFixed(3)} ms)`);
+  assert.ok(enclosingBucket(sluiceP99).lower <= prometheusP99 && prometheusP99 <= enclosingBucket(sluiceP99).upper,
+    `${what}: Prometheus P99 ${(prometheusP99 * 1000).toFixed(3)} ms is not in the bucket of sluice's own P99 ${(sluiceP99 * 1000).toFixed(3)} ms`);
 }
 
 async function waitFor(what: string, timeoutMs: number, check: () => Promise<boolean>): Promise<void> {
@@ -50,7 +53,7 @@ void test('a real Prometheus scraping sluice under load answers every dashboard 
   const prom = await startPrometheus(t, sluice.ports.metrics, [RECORDING_RULES, ALERT_RULES]);
   await waitFor('the first scrape', 15_000, async () => (await scalarOf(prom, 'sum(sluice_requests_total{model="simple",status="success"})')) === 1);
 
-  const load = await driveLoad({ port: sluice.ports.http, durationMs: 10_000, concurrency: 2, invalidEvery: 40, unknownEvery: 97 });
+  const load = await driveLoadApart({ port: sluice.ports.http, durationMs: 10_000, concurrency: 2, invalidEvery: 40, unknownEvery: 97 });
   assert.deepEqual(load.unexpected, []);
   const successes = load.successLatencies.length + 1;
   assert.ok(successes > 200, `the load generator got ${successes} successes in 10 s`);
@@ -90,15 +93,20 @@ void test('a real Prometheus scraping sluice under load answers every dashboard 
   if (pendingWiring.length > 0) t.diagnostic(`no data until the composition root sets metrics.sources.queueLimits: ${pendingWiring.join('; ')}`);
 
   const clientP99 = quantile([warmSeconds, ...load.successLatencies], 0.99);
+  const clientP50 = quantile([warmSeconds, ...load.successLatencies], 0.5);
+  // The whole load is inside the summary's 60 s window: the same requests as the cumulative buckets.
+  const own = /^sluice_request_duration_quantiles_seconds\{model="simple",protocol="http",quantile="0.99"\} (\S+)$/m.exec(await (await fetch(metricsUrl)).text());
+  assert.ok(own, 'sluice exports its own P99 of simple');
+  const sluiceP99 = Number(own[1]);
   // Exact: the cumulative buckets hold every request since start, the same requests the client timed.
   const cumulative = await scalarOf(prom, 'histogram_quantile(0.99, sum by (le) (sluice_request_duration_seconds_bucket{model="simple",status="success"}))');
   assert.ok(cumulative !== undefined);
-  assertP99Agrees('cumulative histogram', cumulative, clientP99);
+  assertP99Agrees('cumulative histogram', cumulative, clientP99, clientP50, sluiceP99);
   // What operators see: the recording rule over the last minute (the whole load fits in its window).
   const recorded = await scalarOf(prom, 'model:sluice_request_duration_seconds:p99_rate1m{model="simple"}');
   assert.ok(recorded !== undefined && Number.isFinite(recorded), `recorded P99 ${recorded}`);
-  assertP99Agrees('recording rule', recorded, clientP99);
-  t.diagnostic(`client P99 ${(clientP99 * 1000).toFixed(3)} ms; Prometheus P99 ${(cumulative * 1000).toFixed(3)} ms (cumulative), ${(recorded * 1000).toFixed(3)} ms (rate 1m); ${successes} successes`);
+  assertP99Agrees('recording rule', recorded, clientP99, clientP50, sluiceP99);
+  t.diagnostic(`client P99 ${(clientP99 * 1000).toFixed(3)} ms; sluice's own P99 ${(sluiceP99 * 1000).toFixed(3)} ms; Prometheus P99 ${(cumulative * 1000).toFixed(3)} ms (cumulative), ${(recorded * 1000).toFixed(3)} ms (rate 1m); ${successes} successes`);
 
   // promtool check metrics lints the live exposition after traffic (names, units, _total, help).
   const text = await (await fetch(metricsUrl)).text();

@@ -1,11 +1,20 @@
 /**
- * A local worker on an ONNX Runtime thread of the gateway process: the shortest path from a batch to
- * ONNX Runtime (one message to the thread, inputs moved, not copied, and one message back), with no
- * socket, no HTTP framing and no second process to wake. The thread, its sessions and its hot-model
- * cache are those of a worker process (src/worker); what it gives up is containment of a native crash,
- * which takes the gateway down with it (as it does Triton, whose backends run in-process). Use
- * `--worker-isolation process` for that. A thread that dies of anything else (an uncaught error) is
- * replaced, and its batches fail over as a dead process's do.
+ * A local worker inside the gateway process, in one of two modes:
+ *
+ * - `inline`: ONNX Runtime runs on the gateway's own event-loop thread. onnxruntime-node runs a session
+ *   synchronously on the calling thread, so a batch costs no thread hop at all: no message, no thread
+ *   to wake, no copy of a one-request batch's inputs (ONNX Runtime only reads them). The event loop
+ *   stops for the length of one batch, and a run can never overlap the decode of the next requests.
+ *   That is the cheapest path when ONNX Runtime's intra-op threads take every core during a run anyway
+ *   (a CPU worker), and the default there.
+ * - `thread`: ONNX Runtime runs on a worker_thread of the gateway (one message to the thread, inputs
+ *   moved, not copied, and one message back). The event loop keeps serving while a batch runs, which
+ *   pays where the run leaves the cores idle (a CUDA device computing) or a batch takes long.
+ *
+ * The sessions and the hot-model cache are those of a worker process (src/worker); what both modes give
+ * up is containment of a native crash, which takes the gateway down with it (as it does Triton, whose
+ * backends run in-process). Use `--worker-isolation process` for that. A thread that dies of anything
+ * else (an uncaught error) is replaced, and its batches fail over as a dead process's do.
  */
 import { toSluiceError } from '../core/errors.ts';
 import type { BatchJob } from '../core/execution.ts';
@@ -14,6 +23,7 @@ import type { Logger } from '../telemetry/logger.ts';
 import { ModelCache } from '../worker/cache.ts';
 import { startRun } from '../worker/engine.ts';
 import { OrtThread } from '../worker/ort-client.ts';
+import { SessionFactory } from '../worker/session.ts';
 import { packCopies, type Packed } from '../worker/ort-messages.ts';
 import { workerStatusOf, type FrameResult, type LoadResult, type ModelRef, type UnloadResult, type WorkerHealth } from '../worker/protocol.ts';
 import { repositoryResolver } from '../worker/resolve.ts';
@@ -24,7 +34,7 @@ import { RespawnSchedule } from './respawn.ts';
 const BACKOFF_FIRST_MS = 50;
 const BACKOFF_MAX_MS = 10_000;
 
-export interface ThreadWorkerOptions {
+export interface InProcessWorkerOptions {
   readonly id: string;
   readonly modelRepository: string;
   readonly device: 'cpu' | 'cuda';
@@ -36,18 +46,23 @@ export interface ThreadWorkerOptions {
   readonly events: LocalWorkerEvents;
   /** The ORT thread's module, when not the standard one (tests substitute one that dies). */
   readonly entry?: URL;
+  /** Where ONNX Runtime runs: on the gateway's event-loop thread, or on a worker_thread of its own. */
+  readonly mode: 'inline' | 'thread';
 }
 
 interface Engine {
-  readonly ort: OrtThread;
+  /** The ORT thread (mode 'thread'); absent inline. */
+  readonly ort: OrtThread | undefined;
+  /** The session factory of the event-loop thread (mode 'inline'). */
+  readonly factory: SessionFactory | undefined;
   readonly cache: ModelCache;
   dead: boolean;
 }
 
-export class ThreadWorker implements WorkerLink {
+export class InProcessWorker implements WorkerLink {
   readonly worker: string;
   readonly address: string;
-  readonly #o: ThreadWorkerOptions;
+  readonly #o: InProcessWorkerOptions;
   readonly #log: Logger;
   #engine: Engine;
   #restarts = 0;
@@ -55,9 +70,9 @@ export class ThreadWorker implements WorkerLink {
   #stopping = false;
   #running = 0;
 
-  constructor(opts: ThreadWorkerOptions) {
+  constructor(opts: InProcessWorkerOptions) {
     this.worker = opts.id;
-    this.address = `thread:${opts.id}`;
+    this.address = `${opts.mode}:${opts.id}`;
     this.#o = opts;
     this.#log = opts.logger.child({ worker: opts.id });
     this.#engine = this.#spawn();
@@ -74,10 +89,10 @@ export class ThreadWorker implements WorkerLink {
 
   health(): Promise<WorkerHealth> {
     const e = this.#engine;
-    if (e.dead || this.#stopping) return Promise.reject(new TransportError(this.worker, 'its ONNX Runtime thread is not running'));
+    if (e.dead || this.#stopping) return Promise.reject(new TransportError(this.worker, this.#stopping ? 'worker stopped' : 'its ONNX Runtime thread is not running'));
     const s = e.cache.snapshot();
     return Promise.resolve({
-      id: this.worker, pid: process.pid, device: this.#o.device, deviceId: this.#o.deviceId, provider: e.ort.provider,
+      id: this.worker, pid: process.pid, device: this.#o.device, deviceId: this.#o.deviceId, provider: e.ort?.provider ?? e.factory!.provider,
       models: s.models, memoryUsedBytes: s.memoryUsedBytes, memoryBudgetBytes: this.#o.memoryBudgetBytes,
       running: this.#running > 0, loads: s.loads, evictions: s.evictions, cacheHits: s.cacheHits, cacheMisses: s.cacheMisses,
       warmupRuns: s.warmupRuns, queuedBatches: Math.max(0, this.#running - 1),
@@ -102,7 +117,8 @@ export class ThreadWorker implements WorkerLink {
     try {
       const run = this.#answering(e, async () => {
         const lease = await e.cache.acquire(job.model, job.version);
-        return startRun(lease, job, job.inputs, () => handOver(job), recvNs);
+        // Inline, ONNX Runtime reads the batch's inputs where they are: nothing crosses a thread.
+        return startRun(lease, job, job.inputs, e.ort ? () => handOver(job) : () => ({ tensors: [...job.inputs], transfer: [] }), recvNs);
       });
       const r = await (cancel ? raceCancel(run, cancel, this.worker) : run);
       return r.stamps ? { ...r, stamps: { ...r.stamps, replyNs: traceNow() } } : r;
@@ -118,7 +134,7 @@ export class ThreadWorker implements WorkerLink {
     const e = this.#engine;
     if (e.dead) return;
     await e.cache.close();
-    await e.ort.close();
+    await e.ort?.close();
   }
 
   close(): Promise<void> {
@@ -145,13 +161,19 @@ export class ThreadWorker implements WorkerLink {
   #spawn(): Engine {
     const { device, deviceId, cudaFallback, intraOpThreads, memoryBudgetBytes, modelRepository } = this.#o;
     const engine: Engine = { dead: false } as Engine;
+    if (this.#o.mode === 'inline') {
+      const factory = new SessionFactory({ device, deviceId, cudaFallback, intraOpThreads, logger: this.#log });
+      const cache = new ModelCache({ budgetBytes: memoryBudgetBytes, resolver: repositoryResolver(modelRepository), opener: factory, logger: this.#log });
+      Object.assign(engine, { ort: undefined, factory, cache });
+      return engine;
+    }
     const ort = new OrtThread({
       device, deviceId, cudaFallback, intraOpThreads, worker: this.worker, logger: this.#log,
       ...(this.#o.entry ? { entry: this.#o.entry } : {}),
       onDeath: (err) => this.#died(engine, err.message),
     });
     const cache = new ModelCache({ budgetBytes: memoryBudgetBytes, resolver: repositoryResolver(modelRepository), opener: ort, logger: this.#log });
-    Object.assign(engine, { ort, cache });
+    Object.assign(engine, { ort, factory: undefined, cache });
     return engine;
   }
 
