@@ -8,6 +8,7 @@ import type { PickJob, Picker } from './picker.ts';
 import { HealthProber } from './health.ts';
 import { createPicker } from './policies.ts';
 import { PooledWorker, type SlotLease, type WorkerInfo } from './pooled-worker.ts';
+import { DiscoveredWorkers } from './discovery.ts';
 import { startWorkers, type StartedWorkers } from './startup.ts';
 import { TransportError, WorkerAnswerError } from './link.ts';
 
@@ -43,7 +44,9 @@ class RetryableFailure extends Error {
  * scheduler to run again.
  */
 export class WorkerPool implements Executor {
-  readonly #workers: readonly PooledWorker[];
+  /** Every worker, in place: the health prober iterates this same array, discovery adds and removes. */
+  readonly #workers: PooledWorker[];
+  #discovered: DiscoveredWorkers | undefined;
   readonly #picker: Picker;
   readonly #metrics: Metrics;
   readonly #log: Logger;
@@ -58,7 +61,7 @@ export class WorkerPool implements Executor {
   #closing: Promise<void> | undefined;
 
   private constructor(opts: WorkerPoolOptions, started: StartedWorkers, log: Logger) {
-    this.#workers = started.workers;
+    this.#workers = [...started.workers];
     this.#cleanup = started.cleanup;
     this.#picker = createPicker(opts.config.balancer.policy);
     this.#metrics = opts.metrics;
@@ -90,6 +93,14 @@ export class WorkerPool implements Executor {
     // Local workers are up (start waited for them); remote ones get their first probe now.
     for (const w of pool.#workers) if (w.local) w.markUp();
     await Promise.all(pool.#workers.map((w) => pool.#health.probe(w)));
+    if (opts.config.workers.discovery !== '') {
+      pool.#discovered = new DiscoveredWorkers({
+        config: opts.config, workers: pool.#workers, make: started.remote, probe: (w) => pool.#health.probe(w),
+        changed: () => pool.#drain(), closing: () => pool.#closing !== undefined, logger: log,
+      });
+      // The first answer is awaited, and its workers probed, so a gateway serves from its first request.
+      await pool.#discovered.start();
+    }
     return pool;
   }
 
@@ -209,6 +220,7 @@ export class WorkerPool implements Executor {
   }
 
   async #shutdown(): Promise<void> {
+    this.#discovered?.stop();
     if (this.#active > 0) {
       let timer: NodeJS.Timeout | undefined;
       await new Promise<void>((resolve) => {
@@ -249,6 +261,7 @@ export class WorkerPool implements Executor {
         used = true;
         worker.release(lease, performance.now(), undefined);
         settled();
+        this.#discovered?.reap(worker);
         this.#drain();
       },
     };
@@ -283,6 +296,7 @@ export class WorkerPool implements Executor {
       const failure = this.#classify(w, e, job.model);
       throw failure instanceof RetryableFailure ? new BatchNotRun(failure.worker, failure.message, { cause: e }) : failure;
     } finally {
+      this.#discovered?.reap(w);
       this.#drain();
     }
   }

@@ -52,6 +52,8 @@ export class PooledWorker {
   readonly local: SupervisedWorker | undefined;
   readonly maxInflight: number;
   #healthy = false;
+  /** Discovery no longer names it: no new batches; removed once those in flight settled. */
+  #retiring = false;
   #downReason = 'not yet probed';
   /** performance.now() when the worker last went down (a local one is expected back within a restart). */
   #downSince = performance.now();
@@ -75,17 +77,33 @@ export class PooledWorker {
     this.local = local;
   }
 
+  /** Healthy and wanted: a worker that discovery dropped takes nothing new even while it answers. */
   get healthy(): boolean {
-    return this.#healthy;
+    return this.#healthy && !this.#retiring;
+  }
+
+  get retiring(): boolean {
+    return this.#retiring;
+  }
+
+  /** Discovery stopped naming it (true) or names it again (false). */
+  setRetiring(retiring: boolean): void {
+    this.#retiring = retiring;
   }
 
   get downReason(): string {
+    if (this.#retiring) return 'no longer discovered; draining';
     return this.#healthy ? '' : this.#downReason;
   }
 
   /** How long the worker has been down (0 while healthy). */
   downFor(now: number): number {
     return this.#healthy ? 0 : now - this.#downSince;
+  }
+
+  /** Slots reserved on it and not yet released. */
+  get busy(): boolean {
+    return this.#leases.size > 0;
   }
 
   get inflightBatches(): number {
@@ -97,7 +115,7 @@ export class PooledWorker {
   }
 
   get canTake(): boolean {
-    return this.#healthy && this.#inflightBatches < this.maxInflight;
+    return this.healthy && this.#inflightBatches < this.maxInflight;
   }
 
   isHot(model: string, version: string): boolean {
@@ -209,7 +227,7 @@ export class PooledWorker {
     const cost = this.#costs.get(modelKey(job.model, job.version))?.cost(now);
     return {
       id: this.id,
-      healthy: this.#healthy,
+      healthy: this.healthy,
       freeSlots: this.freeSlots,
       inflightBatches: this.#inflightBatches,
       inflightRows: this.#inflightRows,
@@ -222,7 +240,7 @@ export class PooledWorker {
   snapshot(): WorkerSnapshot {
     return {
       worker: this.id,
-      up: this.#healthy,
+      up: this.healthy,
       inflightBatches: this.#inflightBatches,
       memoryUsedBytes: this.#memoryUsedBytes,
       memoryBudgetBytes: this.#memoryBudgetBytes,
@@ -235,7 +253,7 @@ export class PooledWorker {
       address: this.client.address,
       kind: this.local ? 'local' : 'remote',
       pid: this.local?.pid,
-      healthy: this.#healthy,
+      healthy: this.healthy,
       downReason: this.downReason,
       inflightBatches: this.#inflightBatches,
       hotModels: [...this.#hot],

@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Config } from '../config/schema.ts';
+import { parseDiscovery } from '../config/worker-discovery.ts';
 import { readPemFile, readTokenFile } from '../config/worker-link.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { isLocalOnly } from '../worker/listen.ts';
@@ -30,6 +31,8 @@ export interface StartedWorkers {
   readonly workers: readonly PooledWorker[];
   /** Removes the private socket folder (after the local workers stopped). */
   readonly cleanup: () => void;
+  /** Makes the pool's record of a remote worker found later (worker discovery), with the link's credentials. */
+  readonly remote: (url: string) => PooledWorker;
 }
 
 /** Local worker processes to run: -1 means one per configured GPU on cuda, else one. */
@@ -123,7 +126,10 @@ export async function startWorkers(config: Config, log: Logger, events_: WorkerL
   const { connectionsPerWorker } = config.workers;
   // Before anything starts: a secret file gone since the config was loaded fails here, with nothing to stop.
   // Local workers need none: their sockets sit in a private folder (and they are forked without the token).
-  const credentials = config.workers.remote.length > 0 ? linkCredentials(config) : {};
+  const discovery = config.workers.discovery === '' ? undefined : parseDiscovery(config.workers.discovery);
+  const credentials = config.workers.remote.length > 0 || discovery ? linkCredentials(config) : {};
+  // Discovered hosts are dialled by address; their certificates name the discovered DNS name.
+  const discovered: LinkCredentials = discovery && credentials.tls ? { ...credentials, tls: { ...credentials.tls, servername: discovery.name.replace(/\.$/, '') } } : credentials;
   const isolation = localIsolation(config);
   const inProcess = isolation !== 'process';
   const dir = count > 0 && !inProcess ? mkdtempSync(join(tmpdir(), 'sluice-')) : undefined;
@@ -170,6 +176,7 @@ export async function startWorkers(config: Config, log: Logger, events_: WorkerL
     cleanup();
     throw new Error(`local worker ${starting[failed]!.id} failed to start: ${((results[failed] as PromiseRejectedResult).reason as Error).message}`);
   }
-  log.info({ local: count, isolation, remote: config.workers.remote.length }, `${count} local (${isolation}) and ${config.workers.remote.length} remote workers`);
-  return { workers, cleanup };
+  log.info({ local: count, isolation, remote: config.workers.remote.length, discovery: config.workers.discovery || undefined }, `${count} local (${isolation}) and ${config.workers.remote.length} remote workers${discovery ? `, more from ${config.workers.discovery}` : ''}`);
+  const remote = (url: string): PooledWorker => new PooledWorker(url, new WorkerClient(url, url, connectionsPerWorker, timeouts, discovered), inflightBatchesOf(config, 'socket'));
+  return { workers, cleanup, remote };
 }

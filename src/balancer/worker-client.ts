@@ -34,7 +34,7 @@ export interface LinkCredentials {
   /** Sent as `Authorization: Bearer` on every request. */
   readonly token?: string;
   /** For https:// workers: the CA that verifies the host (else the system's), and a client certificate. */
-  readonly tls?: { readonly ca?: Buffer; readonly cert?: Buffer; readonly key?: Buffer };
+  readonly tls?: { readonly ca?: Buffer; readonly cert?: Buffer; readonly key?: Buffer; readonly servername?: string };
 }
 
 /**

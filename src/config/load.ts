@@ -5,6 +5,7 @@ import type { Config } from './schema.ts';
 import { applyCacheSettings } from './cache.ts';
 import { applyTraceSettings, normalizedLevels, traceConfigProblem } from './trace.ts';
 import { workerLinkProblem } from './worker-link.ts';
+import { parseDiscovery } from './worker-discovery.ts';
 
 /** A configuration problem, named by the setting that caused it. */
 export class ConfigError extends Error {
@@ -189,10 +190,17 @@ function validate(c: Config): void {
     }
     if (u.protocol !== 'http:' && u.protocol !== 'https:' && u.protocol !== 'unix:') throw new ConfigError(`--worker: '${url}' must use http:, https: or unix:`);
   }
+  if (c.workers.discovery !== '') {
+    try {
+      parseDiscovery(c.workers.discovery);
+    } catch (e) {
+      throw new ConfigError(`--worker-discovery: ${(e as Error).message}`);
+    }
+  }
   for (const g of c.workers.gpus) if (!/^\d+$/.test(String(g))) throw new ConfigError(`--gpus: '${String(g)}' is not a device id`);
   const linkProblem = workerLinkProblem(c);
   if (linkProblem !== undefined) throw new ConfigError(linkProblem);
   const traceProblem = traceConfigProblem(c.trace);
   if (traceProblem !== undefined) throw new ConfigError(traceProblem);
-  if (c.workers.count === 0 && c.workers.remote.length === 0) throw new ConfigError('--workers 0 needs at least one --worker URL: nothing could run inference');
+  if (c.workers.count === 0 && c.workers.remote.length === 0 && c.workers.discovery === '') throw new ConfigError('--workers 0 needs at least one --worker URL or --worker-discovery: nothing could run inference');
 }

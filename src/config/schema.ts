@@ -36,6 +36,9 @@ export interface Config {
      */
     readonly isolation: 'auto' | 'inline' | 'thread' | 'process';
     readonly remote: readonly string[];
+    /** `dns://[SERVER]/NAME:PORT`: remote workers are every address NAME resolves to ('' = none). */
+    readonly discovery: string;
+    readonly discoveryIntervalMs: number;
     readonly device: 'cpu' | 'cuda';
     readonly gpus: readonly number[];
     readonly cudaFallback: 'cpu' | 'fail';

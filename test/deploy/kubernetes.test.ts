@@ -7,6 +7,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { cliFlags, flag, flagAll, flagValues, isObj, K8S_DIR, knownMetrics, kubectl, loadDocs, metricsRead, objects, parseStream, patchFiles, podSpecs, ROOT, type Obj } from './manifests.ts';
+import { parseDiscovery } from '../../src/config/worker-discovery.ts';
 
 const docs = loadDocs();
 const objs = objects(docs.filter((d) => !d.patch));
@@ -138,14 +139,16 @@ function checkDeployment(list: Obj[], what: string, rendered: boolean): void {
   assert.equal(rule.from.length, 1);
   assert.ok(labelsMatch(rule.from[0].podSelector.matchLabels, gatewayPods) && !rule.from[0].namespaceSelector, `${what}: only gateway pods of the namespace`);
   assert.deepEqual(rule.ports, [{ protocol: 'TCP', port: 9000 }]);
-  // The gateway lists every worker pod the StatefulSet may have, by its stable DNS name (the list
-  // comes from a patch, so only a rendered overlay has it).
+  // The gateway finds the worker pods by DNS: the headless Service's fully qualified name in the
+  // rendered namespace, on the workers' port (the flag comes from a patch, so only a rendered overlay
+  // has it), and no static list that scaling would outgrow.
   if (!rendered) return;
   const gwArgs: string[] = named(list, 'Deployment', 'sluice-gateway')['spec'].template.spec.containers[0].args;
-  const urls = flagAll(gwArgs.slice(1), '--worker');
-  const scaled = byKind(list, 'ScaledObject').find((s) => s['spec'].scaleTargetRef.name === 'sluice-worker');
-  const max = scaled ? Number(scaled['spec'].maxReplicaCount) : Number(workers['spec'].replicas);
-  assert.deepEqual(urls, Array.from({ length: max }, (_, i) => `http://sluice-worker-${i}.${String(workers['spec'].serviceName)}:9000`), `${what}: one --worker URL per worker pod`);
+  assert.deepEqual(flagAll(gwArgs.slice(1), '--worker'), [], `${what}: no static --worker URLs`);
+  const namespace = String(workers['metadata'].namespace);
+  const discovery = flag(gwArgs.slice(1), '--worker-discovery');
+  assert.equal(discovery, `dns:///${String(workers['spec'].serviceName)}.${namespace}.svc.cluster.local:9000`, `${what}: --worker-discovery names the headless Service`);
+  assert.equal(parseDiscovery(discovery).port, 9000);
 }
 
 void test('every YAML file under deploy/kubernetes parses, and every object has a kind and a name', () => {

@@ -12,6 +12,9 @@ export interface TestPki {
   readonly serverKey: string;
   readonly clientCert: string;
   readonly clientKey: string;
+  /** A server certificate for the DNS name workers.sluice.test only (no IP): a host found by discovery. */
+  readonly namedCert: string;
+  readonly namedKey: string;
   /** A client certificate of another CA, and that CA. */
   readonly strangerCert: string;
   readonly strangerKey: string;
@@ -53,10 +56,11 @@ export function makeTestPki(dir: string): TestPki | undefined {
   const ca = makeCa(dir, 'link-ca');
   const server = issue(dir, 'worker-host', ca, 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n');
   const client = issue(dir, 'gateway', ca, 'extendedKeyUsage=clientAuth\n');
+  const named = issue(dir, 'named-worker-host', ca, 'subjectAltName=DNS:workers.sluice.test\nextendedKeyUsage=serverAuth\n');
   const otherCa = makeCa(dir, 'stranger-ca');
   const stranger = issue(dir, 'stranger', otherCa, 'extendedKeyUsage=clientAuth\n');
   return {
-    caCert: ca.cert, serverCert: server.cert, serverKey: server.key, clientCert: client.cert, clientKey: client.key,
+    caCert: ca.cert, serverCert: server.cert, serverKey: server.key, clientCert: client.cert, clientKey: client.key, namedCert: named.cert, namedKey: named.key,
     strangerCert: stranger.cert, strangerKey: stranger.key, strangerCaCert: otherCa.cert,
   };
 }
