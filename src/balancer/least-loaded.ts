@@ -49,12 +49,13 @@ interface Costs {
 /**
  * Expected seconds until the worker would finish this batch: the batches ahead of it and the batch
  * itself, each costing a fixed part plus a part per row. Rows of other models in flight are costed at
- * this model's rate: an approximation, but the pick only needs the order of the workers.
+ * this model's rate, and other gateways' batches on the worker (whose rows are unknown here) as many
+ * batches of this one's size: approximations, but the pick only needs the order of the workers.
  */
 export function estimateSeconds(view: WorkerView, rows: number, prior: Costs): number {
   const perRow = view.secondsPerRow ?? prior.perRow;
   const perBatch = view.secondsPerBatch ?? prior.perBatch;
-  return (view.inflightRows + rows) * perRow + (view.inflightBatches + 1) * perBatch;
+  return (view.inflightRows + view.othersBatches * rows + rows) * perRow + (view.inflightBatches + view.othersBatches + 1) * perBatch;
 }
 
 /**

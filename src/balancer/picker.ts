@@ -12,6 +12,8 @@ export interface WorkerView {
   /** Batches the worker may still be sent before it reaches the in-flight limit. */
   readonly freeSlots: number;
   readonly inflightBatches: number;
+  /** Batches the worker holds for other gateways (its own report; 0 when it reports none or is local). */
+  readonly othersBatches: number;
   /** Rows of every batch sent to the worker and not yet answered, whatever their model. */
   readonly inflightRows: number;
   /** Measured seconds per row of the job's model on this worker (EWMA); undefined before the first batch. */

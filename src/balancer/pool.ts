@@ -1,5 +1,5 @@
 import type { Config } from '../config/schema.ts';
-import { ModelLoadFailed, NoWorkerAvailable, ShuttingDown, toSluiceError, type SluiceError } from '../core/errors.ts';
+import { ModelLoadFailed, NoWorkerAvailable, ShuttingDown, WorkerBusy, toSluiceError, type SluiceError } from '../core/errors.ts';
 import { BatchNotRun, type Acquired, type BatchCost, type BatchJob, type BatchResult, type BatchSlot, type Executor } from '../core/execution.ts';
 import { traceNow } from '../core/trace.ts';
 import type { Logger } from '../telemetry/logger.ts';
@@ -29,9 +29,12 @@ export interface WorkerPoolOptions {
 /** A batch's first attempt failed in a way that says nothing about the batch: it may run elsewhere. */
 class RetryableFailure extends Error {
   readonly worker: string;
-  constructor(worker: string, reason: string) {
+  /** The worker only said it is full: the batch never reached it. */
+  readonly busy: boolean;
+  constructor(worker: string, reason: string, busy = false) {
     super(reason);
     this.worker = worker;
+    this.busy = busy;
   }
 }
 
@@ -55,7 +58,9 @@ export class WorkerPool implements Executor {
   readonly #listeners: (() => void)[] = [];
   readonly #health: HealthProber;
   #drainQueued = false;
-  #restartTimer: NodeJS.Timeout | undefined;
+  #wakeTimer: NodeJS.Timeout | undefined;
+  /** performance.now() at which #wakeTimer fires. */
+  #wakeAt = Infinity;
   #active = 0;
   #drained: (() => void) | undefined;
   #closing: Promise<void> | undefined;
@@ -119,7 +124,7 @@ export class WorkerPool implements Executor {
     // A local worker that just went down is being restarted: its batches wait in the queue for it.
     const restarting = this.#workers.filter((w) => w.local && w.downFor(now) < RESTART_WAIT_MS);
     if (restarting.length > 0) {
-      this.#wakeAfterRestartWait(Math.min(...restarting.map((w) => RESTART_WAIT_MS - w.downFor(now))));
+      this.#wakeIn(Math.min(...restarting.map((w) => RESTART_WAIT_MS - w.downFor(now))));
       return BUSY;
     }
     return { kind: 'unavailable', error: NoWorkerAvailable(job.model, this.#downSummary()) };
@@ -234,7 +239,7 @@ export class WorkerPool implements Executor {
     this.#health.stop();
     // Down first, so that a batch still running when the workers stop fails without a pointless retry.
     for (const w of this.#workers) w.markDown('pool closed');
-    if (this.#restartTimer) clearTimeout(this.#restartTimer);
+    if (this.#wakeTimer) clearTimeout(this.#wakeTimer);
     await Promise.all(this.#workers.map(async (w) => w.local?.stop()));
     await Promise.all(this.#workers.map((w) => w.client.close()));
     this.#cleanup();
@@ -274,7 +279,9 @@ export class WorkerPool implements Executor {
     try {
       const r = await w.client.infer(job, lease.cancel.signal);
       // A miss includes the model load: measuring it would make the worker look slow for many batches.
-      w.release(lease, performance.now(), { model: job.model, version: job.version, measure: r.cacheHit });
+      const now = performance.now();
+      w.release(lease, now, { model: job.model, version: job.version, measure: r.cacheHit });
+      if (r.heldBatches !== undefined) w.noteHeld(r.heldBatches, now);
       w.markHot(job.model, job.version);
       const m = this.#metrics;
       const labels = { model: job.model };
@@ -294,7 +301,7 @@ export class WorkerPool implements Executor {
     } catch (e) {
       w.release(lease, performance.now(), undefined);
       const failure = this.#classify(w, e, job.model);
-      throw failure instanceof RetryableFailure ? new BatchNotRun(failure.worker, failure.message, { cause: e }) : failure;
+      throw failure instanceof RetryableFailure ? new BatchNotRun(failure.worker, failure.message, { cause: e, busy: failure.busy }) : failure;
     } finally {
       this.#discovered?.reap(w);
       this.#drain();
@@ -307,6 +314,14 @@ export class WorkerPool implements Executor {
    * (bad input, failed load, inference error) is returned as the SluiceError to report, not retried.
    */
   #classify(w: PooledWorker, e: unknown, model: string): RetryableFailure | SluiceError {
+    if (e instanceof WorkerAnswerError && e.error.code === WorkerBusy.code) {
+      // A host shared with other gateways is full: not a failure of the worker (no ejection) nor of the
+      // batch (no retry used); pass it over for a moment, and look again when that moment ends.
+      const now = performance.now();
+      this.#wakeIn(w.markFull(now) - now);
+      this.#metrics.workerBusy.inc({ worker: w.id });
+      return new RetryableFailure(w.id, e.error.message, true);
+    }
     if (e instanceof TransportError || (e instanceof WorkerAnswerError && e.error.kind === 'UNAVAILABLE')) {
       const reason = e instanceof WorkerAnswerError ? e.error.message : e.message;
       this.#eject(w, reason);
@@ -340,14 +355,21 @@ export class WorkerPool implements Executor {
     });
   }
 
-  /** Wakes the schedulers when the wait for a restarting worker runs out, so they see it unavailable. */
-  #wakeAfterRestartWait(ms: number): void {
-    if (this.#restartTimer) return;
-    this.#restartTimer = setTimeout(() => {
-      this.#restartTimer = undefined;
+  /**
+   * Wakes the schedulers in `ms`: when the wait for a restarting worker runs out (they then see it
+   * unavailable), or when a worker that said busy may be tried again. One timer, at the earliest time asked.
+   */
+  #wakeIn(ms: number): void {
+    const at = performance.now() + Math.max(1, ms);
+    if (this.#wakeTimer && this.#wakeAt <= at) return;
+    if (this.#wakeTimer) clearTimeout(this.#wakeTimer);
+    this.#wakeAt = at;
+    this.#wakeTimer = setTimeout(() => {
+      this.#wakeTimer = undefined;
+      this.#wakeAt = Infinity;
       this.#drain();
     }, Math.max(1, Math.ceil(ms)));
-    this.#restartTimer.unref();
+    this.#wakeTimer.unref();
   }
 
   #eject(w: PooledWorker, reason: string): void {

@@ -6,6 +6,11 @@ import type { WorkerLink } from './link.ts';
 
 /** Consecutive failed /health probes that eject a worker (one slow probe under load is not enough). */
 export const PROBE_FAILURES_TO_EJECT = 2;
+/** After a busy answer the worker is passed over this long, doubling while it stays busy, up to the max. */
+export const BUSY_BACKOFF_FIRST_MS = 2;
+export const BUSY_BACKOFF_MAX_MS = 100;
+/** How long a worker's own account of other gateways' batches counts before it is stale. */
+const OTHERS_FRESH_MS = 1_000;
 
 /** A local worker the gateway runs and restarts itself: a process (LocalWorker) or inside the gateway (InProcessWorker). */
 export interface SupervisedWorker {
@@ -69,6 +74,12 @@ export class PooledWorker {
   #memoryBudgetBytes = 0;
   #pendingLoads = 0;
   readonly #leases = new Set<SlotLease>();
+  /** performance.now() until which the worker is passed over (it answered busy). */
+  #fullUntil = 0;
+  #busyBackoffMs = 0;
+  /** Batches the worker holds for other gateways, as its last answer or probe reported, and when. */
+  #others = 0;
+  #othersAt = -Infinity;
 
   constructor(id: string, client: WorkerLink, maxInflight: number, local?: SupervisedWorker) {
     this.id = id;
@@ -115,7 +126,31 @@ export class PooledWorker {
   }
 
   get canTake(): boolean {
-    return this.healthy && this.#inflightBatches < this.maxInflight;
+    return this.healthy && this.#inflightBatches < this.maxInflight && performance.now() >= this.#fullUntil;
+  }
+
+  /**
+   * The worker answered busy (full with other gateways' batches): pass it over for a while, longer each
+   * time in a row. Returns when it may be tried again.
+   */
+  markFull(now: number): number {
+    this.#busyBackoffMs = this.#busyBackoffMs === 0 ? BUSY_BACKOFF_FIRST_MS : Math.min(BUSY_BACKOFF_MAX_MS, this.#busyBackoffMs * 2);
+    this.#fullUntil = now + this.#busyBackoffMs;
+    return this.#fullUntil;
+  }
+
+  /**
+   * What the worker said it holds (running and queued, every gateway's) when it answered or was probed;
+   * what is not ours belongs to other gateways.
+   */
+  noteHeld(held: number, now: number): void {
+    this.#others = Math.max(0, held - this.#inflightBatches);
+    this.#othersAt = now;
+  }
+
+  /** Other gateways' batches on the worker, while its last report is fresh. */
+  othersBatches(now: number): number {
+    return now - this.#othersAt <= OTHERS_FRESH_MS ? this.#others : 0;
   }
 
   isHot(model: string, version: string): boolean {
@@ -176,6 +211,7 @@ export class PooledWorker {
     for (const m of h.models) this.#hot.add(modelKey(m.model, m.version));
     this.#memoryUsedBytes = h.memoryUsedBytes;
     this.#memoryBudgetBytes = h.memoryBudgetBytes;
+    if (this.local === undefined) this.noteHeld(h.queuedBatches + (h.running ? 1 : 0), performance.now());
   }
 
   markHot(model: string, version: string): void {
@@ -204,6 +240,9 @@ export class PooledWorker {
     this.#inflightRows -= lease.rows;
     if (done === undefined) return;
     this.#completed++;
+    // It finished one of ours: there is room again.
+    this.#busyBackoffMs = 0;
+    this.#fullUntil = 0;
     // With several batches in flight the worker runs them one after another: a batch's own service
     // time starts when the worker finished the previous one, not when this one was sent.
     const startedAt = Math.max(lease.sentAt, this.#lastDoneAt);
@@ -228,8 +267,9 @@ export class PooledWorker {
     return {
       id: this.id,
       healthy: this.healthy,
-      freeSlots: this.freeSlots,
+      freeSlots: now < this.#fullUntil ? 0 : this.freeSlots,
       inflightBatches: this.#inflightBatches,
+      othersBatches: this.othersBatches(now),
       inflightRows: this.#inflightRows,
       secondsPerRow: cost?.perRow,
       secondsPerBatch: cost?.perBatch,

@@ -98,6 +98,12 @@ export const InvalidTraceSetting = define('SLUICE_INVALID_TRACE_SETTING', 'INVAL
 
 // --- scheduling ---
 export const QueueFull = define('SLUICE_QUEUE_FULL', 'RESOURCE_EXHAUSTED', (model: string, max: number) => `Exceeds maximum queue size: the queue of model '${model}' is full (max_queue_size ${max})`);
+/**
+ * A worker host shared by several gateways holds as many batches as it queues (`--max-queued-batches`):
+ * the gateway that sent one more keeps it in its model's queue and tries another worker, or this one
+ * a little later. Never an answer to a client.
+ */
+export const WorkerBusy = define('SLUICE_WORKER_BUSY', 'RESOURCE_EXHAUSTED', (worker: string, held: number) => `worker ${worker} is busy: it holds ${held} batches (--max-queued-batches waiting behind the running one); the batch stays queued in the gateway`);
 export const ExpectedWaitTooLong = define('SLUICE_EXPECTED_WAIT_TOO_LONG', 'RESOURCE_EXHAUSTED', (model: string, expectedUs: number, budgetUs: number) => `Overloaded: a request for model '${model}' would wait about ${Math.round(expectedUs)} us in its queue, past the model's max_expected_wait_microseconds of ${budgetUs}; retry later`);
 export const RequestMemoryFull = define('SLUICE_REQUEST_MEMORY_FULL', 'RESOURCE_EXHAUSTED', (model: string, bytes: number, held: number, limit: number) => `Exceeds the gateway's request memory: a request for model '${model}' needs ${bytes} bytes while accepted requests hold ${held} of ${limit} (--max-request-memory); retry later`);
 export const RequestTimeout = define('SLUICE_REQUEST_TIMEOUT', 'DEADLINE_EXCEEDED', (model: string, timeoutUs: number) => `Request timeout expired: request for model '${model}' waited longer than ${timeoutUs} us`);

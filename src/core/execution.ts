@@ -44,10 +44,16 @@ export interface BatchResult {
  */
 export class BatchNotRun extends Error {
   readonly worker: string;
-  constructor(worker: string, reason: string, options?: ErrorOptions) {
+  /**
+   * The worker was merely full (a worker host shared by several gateways said busy): the batch never
+   * reached it, so it goes back to its queue without using up its one retry.
+   */
+  readonly busy: boolean;
+  constructor(worker: string, reason: string, options?: ErrorOptions & { busy?: boolean }) {
     super(reason, options);
     this.name = 'BatchNotRun';
     this.worker = worker;
+    this.busy = options?.busy === true;
   }
 }
 

@@ -303,6 +303,13 @@ export class DynamicBatcher implements Scheduler {
       return;
     }
     const { model, metrics, logger } = this.#o;
+    if (e.busy) {
+      // The worker never took it (full with other gateways' batches): back to the head, retry kept.
+      const gone = items.filter((p) => p.request.signal?.aborted);
+      if (gone.length > 0) this.#fail(gone, RequestCancelled(model));
+      this.#requeueAtHead(items.filter((p) => !gone.includes(p)));
+      return;
+    }
     const again = items.filter((p) => p.firstFailure === undefined && !p.request.signal?.aborted);
     const give = items.filter((p) => !again.includes(p));
     const first = give[0]?.firstFailure;

@@ -96,6 +96,7 @@ export class Metrics {
   readonly batchCompute: Histogram<'model'>;
   readonly workerRestarts: Counter<'worker'>;
   readonly batchRetries: Counter<'model'>;
+  readonly workerBusy: Counter<'worker'>;
   readonly modelLoads: Counter<'model' | 'result'>;
   readonly modelEvictions: Counter<'model'>;
   readonly modelLoadDuration: Histogram<'model'>;
@@ -130,6 +131,7 @@ export class Metrics {
     this.inferences = new Counter({ name: 'sluice_inferences_total', help: 'Rows inferred (Triton inference_count).', labelNames: ['model'], registers });
     this.batchCompute = new Histogram({ name: 'sluice_batch_compute_duration_seconds', help: 'Worker compute time per batch (ONNX Runtime session.run plus tensor copies).', labelNames: ['model'], buckets: [...LATENCY_BUCKETS], registers });
     this.workerRestarts = new Counter({ name: 'sluice_worker_restarts_total', help: 'Local worker processes respawned after they died.', labelNames: ['worker'], registers, collect() { for (const w of sources.workers?.() ?? []) this.inc({ worker: w.worker }, 0); } });
+    this.workerBusy = new Counter({ name: 'sluice_worker_busy_total', help: 'Batches a worker host refused as busy (its queue, shared with other gateways, was full); each went back to its model\'s queue.', labelNames: ['worker'], registers });
     this.batchRetries = new Counter({ name: 'sluice_batch_retries_total', help: 'Batches retried on another worker after a worker failure.', labelNames: ['model'], registers, collect() { zeroFill(this, [{}]); } });
     this.modelLoads = new Counter({ name: 'sluice_model_loads_total', help: 'Model loads on workers, by result (success, failure).', labelNames: ['model', 'result'], registers, collect() { zeroFill(this, [{ result: 'success' }, { result: 'failure' }]); } });
     this.modelEvictions = new Counter({ name: 'sluice_model_evictions_total', help: 'Models evicted from a worker hot-model cache to stay within its memory budget.', labelNames: ['model'], registers, collect() { zeroFill(this, [{}]); } });

@@ -9,7 +9,7 @@
 import { unlink } from 'node:fs/promises';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { MalformedBody, QueueFull, ShuttingDown, Unimplemented, toSluiceError, type SluiceError } from '../core/errors.ts';
+import { MalformedBody, ShuttingDown, Unimplemented, WorkerBusy, toSluiceError, type SluiceError } from '../core/errors.ts';
 import type { Tensor } from '../core/tensor.ts';
 import { traceNow } from '../core/trace.ts';
 import type { Logger } from '../telemetry/logger.ts';
@@ -49,7 +49,10 @@ export interface WorkerHostOptions {
   /** Models (latest version) to load before the host reports ready; a failure is logged, not fatal. */
   readonly loadModels?: readonly string[];
   readonly logger: Logger;
-  /** Batches waiting to run beyond which /infer answers RESOURCE_EXHAUSTED (default 1024). */
+  /**
+   * Batches that may wait behind the running one (every gateway's together); past them /infer answers
+   * busy (SLUICE_WORKER_BUSY), which a gateway takes as "keep it queued", not as an error (default 8).
+   */
   readonly maxQueuedBatches?: number;
   /** Largest /infer body accepted (default 1 GiB). */
   readonly maxBodyBytes?: number;
@@ -74,6 +77,12 @@ export interface WorkerHost {
 }
 
 const CONTROL_BODY_LIMIT = 64 * 1024;
+/**
+ * Batches queued behind the running one before /infer says busy. A gateway keeps two in flight per
+ * worker (one running, one crossing the socket), so eight leave room for four gateways at full speed;
+ * more gateways than that share the worker through their own queues instead of this one.
+ */
+export const DEFAULT_MAX_QUEUED_BATCHES = 8;
 
 interface QueuedBatch {
   readonly header: InferFrameHeader;
@@ -278,12 +287,12 @@ class Host implements WorkerHost {
 
   #enqueue(body: Buffer, res: ServerResponse): void {
     const enqueuedNs = process.hrtime.bigint();
-    const max = this.#opts.maxQueuedBatches ?? 1024;
+    const max = this.#opts.maxQueuedBatches ?? DEFAULT_MAX_QUEUED_BATCHES;
     let batch: QueuedBatch;
     try {
       if (this.#fatal) throw this.#fatal;
       const { header, inputs } = decodeInferRequest(body);
-      if (this.#queue.length >= max) throw QueueFull(header.model, max);
+      if (this.#queue.length >= max) throw WorkerBusy(this.#opts.id, this.#held());
       batch = { header, inputs, body, res, enqueuedNs };
     } catch (e) {
       this.#fail(res, toSluiceError(e));
@@ -334,13 +343,18 @@ class Host implements WorkerHost {
     run.then(
       (result) => {
         this.#runEnded();
-        this.#answer(b.res, result);
+        this.#answer(b.res, { ...result, heldBatches: this.#held() });
       },
       (e: unknown) => {
         this.#runEnded();
         this.#failBatch(b, e);
       },
     );
+  }
+
+  /** Batches accepted and not yet answered: in the ORT thread (running or next) and queued. */
+  #held(): number {
+    return this.#queue.length + this.#inThread;
   }
 
   #runEnded(): void {

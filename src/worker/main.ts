@@ -40,6 +40,9 @@ Flags:
   --cuda-fallback cpu|fail  when the CUDA provider cannot load: run on cpu, or fail models (default cpu)
   --intra-op-threads N      ONNX Runtime threads per session; 0 = every core (default 0)
   --memory-budget SIZE      hot-model cache budget, e.g. 2gb (default 2gb)
+  --max-queued-batches N    batches that may wait behind the running one, from every gateway together;
+                            past them /infer answers busy (503 SLUICE_WORKER_BUSY) and the gateway keeps
+                            the batch queued or sends it to another worker (default 8)
   --load-model NAME         load the latest version of NAME at start (repeatable)
   --id NAME                 worker name in logs and /health (default host-pid)
   --log-level LEVEL         fatal|error|warn|info|debug|trace (default info)
@@ -97,6 +100,7 @@ export function parseWorkerArgs(argv: readonly string[], env: Readonly<Record<st
       'cuda-fallback': { type: 'string', default: 'cpu' },
       'intra-op-threads': { type: 'string', default: '0' },
       'memory-budget': { type: 'string', default: '2gb' },
+      'max-queued-batches': { type: 'string', default: '8' },
       'load-model': { type: 'string', multiple: true, default: [] },
       id: { type: 'string', default: `${hostname()}-${process.pid}` },
       'log-level': { type: 'string', default: 'info' },
@@ -120,6 +124,7 @@ export function parseWorkerArgs(argv: readonly string[], env: Readonly<Record<st
     cudaFallback: choice('cuda-fallback', values['cuda-fallback'], ['cpu', 'fail'] as const),
     intraOpThreads: int('intra-op-threads', values['intra-op-threads'], 0),
     memoryBudgetBytes: budget,
+    maxQueuedBatches: int('max-queued-batches', values['max-queued-batches'], 1),
     loadModels: values['load-model'].flatMap((s) => s.split(',')).map((s) => s.trim()).filter((s) => s !== ''),
     logLevel: choice('log-level', values['log-level'], ['fatal', 'error', 'warn', 'info', 'debug', 'trace'] as const),
     link: { tokenFile, tlsCertFile: values['tls-cert'], tlsKeyFile: values['tls-key'], tlsCaFile: values['tls-ca'] },

@@ -125,6 +125,8 @@ export interface ResultFrameHeader {
   readonly evicted?: readonly string[];
   /** Nanoseconds the batch waited inside the worker before its run started (absent from older workers). */
   readonly workerQueueNs?: number;
+  /** Batches the worker still holds as it answers, every gateway's (absent from older workers). */
+  readonly heldBatches?: number;
   /** The worker's trace-clock stamps of the batch (absent from older workers). */
   readonly stamps?: WorkerStamps;
 }
@@ -140,6 +142,11 @@ export interface FrameResult {
   readonly evicted?: readonly string[];
   /** Time waited in the worker's queue, when the worker reports it. */
   readonly workerQueueNs?: number;
+  /**
+   * Batches the worker holds when it answers (running or queued, this one not counted), from every
+   * gateway it serves: what a gateway cannot see from its own in-flight count.
+   */
+  readonly heldBatches?: number;
   /**
    * The worker's own clock (trace-clock ns) when it received the batch, when ONNX Runtime began and
    * ended, and when it replied; absent from workers that do not report them.
@@ -224,6 +231,7 @@ export function encodeInferResponse(result: FrameResult): Buffer[] {
     cacheHit: result.cacheHit,
     // Optional and unknown to older readers, which ignore fields they do not use: the format stays compatible.
     ...(result.workerQueueNs === undefined ? {} : { workerQueueNs: result.workerQueueNs }),
+    ...(result.heldBatches === undefined ? {} : { heldBatches: result.heldBatches }),
     ...(result.stamps === undefined ? {} : { stamps: result.stamps }),
     ...(result.evicted === undefined ? {} : { evicted: result.evicted }),
   };
@@ -248,6 +256,7 @@ export function decodeInferResponse(body: Buffer): FrameResult {
     computeOutputNs: num('computeOutputNs'),
     cacheHit: json['cacheHit'],
     ...(json['workerQueueNs'] === undefined ? {} : { workerQueueNs: num('workerQueueNs') }),
+    ...(json['heldBatches'] === undefined ? {} : { heldBatches: num('heldBatches') }),
     ...(json['stamps'] === undefined ? {} : { stamps: parseStamps(json['stamps']) }),
     ...(json['evicted'] === undefined ? {} : { evicted: modelNames(json['evicted'], 'evicted') }),
   };

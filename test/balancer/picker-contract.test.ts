@@ -17,6 +17,7 @@ function view(id: string, over: Partial<WorkerView> = {}): WorkerView {
     healthy: true,
     freeSlots: 2,
     inflightBatches: 0,
+    othersBatches: 0,
     inflightRows: 0,
     secondsPerRow: undefined,
     secondsPerBatch: undefined,
@@ -152,6 +153,16 @@ void describe('least-loaded', () => {
     assert.equal(picker.pick([measured, fresh], JOB)?.id, 'b', 'idle and unmeasured beats busy');
     const freshBusy = view('b', { inflightRows: 64, inflightBatches: 1, freeSlots: 1 });
     assert.equal(picker.pick([measured, freshBusy], JOB)?.id, 'a');
+  });
+
+  void test('batches that other gateways keep on a worker count against it as its own do', () => {
+    const picker = new LeastLoadedPicker();
+    const costs = { hotModels: HOT, secondsPerRow: 1e-4, secondsPerBatch: 1e-3 };
+    // Equal own load: a is the earlier candidate, until its host reports three batches of other gateways.
+    assert.equal(picker.pick([view('a', costs), view('b', costs)], JOB)?.id, 'a');
+    assert.equal(picker.pick([view('a', { ...costs, othersBatches: 3 }), view('b', costs)], JOB)?.id, 'b');
+    // Our own batch in flight on b weighs less than three of others' on a.
+    assert.equal(picker.pick([view('a', { ...costs, othersBatches: 3 }), view('b', { ...costs, inflightBatches: 1, freeSlots: 1, inflightRows: 4 })], JOB)?.id, 'b');
   });
 
   void test('ties go to the earlier candidate, deterministically', () => {
