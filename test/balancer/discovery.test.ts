@@ -4,20 +4,15 @@
 // in flight finishes) and is removed, a name without records drains every worker, a DNS that cannot be
 // asked changes nothing.
 import assert from 'node:assert/strict';
-import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
-import { createServer } from 'node:net';
-import { userInfo } from 'node:os';
-import { join } from 'node:path';
-import { test, type TestContext } from 'node:test';
+import { test } from 'node:test';
 import { parseDiscovery } from '../../src/config/worker-discovery.ts';
 import { loadConfig, ConfigError } from '../../src/config/load.ts';
 import { int32s, peek, runBatches, simpleJob, startPool, startRemoteWorker, waitFor, execute } from './support.ts';
 import { makeTestPki } from '../helpers/certs.ts';
+import { DISCOVERY_NAME, dnsmasqMissing, freePort, startDnsmasq } from '../helpers/dnsmasq.ts';
 import { SAMPLE_REPOSITORY, spawnWorker, tempDir } from '../worker/helpers.ts';
 
-const NAME = 'workers.sluice.test';
-const dnsmasqMissing = spawnSync('dnsmasq', ['--version']).error ? 'dnsmasq is not installed (.ci/run installs Debian\'s dnsmasq-base)' : undefined;
+const NAME = DISCOVERY_NAME;
 
 void test('discovery URLs: dns://[SERVER[:PORT]]/NAME:PORT, each mistake named', () => {
   assert.deepEqual(parseDiscovery('dns:///sluice-worker.sluice.svc.cluster.local:9000'), { server: undefined, name: 'sluice-worker.sluice.svc.cluster.local', port: 9000 });
@@ -32,55 +27,6 @@ void test('discovery URLs: dns://[SERVER[:PORT]]/NAME:PORT, each mistake named',
   // Discovery alone is enough for --workers 0.
   assert.equal(loadConfig({ argv: ['--workers', '0', '--worker-discovery', 'dns:///w:9000'], env: {} }).workers.discovery, 'dns:///w:9000');
 });
-
-async function freePort(host: string): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((resolve) => s.listen(0, host, resolve));
-  const port = (s.address() as { port: number }).port;
-  await new Promise((resolve) => s.close(resolve));
-  return port;
-}
-
-interface Dns {
-  readonly port: number;
-  /** Rewrites the hosts file with these addresses for NAME and makes dnsmasq re-read it. */
-  set(addresses: readonly string[]): Promise<void>;
-  stop(): Promise<void>;
-}
-
-async function startDnsmasq(t: TestContext, addresses: readonly string[]): Promise<Dns> {
-  const dir = tempDir(t);
-  const hosts = join(dir, 'hosts');
-  const write = (a: readonly string[]): void => writeFileSync(hosts, a.map((x) => `${x} ${NAME}\n`).join(''), { mode: 0o644 });
-  write(addresses);
-  const port = await freePort('127.0.0.1');
-  // Authoritative for sluice.test (--local): a name it does not hold is NXDOMAIN, not a refusal.
-  const child: ChildProcess = spawn('dnsmasq', ['--keep-in-foreground', '--conf-file=/dev/null', `--port=${port}`, '--listen-address=127.0.0.1', '--bind-interfaces',
-    '--no-resolv', '--no-hosts', `--addn-hosts=${hosts}`, '--local=/sluice.test/', '--pid-file=', `--user=${userInfo().username}`, '--log-facility=-'], { stdio: ['ignore', 'ignore', 'pipe'] });
-  let stderr = '';
-  child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  t.after(async () => {
-    if (child.exitCode === null && child.signalCode === null) {
-      child.kill('SIGTERM');
-      await exited;
-    }
-  });
-  await waitFor(`dnsmasq serving its hosts file (${stderr})`, () => child.exitCode === null && stderr.includes(`read ${hosts}`), 10_000);
-  return {
-    port,
-    set: async (a) => {
-      write(a);
-      const before = stderr.length;
-      child.kill('SIGHUP');
-      await waitFor('dnsmasq re-reading its hosts file', () => stderr.slice(before).includes(`read ${hosts}`), 5_000);
-    },
-    stop: async () => {
-      child.kill('SIGTERM');
-      await exited;
-    },
-  };
-}
 
 void test('dns:// discovery: workers join and drain as the name\'s records change; a DNS outage changes nothing', { skip: dnsmasqMissing ?? false, timeout: 90_000 }, async (t) => {
   const port = await freePort('127.0.0.2');

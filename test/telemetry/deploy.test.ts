@@ -138,7 +138,7 @@ void test('the Dockerfile copies what exists, exposes the three ports and runs s
   for (const m of dockerfile.matchAll(/^COPY (.+) \S+$/gm)) {
     for (const source of m[1]!.split(/\s+/)) assert.ok(existsSync(join(root, source)), `COPY ${source}`);
   }
-  assert.match(dockerfile, /^FROM node:(20|22)/m);
+  assert.match(dockerfile, /^FROM node:24-/m, 'production images run Node 24 LTS');
   assert.match(dockerfile, /^RUN npm ci/m);
   assert.match(dockerfile, /models\/generate\.ts/);
   assert.match(dockerfile, /^EXPOSE 8000 8001 8002$/m);
