@@ -16,6 +16,7 @@
  * backends run in-process). Use `--worker-isolation process` for that. A thread that dies of anything
  * else (an uncaught error) is replaced, and its batches fail over as a dead process's do.
  */
+import type { Device } from '../core/device.ts';
 import { toSluiceError } from '../core/errors.ts';
 import type { BatchJob } from '../core/execution.ts';
 import { traceNow } from '../core/trace.ts';
@@ -37,7 +38,7 @@ const BACKOFF_MAX_MS = 10_000;
 export interface InProcessWorkerOptions {
   readonly id: string;
   readonly modelRepository: string;
-  readonly device: 'cpu' | 'cuda';
+  readonly device: Device;
   readonly deviceId: number;
   readonly cudaFallback: 'cpu' | 'fail';
   readonly intraOpThreads: number;

@@ -2,6 +2,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { availableParallelism, tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import type { Config } from '../config/schema.ts';
+import { isGpu } from '../core/device.ts';
 import { parseDiscovery } from '../config/worker-discovery.ts';
 import { readPemFile, readTokenFile } from '../config/worker-link.ts';
 import type { Logger } from '../telemetry/logger.ts';
@@ -39,7 +40,7 @@ export interface StartedWorkers {
 export function localWorkerCount(config: Config): number {
   const w = config.workers;
   if (w.count >= 0) return w.count;
-  return w.device === 'cuda' && w.gpus.length > 0 ? w.gpus.length : 1;
+  return isGpu(w.device) && w.gpus.length > 0 ? w.gpus.length : 1;
 }
 
 /**
@@ -64,7 +65,7 @@ export function inflightBatchesOf(config: Config, kind: 'in-process' | 'socket')
 export function localIsolation(config: Config): 'inline' | 'thread' | 'process' {
   const { isolation, device } = config.workers;
   if (isolation !== 'auto') return isolation;
-  return device === 'cuda' ? 'thread' : 'inline';
+  return isGpu(device) ? 'thread' : 'inline';
 }
 
 /** ONNX Runtime threads per local worker: as configured, else the cores shared out so none oversubscribes. */

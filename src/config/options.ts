@@ -76,7 +76,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { flag: 'worker', env: 'SLUICE_WORKER', path: 'workers.remote', type: 'list', help: 'remote worker host URL, e.g. http://10.0.0.5:9000 (repeatable)' },
   { flag: 'worker-discovery', env: 'SLUICE_WORKER_DISCOVERY', path: 'workers.discovery', type: 'string', help: 'remote worker hosts found by DNS: dns://[SERVER]/NAME:PORT, every A/AAAA record of NAME (a headless Service), re-resolved each interval' },
   { flag: 'worker-discovery-interval-ms', env: 'SLUICE_WORKER_DISCOVERY_INTERVAL_MS', path: 'workers.discoveryIntervalMs', type: 'int', min: 100, max: 3_600_000, help: 'how often --worker-discovery resolves its name again' },
-  { flag: 'device', env: 'SLUICE_DEVICE', path: 'workers.device', type: 'string', choices: ['cpu', 'cuda'], help: 'execution provider of local workers' },
+  { flag: 'device', env: 'SLUICE_DEVICE', path: 'workers.device', type: 'string', choices: ['cpu', 'cuda', 'webgpu'], help: 'execution provider of local workers: cpu, cuda (NVIDIA; its library is installed separately) or webgpu (bundled, Dawn over Vulkan; needs a Vulkan driver); a GPU provider that cannot load falls back per --cuda-fallback' },
   { flag: 'gpus', env: 'SLUICE_GPUS', path: 'workers.gpus', type: 'list', help: 'GPU device ids for local workers (comma-separated)' },
   { flag: 'cuda-fallback', env: 'SLUICE_CUDA_FALLBACK', path: 'workers.cudaFallback', type: 'string', choices: ['cpu', 'fail'], help: 'when the CUDA provider cannot load: run on cpu, or fail the model' },
   { flag: 'intra-op-threads', env: 'SLUICE_INTRA_OP_THREADS', path: 'workers.intraOpThreads', type: 'int', min: 0, max: 1024, help: 'ONNX Runtime threads per session (0: cores / workers)' },

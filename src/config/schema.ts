@@ -1,4 +1,5 @@
 /** The typed configuration of `sluice serve`. Built once at start, validated, then frozen. */
+import type { Device } from '../core/device.ts';
 export interface TlsConfig {
   readonly certFile: string;
   readonly keyFile: string;
@@ -39,7 +40,7 @@ export interface Config {
     /** `dns://[SERVER]/NAME:PORT`: remote workers are every address NAME resolves to ('' = none). */
     readonly discovery: string;
     readonly discoveryIntervalMs: number;
-    readonly device: 'cpu' | 'cuda';
+    readonly device: Device;
     readonly gpus: readonly number[];
     readonly cudaFallback: 'cpu' | 'fail';
     /** ONNX Runtime intra-op threads per session; 0 = cores / local workers. */

@@ -6,6 +6,7 @@
  * Batches run one at a time in arrival order; a queue here keeps the order and a bound on waiting work
  * visible, and hands the thread one batch ahead so that it never waits for this thread between runs.
  */
+import type { Device } from '../core/device.ts';
 import { unlink } from 'node:fs/promises';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
@@ -40,7 +41,7 @@ export interface WorkerHostOptions {
   readonly listen: string;
   readonly modelRepository: string;
   readonly id: string;
-  readonly device: 'cpu' | 'cuda';
+  readonly device: Device;
   readonly deviceId: number;
   readonly cudaFallback: 'cpu' | 'fail';
   /** ONNX Runtime intra-op threads per session; 0 = every core. */

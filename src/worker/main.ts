@@ -7,6 +7,7 @@
 import { hostname } from 'node:os';
 import { pathToFileURL } from 'node:url';
 import { parseArgs } from 'node:util';
+import { DEVICES } from '../core/device.ts';
 import { createLogger } from '../telemetry/logger.ts';
 import { readPemFile, readTokenFile } from '../config/worker-link.ts';
 import { startWorkerHost, type WorkerHostOptions } from './host.ts';
@@ -35,9 +36,10 @@ Flags:
   --tls-ca FILE             PEM CA: refuse at the TLS handshake every peer without a client
                             certificate it signed (mutual TLS; the gateway's --worker-tls-cert)
   --model-repository DIR    model repository in Triton layout (default ./models)
-  --device cpu|cuda         execution provider (default cpu)
+  --device cpu|cuda|webgpu  execution provider (default cpu); webgpu is bundled (Dawn over Vulkan)
   --device-id N             GPU device id for --device cuda (default 0)
-  --cuda-fallback cpu|fail  when the CUDA provider cannot load: run on cpu, or fail models (default cpu)
+  --cuda-fallback cpu|fail  when the GPU provider (cuda, webgpu) cannot load: run on cpu, or fail models
+                            (default cpu)
   --intra-op-threads N      ONNX Runtime threads per session; 0 = every core (default 0)
   --memory-budget SIZE      hot-model cache budget, e.g. 2gb (default 2gb)
   --max-queued-batches N    batches that may wait behind the running one, from every gateway together;
@@ -119,7 +121,7 @@ export function parseWorkerArgs(argv: readonly string[], env: Readonly<Record<st
     listen: values.listen,
     modelRepository: values['model-repository'],
     id: values.id,
-    device: choice('device', values.device, ['cpu', 'cuda'] as const),
+    device: choice('device', values.device, DEVICES),
     deviceId: int('device-id', values['device-id'], 0),
     cudaFallback: choice('cuda-fallback', values['cuda-fallback'], ['cpu', 'fail'] as const),
     intraOpThreads: int('intra-op-threads', values['intra-op-threads'], 0),

@@ -4,6 +4,7 @@
  * budget, coalescing and counters stay on the main thread while every InferenceSession lives, runs and
  * is released in the thread.
  */
+import type { Device } from '../core/device.ts';
 import { Worker } from 'node:worker_threads';
 import { WorkerFailed, type SluiceError } from '../core/errors.ts';
 import type { Tensor } from '../core/tensor.ts';
@@ -57,7 +58,7 @@ export class OrtThread implements SessionOpener {
   #worker: Worker;
   #pending = new Map<number, Pending>();
   #nextId = 1;
-  #provider: 'cpu' | 'cuda';
+  #provider: Device;
   #dead: SluiceError | undefined;
   #cause = '';
   #closing: Promise<void> | undefined;
@@ -82,7 +83,7 @@ export class OrtThread implements SessionOpener {
   }
 
   /** The provider sessions really use (cuda until the thread's CUDA probe fails). */
-  get provider(): 'cpu' | 'cuda' {
+  get provider(): Device {
     return this.#provider;
   }
 
@@ -167,7 +168,7 @@ type Call = (request: Request, transfer?: readonly ArrayBuffer[]) => Promise<Fro
 /** A session that lives in the ORT thread; names and provider are known here, runs happen there. */
 class ThreadSession implements SessionHandle {
   readonly model: string;
-  readonly provider: 'cpu' | 'cuda';
+  readonly provider: Device;
   readonly inputNames: readonly string[];
   readonly outputNames: readonly string[];
   #id: number;

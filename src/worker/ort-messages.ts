@@ -5,13 +5,14 @@
  * as one Uint8Array per element); structured clone turns Node Buffers into plain Uint8Arrays, which is
  * all the other side needs.
  */
+import type { Device } from '../core/device.ts';
 import { SluiceError, toSluiceError, type ErrorKind } from '../core/errors.ts';
 import { isBytesData, type Tensor } from '../core/tensor.ts';
 import type { RunResult } from './session.ts';
 
 /** What the thread needs to build its SessionFactory (workerData). */
 export interface ThreadConfig {
-  readonly device: 'cpu' | 'cuda';
+  readonly device: Device;
   readonly deviceId: number;
   readonly cudaFallback: 'cpu' | 'fail';
   readonly intraOpThreads: number;
@@ -43,7 +44,7 @@ export type ToThread =
 export interface OpenedSession {
   readonly session: number;
   readonly model: string;
-  readonly provider: 'cpu' | 'cuda';
+  readonly provider: Device;
   readonly inputNames: readonly string[];
   readonly outputNames: readonly string[];
 }
@@ -53,10 +54,10 @@ export interface OpenedSession {
  * so /health on the main thread stays current without a round trip.
  */
 export type FromThread =
-  | { readonly type: 'opened'; readonly id: number; readonly provider: 'cpu' | 'cuda'; readonly opened: OpenedSession }
-  | { readonly type: 'ran'; readonly id: number; readonly provider: 'cpu' | 'cuda'; readonly result: RunResult }
-  | { readonly type: 'done'; readonly id: number; readonly provider: 'cpu' | 'cuda' }
-  | { readonly type: 'failed'; readonly id: number; readonly provider: 'cpu' | 'cuda'; readonly error: ThreadError }
+  | { readonly type: 'opened'; readonly id: number; readonly provider: Device; readonly opened: OpenedSession }
+  | { readonly type: 'ran'; readonly id: number; readonly provider: Device; readonly result: RunResult }
+  | { readonly type: 'done'; readonly id: number; readonly provider: Device }
+  | { readonly type: 'failed'; readonly id: number; readonly provider: Device; readonly error: ThreadError }
   /** A log line from the SessionFactory (CUDA fallback), written through the main thread's logger. */
   | { readonly type: 'log'; readonly level: 'warn' | 'error'; readonly obj: object; readonly msg: string };
 

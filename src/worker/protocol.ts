@@ -4,6 +4,7 @@
  * as raw little-endian bytes without a JSON detour. Pure functions, no I/O: both sides import this file.
  * docs/worker-protocol.md describes the same format in prose.
  */
+import type { Device } from '../core/device.ts';
 import { isDataType, type DataType } from '../core/datatypes.ts';
 import { InvalidRequest, SluiceError, WorkerFailed, type ErrorKind } from '../core/errors.ts';
 import { httpStatusOf, isErrorKind } from '../core/http-status.ts';
@@ -45,10 +46,10 @@ export interface WorkerHealth {
    */
   readonly id?: string;
   readonly pid?: number;
-  readonly device: 'cpu' | 'cuda';
+  readonly device: Device;
   readonly deviceId: number;
-  /** The provider sessions really use: 'cpu' when device is cuda but its provider could not load. */
-  readonly provider: 'cpu' | 'cuda';
+  /** The provider sessions really use: 'cpu' when the device is a GPU whose provider could not load. */
+  readonly provider: Device;
   readonly models: readonly WorkerModelInfo[];
   readonly memoryUsedBytes: number;
   readonly memoryBudgetBytes: number;

@@ -4,6 +4,7 @@
  * including the CUDA probe and its fallback. In a worker process these live in the ORT thread
  * (ort-thread.ts): every call here blocks the calling thread for the whole creation or run.
  */
+import { isGpu, providerLabel, type Device } from '../core/device.ts';
 import { availableParallelism } from 'node:os';
 import * as ort from 'onnxruntime-node';
 import { elementSize, fromOrtTypeName, ortTypeName, type DataType } from '../core/datatypes.ts';
@@ -18,9 +19,9 @@ export interface LogSink {
 
 /** Where sessions run. */
 export interface DeviceOptions {
-  readonly device: 'cpu' | 'cuda';
+  readonly device: Device;
   readonly deviceId: number;
-  /** What to do when the CUDA provider cannot load: run on the CPU, or fail the model. */
+  /** What to do when the GPU device's provider (CUDA or WebGPU) cannot load: run on the CPU, or fail the model. */
   readonly cudaFallback: 'cpu' | 'fail';
   /** ONNX Runtime intra-op threads per session; 0 = every core of this machine. */
   readonly intraOpThreads: number;
@@ -58,7 +59,7 @@ export interface RunOptions {
  */
 export interface SessionHandle {
   readonly model: string;
-  readonly provider: 'cpu' | 'cuda';
+  readonly provider: Device;
   readonly inputNames: readonly string[];
   readonly outputNames: readonly string[];
   run(inputs: readonly Tensor[], outputs: readonly string[], options?: RunOptions): Promise<RunResult>;
@@ -142,13 +143,13 @@ interface InputSpec {
 /** A loaded model: run() serves batches, release() frees native memory. Lives in the ORT thread. */
 export class ModelSession implements SessionHandle {
   readonly model: string;
-  readonly provider: 'cpu' | 'cuda';
+  readonly provider: Device;
   readonly inputNames: readonly string[];
   readonly outputNames: readonly string[];
   #session: ort.InferenceSession;
   #inputs = new Map<string, InputSpec>();
 
-  constructor(model: string, session: ort.InferenceSession, provider: 'cpu' | 'cuda') {
+  constructor(model: string, session: ort.InferenceSession, provider: Device) {
     this.model = model;
     this.provider = provider;
     this.#session = session;
@@ -202,54 +203,56 @@ export class ModelSession implements SessionHandle {
 }
 
 /**
- * Creates sessions on the configured device. onnxruntime-node has no automatic CUDA fallback (creation
- * with the cuda provider throws when its library is missing), so the first CUDA session doubles as a
- * probe: if it fails but the same model opens on the CPU, the provider is what failed, and the result is
- * remembered so later models do not repeat the failing attempt.
+ * Creates sessions on the configured device. onnxruntime-node has no automatic fallback (creation with
+ * the cuda provider throws when its library is missing, with webgpu when no Vulkan adapter exists), so
+ * the first GPU session doubles as a probe: if it fails but the same model opens on the CPU, the
+ * provider is what failed, and the result is remembered so later models do not repeat the failing
+ * attempt.
  */
 export class SessionFactory {
   #options: DeviceOptions;
-  #cudaUsable: boolean | undefined;
-  #cudaError = '';
+  #gpuUsable: boolean | undefined;
+  #gpuError = '';
 
   constructor(options: DeviceOptions) {
     this.#options = options;
   }
 
-  /** The provider sessions actually use (cuda until a probe shows it cannot load). */
-  get provider(): 'cpu' | 'cuda' {
-    return this.#options.device === 'cuda' && this.#cudaUsable !== false ? 'cuda' : 'cpu';
+  /** The provider sessions actually use (the GPU device's until a probe shows it cannot load). */
+  get provider(): Device {
+    return isGpu(this.#options.device) && this.#gpuUsable !== false ? this.#options.device : 'cpu';
   }
 
   async open(model: string, file: string): Promise<ModelSession> {
     const { device, cudaFallback, logger } = this.#options;
-    if (device === 'cuda' && this.#cudaUsable !== false) {
-      if (this.#cudaUsable === undefined) {
+    const label = providerLabel(device);
+    if (isGpu(device) && this.#gpuUsable !== false) {
+      if (this.#gpuUsable === undefined) {
         // Before the first session only: the native logger prints its own error line when the provider
-        // library is absent; the clear message below replaces it.
+        // cannot load; the clear message below replaces it.
         ort.env.logLevel = 'fatal';
       }
       try {
-        const session = await ort.InferenceSession.create(file, this.#sessionOptions('cuda'));
-        this.#cudaUsable = true;
-        return new ModelSession(model, session, 'cuda');
+        const session = await ort.InferenceSession.create(file, this.#sessionOptions(device));
+        this.#gpuUsable = true;
+        return new ModelSession(model, session, device);
       } catch (e) {
-        if (this.#cudaUsable === true) throw ModelLoadFailed(model, (e as Error).message);
+        if (this.#gpuUsable === true) throw ModelLoadFailed(model, (e as Error).message);
         const cpu = await this.#tryCpu(file);
         if (!cpu) throw ModelLoadFailed(model, (e as Error).message);
-        this.#cudaUsable = false;
-        this.#cudaError = (e as Error).message;
+        this.#gpuUsable = false;
+        this.#gpuError = (e as Error).message;
         if (cudaFallback === 'fail') {
           await cpu.release();
-          logger.error({ model, deviceId: this.#options.deviceId, err: this.#cudaError }, 'CUDA execution provider cannot load; cuda-fallback=fail, so models fail to load');
+          logger.error({ model, device, deviceId: this.#options.deviceId, err: this.#gpuError }, `${label} execution provider cannot load; cuda-fallback=fail, so models fail to load`);
         } else {
-          logger.warn({ model, deviceId: this.#options.deviceId, err: this.#cudaError }, 'CUDA execution provider cannot load; falling back to the CPU provider (cuda-fallback=cpu)');
+          logger.warn({ model, device, deviceId: this.#options.deviceId, err: this.#gpuError }, `${label} execution provider cannot load; falling back to the CPU provider (cuda-fallback=cpu)`);
           return new ModelSession(model, cpu, 'cpu');
         }
       }
     }
-    if (device === 'cuda' && cudaFallback === 'fail') {
-      throw ModelLoadFailed(model, `the CUDA execution provider cannot load on device ${this.#options.deviceId} and cuda-fallback is 'fail': ${this.#cudaError}`);
+    if (isGpu(device) && cudaFallback === 'fail') {
+      throw ModelLoadFailed(model, `the ${label} execution provider cannot load${device === 'cuda' ? ` on device ${this.#options.deviceId}` : ''} and cuda-fallback is 'fail': ${this.#gpuError}`);
     }
     try {
       return new ModelSession(model, await ort.InferenceSession.create(file, this.#sessionOptions('cpu')), 'cpu');
@@ -266,10 +269,15 @@ export class SessionFactory {
     }
   }
 
-  #sessionOptions(provider: 'cpu' | 'cuda'): ort.InferenceSession.SessionOptions {
+  #sessionOptions(provider: Device): ort.InferenceSession.SessionOptions {
+    const providers: Record<Device, ort.InferenceSession.SessionOptions['executionProviders']> = {
+      cpu: ['cpu'],
+      cuda: [{ name: 'cuda', deviceId: this.#options.deviceId }],
+      webgpu: ['webgpu'],
+    };
     const threads = this.#options.intraOpThreads > 0 ? this.#options.intraOpThreads : availableParallelism();
     return {
-      executionProviders: provider === 'cuda' ? [{ name: 'cuda', deviceId: this.#options.deviceId }] : ['cpu'],
+      executionProviders: providers[provider],
       intraOpNumThreads: threads,
       // Batches run one at a time per worker: parallel branches would only compete with intra-op threads.
       interOpNumThreads: 1,

@@ -24,6 +24,7 @@ void test('intra-op threads share the cores out unless configured', () => {
 void test('local workers run inline on the CPU and on a thread with CUDA unless told; explicit choices win', () => {
   assert.equal(localIsolation(poolConfig(['--worker-isolation', 'auto'])), 'inline');
   assert.equal(localIsolation(poolConfig(['--worker-isolation', 'auto', '--device', 'cuda'])), 'thread');
+  assert.equal(localIsolation(poolConfig(['--worker-isolation', 'auto', '--device', 'webgpu'])), 'thread');
   assert.equal(localIsolation(poolConfig(['--worker-isolation', 'thread'])), 'thread');
   assert.equal(localIsolation(poolConfig(['--worker-isolation', 'inline', '--device', 'cuda'])), 'inline');
   assert.equal(localIsolation(poolConfig(['--worker-isolation', 'process'])), 'process');

@@ -121,3 +121,35 @@ void test('cuda with fallback cpu serves on the CPU when the CUDA provider canno
     await assert.rejects(strict.open('simple', file('simple')), (e: unknown) => e instanceof SluiceError && e.code === 'SLUICE_MODEL_LOAD_FAILED' && /CUDA/.test(e.message));
   }
 });
+
+void test('webgpu: the bundled provider serves when an adapter exists; without one the model falls back to the CPU with a warning naming WebGPU, or fails to load with fallback fail', async (t) => {
+  const warnings: string[] = [];
+  const errors: string[] = [];
+  const log = { warn: (_: object, msg: string) => warnings.push(msg), error: (_: object, msg: string) => errors.push(msg) };
+  const fallback = new SessionFactory({ device: 'webgpu', deviceId: 0, cudaFallback: 'cpu', intraOpThreads: 1, logger: log });
+  const s = await fallback.open('simple', file('simple'));
+  t.after(() => s.release());
+  assert.equal(s.provider, fallback.provider);
+  const r = await s.run([
+    { name: 'INPUT0', datatype: 'INT32', shape: [1, 16], data: int32Bytes(Array(16).fill(5)) },
+    { name: 'INPUT1', datatype: 'INT32', shape: [1, 16], data: int32Bytes(Array(16).fill(2)) },
+  ], ['OUTPUT0']);
+  assert.deepEqual(int32Values(r.outputs[0]!.data), Array(16).fill(7), `right answer on ${s.provider}`);
+  if (s.provider === 'webgpu') {
+    t.diagnostic('a WebGPU adapter exists here: the session runs on it');
+    assert.deepEqual(warnings, []);
+    return;
+  }
+  assert.equal(s.provider, 'cpu');
+  assert.deepEqual(warnings, ['WebGPU execution provider cannot load; falling back to the CPU provider (cuda-fallback=cpu)']);
+  // The probe is made once: a second model goes straight to the CPU, without another warning.
+  const again = await fallback.open('simple', file('simple'));
+  t.after(() => again.release());
+  assert.equal(again.provider, 'cpu');
+  assert.equal(warnings.length, 1);
+  const strict = new SessionFactory({ device: 'webgpu', deviceId: 0, cudaFallback: 'fail', intraOpThreads: 1, logger: log });
+  for (let i = 0; i < 2; i++) {
+    await assert.rejects(strict.open('simple', file('simple')), (e: unknown) => e instanceof SluiceError && e.code === 'SLUICE_MODEL_LOAD_FAILED' && /the WebGPU execution provider cannot load and cuda-fallback is 'fail'/.test(e.message));
+  }
+  assert.equal(errors.length, 1, 'the failure is logged once, at error');
+});
