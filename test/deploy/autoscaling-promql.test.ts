@@ -9,19 +9,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
 import { stringify } from 'yaml';
-import { loadDocs, objects, parseStream, type Obj } from './manifests.ts';
-
-const objs = objects(loadDocs().filter((d) => !d.patch));
-const adapter = objs.find((o) => o['kind'] === 'ConfigMap' && o['metadata'].name === 'prometheus-adapter')!;
-const rules = (parseStream(adapter['data']['config.yaml'], 'adapter config')[0] as { rules: Obj[] }).rules;
-const adapterQuery = (name: string): string => {
-  const rule = rules.find((r) => r['name'].as === name);
-  assert.ok(rule, `adapter rule ${name}`);
-  // What prometheus-adapter substitutes for a request about the pods of namespace sluice.
-  return String(rule['metricsQuery']).replaceAll('<<.GroupBy>>', 'namespace, pod').replaceAll('<<.LabelMatchers>>', 'namespace="sluice"');
-};
-const keda = objs.find((o) => o['kind'] === 'ScaledObject')!;
-const kedaQuery = (name: string): string => String(keda['spec'].triggers.find((t: Obj) => t['name'] === name).metadata.query);
+import { adapterQuery, kedaQuery } from './autoscaling-queries.ts';
 
 const missing = spawnSync('promtool', ['--version'], { encoding: 'utf8' });
 const skip = missing.error || missing.status !== 0 ? "promtool is not installed (Debian's prometheus package; .ci/run installs it)" : false;

@@ -102,7 +102,14 @@ export interface PromResult {
  * Starts the Debian prometheus binary on a free loopback port with a temp config that scrapes
  * `metricsPort` every second and evaluates `ruleFiles` every second; stops it in t.after.
  */
-export async function startPrometheus(t: TestContext, metricsPort: number, ruleFiles: readonly string[]): Promise<TestPrometheus> {
+/** A scrape target: a metrics port, and target labels Prometheus attaches (as Kubernetes discovery would). */
+export interface ScrapeTarget {
+  readonly port: number;
+  readonly labels?: Readonly<Record<string, string>>;
+}
+
+export async function startPrometheus(t: TestContext, metrics: number | readonly ScrapeTarget[], ruleFiles: readonly string[]): Promise<TestPrometheus> {
+  const targets = typeof metrics === 'number' ? [{ port: metrics }] : metrics;
   const dir = mkdtempSync(join(tmpdir(), 'sluice-prom-'));
   const config = [
     'global:',
@@ -114,7 +121,7 @@ export async function startPrometheus(t: TestContext, metricsPort: number, ruleF
     'scrape_configs:',
     '  - job_name: sluice',
     '    static_configs:',
-    `      - targets: ['127.0.0.1:${metricsPort}']`,
+    ...targets.flatMap((x) => [`      - targets: ['127.0.0.1:${x.port}']`, ...(x.labels ? [`        labels: ${JSON.stringify(x.labels)}`] : [])]),
     '',
   ].join('\n');
   writeFileSync(join(dir, 'prometheus.yml'), config);
