@@ -17,13 +17,20 @@ const missing = prometheusMissing();
  * sluice's own exact P99 (its windowed quantiles, fed by the same observations: Prometheus's estimate
  * lies in the bucket that holds it) and, against a unit or bucket error, half the client's median.
  */
+/** The relative accuracy of sluice's windowed quantiles (1%). */
+const SUMMARY_ACCURACY = 1.01;
+
 function assertP99Agrees(what: string, prometheusP99: number, clientP99: number, clientP50: number, sluiceP99: number): void {
   const upper = enclosingBucket(clientP99).upper;
-  const lower = Math.min(enclosingBucket(sluiceP99).lower, enclosingBucket(clientP50 / 2).lower);
+  const lower = Math.min(enclosingBucket(sluiceP99 / SUMMARY_ACCURACY).lower, enclosingBucket(clientP50 / 2).lower);
   assert.ok(prometheusP99 <= upper && prometheusP99 >= lower,
     `${what}: Prometheus P99 ${(prometheusP99 * 1000).toFixed(3)} ms is outside [${lower * 1000}, ${upper * 1000}] ms (client P99 ${(clientP99 * 1000).toFixed(3)} ms, client P50 ${(clientP50 * 1000).toFixed(3)} ms, sluice's own P99 ${(sluiceP99 * 1000).toFixed(3)} ms)`);
-  assert.ok(enclosingBucket(sluiceP99).lower <= prometheusP99 && prometheusP99 <= enclosingBucket(sluiceP99).upper,
-    `${what}: Prometheus P99 ${(prometheusP99 * 1000).toFixed(3)} ms is not in the bucket of sluice's own P99 ${(sluiceP99 * 1000).toFixed(3)} ms`);
+  // sluice's own quantile is within 1% of an observed value (window-quantiles.ts): near a bucket bound
+  // the true P99 may sit in the bucket either side of it.
+  const ownLow = enclosingBucket(sluiceP99 / SUMMARY_ACCURACY).lower;
+  const ownHigh = enclosingBucket(sluiceP99 * SUMMARY_ACCURACY).upper;
+  assert.ok(ownLow <= prometheusP99 && prometheusP99 <= ownHigh,
+    `${what}: Prometheus P99 ${(prometheusP99 * 1000).toFixed(3)} ms is outside [${ownLow * 1000}, ${ownHigh * 1000}] ms, the bucket(s) of sluice's own P99 ${(sluiceP99 * 1000).toFixed(3)} ms`);
 }
 
 async function waitFor(what: string, timeoutMs: number, check: () => Promise<boolean>): Promise<void> {
