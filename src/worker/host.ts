@@ -16,19 +16,17 @@ import { traceNow } from '../core/trace.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { ModelCache, type Lease } from './cache.ts';
 import { startRun } from './engine.ts';
-import { readBody, sendJson } from './http-io.ts';
+import { readBody, sendFrame, sendJson } from './http-io.ts';
 import { TokenCheck, createWorkerServer, refuseUnauthenticated, type WorkerHostTls } from './link-auth.ts';
 import { isLocalOnly, parseListen, type Target } from './listen.ts';
 import { OrtThread } from './ort-client.ts';
 import { packFrame } from './ort-messages.ts';
 import {
-  FRAME_CONTENT_TYPE, WORKER_PATHS, chunksByteLength, decodeInferRequest, encodeInferResponse, encodeWorkerError, parseModelRef, workerStatusOf,
+  FRAME_CONTENT_TYPE, WORKER_PATHS, decodeInferRequest, encodeInferResponse, encodeWorkerError, parseModelRef, workerStatusOf,
   type FrameResult, type InferFrameHeader, type LoadResult, type UnloadResult, type WorkerHealth,
 } from './protocol.ts';
 import { repositoryResolver } from './resolve.ts';
 
-/** Answers up to this size are copied into one buffer so they leave in a single write. */
-const COALESCE_BYTES = 1024 * 1024;
 /**
  * Batches handed to the ORT thread at once: the running one and the next, so the next starts as soon as
  * the running one ends. More would hold leases (and skip the check for abandoned batches) for nothing.
@@ -373,18 +371,7 @@ class Host implements WorkerHost {
       this.#fail(res, toSluiceError(e));
       return;
     }
-    if (res.destroyed) return;
-    const length = chunksByteLength(chunks);
-    res.writeHead(200, { 'content-type': FRAME_CONTENT_TYPE, 'content-length': length });
-    // Every socket write wakes the gateway: a small answer goes out as one write, a large one corked.
-    if (length <= COALESCE_BYTES) {
-      res.end(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, length));
-    } else {
-      res.cork();
-      for (const c of chunks) res.write(c);
-      res.end();
-      res.uncork();
-    }
+    sendFrame(res, chunks, FRAME_CONTENT_TYPE);
   }
 
   #failBatch(b: QueuedBatch, e: unknown): void {
