@@ -9,6 +9,7 @@ import { Resolver } from 'node:dns/promises';
 import { isIP } from 'node:net';
 import type { Config } from '../config/schema.ts';
 import { parseDiscovery, type DiscoveryTarget } from '../config/worker-discovery.ts';
+import { linkUsesTls } from '../config/worker-link.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import type { PooledWorker } from './pooled-worker.ts';
 
@@ -16,12 +17,6 @@ import type { PooledWorker } from './pooled-worker.ts';
 export function workerUrl(address: string, port: number, tls: boolean): string {
   const host = isIP(address) === 6 ? `[${address}]` : address;
   return `${tls ? 'https' : 'http'}://${host}:${port}`;
-}
-
-/** Whether discovered workers are dialled over https (the link's TLS is configured). */
-export function discoveryUsesTls(config: Config): boolean {
-  const { link } = config.workers;
-  return link.tlsCaFile !== '' || link.tlsCertFile !== '' || link.tlsKeyFile !== '';
 }
 
 /** Answers that mean "the name has no addresses now" (as opposed to "the DNS could not be asked"). */
@@ -131,7 +126,7 @@ export class DiscoveredWorkers {
     this.#o = opts;
     const { discovery, discoveryIntervalMs } = opts.config.workers;
     this.#dns = new DnsDiscovery({
-      target: parseDiscovery(discovery), intervalMs: discoveryIntervalMs, tls: discoveryUsesTls(opts.config), logger: opts.logger,
+      target: parseDiscovery(discovery), intervalMs: discoveryIntervalMs, tls: linkUsesTls(opts.config), logger: opts.logger,
       onResolved: (urls) => this.#apply(urls),
     });
   }

@@ -130,7 +130,7 @@ export async function startWorkers(config: Config, log: Logger, events_: WorkerL
   const discovery = config.workers.discovery === '' ? undefined : parseDiscovery(config.workers.discovery);
   const credentials = config.workers.remote.length > 0 || discovery ? linkCredentials(config) : {};
   // Discovered hosts are dialled by address; their certificates name the discovered DNS name.
-  const discovered: LinkCredentials = discovery && credentials.tls ? { ...credentials, tls: { ...credentials.tls, servername: discovery.name.replace(/\.$/, '') } } : credentials;
+  const discovered: LinkCredentials = discovery ? { ...credentials, tls: { ...credentials.tls, servername: discovery.name.replace(/\.$/, '') } } : credentials;
   const isolation = localIsolation(config);
   const inProcess = isolation !== 'process';
   const dir = count > 0 && !inProcess ? mkdtempSync(join(tmpdir(), 'sluice-')) : undefined;

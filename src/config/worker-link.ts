@@ -35,10 +35,16 @@ export function readPemFile(file: string, setting: string): Buffer {
   }
 }
 
+/** Whether the link to remote workers is TLS (any --worker-tls-* is set): then it dials https. */
+export function linkUsesTls(c: Config): boolean {
+  const { link } = c.workers;
+  return link.tlsCaFile !== '' || link.tlsCertFile !== '' || link.tlsKeyFile !== '';
+}
+
 /** What is wrong with the link settings of `c`, or undefined when nothing is. */
 export function workerLinkProblem(c: Config): string | undefined {
   const { link, remote } = c.workers;
-  const tls = link.tlsCaFile !== '' || link.tlsCertFile !== '' || link.tlsKeyFile !== '';
+  const tls = linkUsesTls(c);
   if ((link.tlsCertFile === '') !== (link.tlsKeyFile === '')) return '--worker-tls-cert and --worker-tls-key must be given together';
   // TLS settings beside a cleartext URL would leave that worker unsealed while the operator thinks otherwise.
   const cleartext = remote.find((url) => url.startsWith('http:'));
