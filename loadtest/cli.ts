@@ -12,6 +12,10 @@ import { renderSearch, renderTable } from './table.ts';
  * then) and runs no further steps; results so far are still written. A second Ctrl-C exits.
  */
 export async function runLoadtestCli(argv: string[]): Promise<number> {
+  if (argv.includes('--generate')) {
+    const { runGenerationCli } = await import('./generation-cli.ts');
+    return runGenerationCli(argv);
+  }
   let o: LoadtestOptions;
   try {
     o = parseOptions(argv);

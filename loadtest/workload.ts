@@ -1,6 +1,7 @@
 import { isDataType, type DataType } from '../src/core/datatypes.ts';
 import { encodeRaw } from './raw-codec.ts';
 import type { WorkTensor } from './types.ts';
+import { seededRandom } from '../src/generation/sampler.ts';
 
 /** One input or output as model metadata (GET /v2/models/{m} or gRPC ModelMetadata) describes it. */
 export interface TensorMeta {
@@ -31,18 +32,6 @@ export interface GenerateOptions {
 
 /** Elements per generated input are capped so a metadata typo cannot allocate gigabytes here. */
 const MAX_GENERATED_ELEMENTS = 1 << 24;
-
-/** mulberry32: small, fast and seeded, so two runs with one seed send identical bytes. */
-export function seededRandom(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 function resolveShape(input: TensorMeta, opts: GenerateOptions): number[] {
   const explicit = opts.shapes[input.name];

@@ -125,3 +125,11 @@ export function encodeModel(spec: GraphSpec): Uint8Array {
   if (problem !== null) throw new Error(`model ${spec.name}: ${problem}`);
   return ModelProto.encode(ModelProto.fromObject(model)).finish();
 }
+
+/** An INT64 initializer (shapes for Reshape, indices), raw little-endian. */
+export function int64Initializer(name: string, dims: readonly number[], data: readonly number[]): InitializerSpec {
+  const bytes = new Uint8Array(data.length * 8);
+  const view = new DataView(bytes.buffer);
+  for (let i = 0; i < data.length; i++) view.setBigInt64(i * 8, BigInt(data[i] ?? 0), true);
+  return { name, dims, dataType: ELEM.INT64, rawData: bytes };
+}

@@ -8,6 +8,7 @@ import { isLoopback } from './access/loopback.ts';
 import { startGrpcServer } from './frontdoor/grpc/server.ts';
 import { startHttpServer } from './frontdoor/http/server.ts';
 import { GatewayService } from './scheduler/service.ts';
+import { GeneratorHost } from './scheduler/generators.ts';
 import { SystemSharedMemory } from './shm/registry.ts';
 import { startGpuSampler } from './telemetry/gpu.ts';
 import { createLogger, type Logger } from './telemetry/logger.ts';
@@ -37,7 +38,8 @@ export async function startSluice(config: Config, opts: { logger?: Logger } = {}
   const metrics = new Metrics();
   const gpus = startGpuSampler({ logger: logger.child({ component: 'gpu' }) });
   const pool = await WorkerPool.create({ config, metrics, logger: logger.child({ component: 'balancer' }) });
-  const service = new GatewayService({ config, executor: pool, metrics, logger: logger.child({ component: 'scheduler' }), ...(guard ? { tenancy: guard } : {}) });
+  const generators = new GeneratorHost({ config, metrics: metrics.generation, logger: logger.child({ component: 'generation' }) });
+  const service = new GatewayService({ config, executor: pool, metrics, generators, logger: logger.child({ component: 'scheduler' }), ...(guard ? { tenancy: guard } : {}) });
   const tracer = new Tracer({ config: config.trace, logger: logger.child({ component: 'trace' }), service: { name: config.serverName, version: service.serverMetadata().version } });
   const cleanup: (() => Promise<void>)[] = [];
   // Triton's system shared-memory extension: one set of regions that both front doors serve.

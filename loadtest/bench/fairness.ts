@@ -13,7 +13,8 @@ import { Pool } from 'undici';
 import { newKey } from '../../src/access/keygen.ts';
 import { binaryBody, type HttpBody } from '../http-codec.ts';
 import type { StepSpec } from '../types.ts';
-import { makeTensor, seededRandom, type ModelMeta } from '../workload.ts';
+import { seededRandom } from '../../src/generation/sampler.ts';
+import { makeTensor, type ModelMeta } from '../workload.ts';
 import { mdTable, n0, n2, ratio, verdict } from './markdown.ts';
 import { measureSideBySide, type Alongside, type BenchTiming, type Measured, type ModelWorkload, type Target } from './measure.ts';
 

@@ -12,6 +12,7 @@ import type { Section } from './markdown.ts';
 import type { BenchTiming, ModelWorkload } from './measure.ts';
 import { fairnessComparison, FAIRNESS_FLAGS, FAIRNESS_MODEL_CONFIG, writeFairnessAuth } from './fairness.ts';
 import { QUEUE_BUDGET_CONFIG } from './overload.ts';
+import { generationComparison, tinyLmRepository, type GenerationServer } from './generation.ts';
 import { startServerProcess, type ServerProcess } from './processes.ts';
 import { batchingThroughput, oneClientLatency, overhead, protocols, workerBusy, type BenchEnv } from './sections.ts';
 import { sloSearch } from './slo.ts';
@@ -19,7 +20,7 @@ import { traceFlags } from './stages.ts';
 import { warmUp } from './warmup.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const SECTIONS = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'] as const;
+const SECTIONS = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i'] as const;
 
 const USAGE = `Usage: npm run bench [-- --quick] [--repeats N] [--duration T] [--warmup T] [--only a,b,...] [--out FILE]
 
@@ -28,9 +29,10 @@ Runs every benchmark comparison side by side (medians of repeated runs) and writ
 (d) REST JSON vs binary vs gRPC, (e) sluice vs bare Fastify / grpc-js echo, (f) highest rate with P99 < 10 ms,
 (g) the latency floor: sluice vs the naive server vs a bare echo (REST JSON, binary, gRPC), open loop, with server
 CPU per request and sluice's per-stage breakdown from its traces; a neighbour sending 60 MB bodies; overload at 3x,
-(h) fair queuing: a steady tenant's P99 alone and beside a tenant flooding at 5x its share, with and without fair queuing.
+(h) fair queuing: a steady tenant's P99 alone and beside a tenant flooding at 5x its share, with and without fair queuing,
+(i) generation: continuous batching vs one sequence at a time (32 conversations), and a second turn's time to first token.
 --quick: one repeat of short steps (about a minute), marked as a smoke run in the output.
---only g: that section alone (any comma-separated list of a..h); the file then holds only those
+--only g: that section alone (any comma-separated list of a..i); the file then holds only those
   (give --out FILE to leave docs/benchmarks.md as it is).
 `;
 
@@ -93,8 +95,8 @@ export async function runBench(argv: string[]): Promise<number> {
       timing.log(`(${id}) ${title}`);
       sections.push(await fn());
     };
-    // Sections a..g share these servers; (h) starts its own and runs without them.
-    if ([...only].some((id) => id !== 'h')) {
+    // Sections a..g share these servers; (h) and (i) start their own and run without them.
+    if ([...only].some((id) => id !== 'h' && id !== 'i')) {
       const repo = await mlpRepository(UNBATCHED_CONFIG);
       temporary.push(repo);
       const budgetRepo = await mlpRepository(QUEUE_BUDGET_CONFIG);
@@ -162,6 +164,17 @@ export async function runBench(argv: string[]): Promise<number> {
       const meta = await modelMetadata({ protocol: 'json', url: servers2.fair.http, grpcUrl: undefined, model: 'mlp', version: '', timeoutMs: 30_000, headers: { authorization: `Bearer ${auth.steady}` } });
       const w: ModelWorkload = { meta, variants: generateVariants(meta, { seed: 1, variants: 8, batch: 1, shapes: {} }) };
       return { title: 'Fair queuing between tenants', body: await fairnessComparison(servers2, w, timing) };
+    });
+    await run('i', 'generation: continuous batching vs one sequence at a time', async () => {
+      const servers3: GenerationServer[] = [];
+      for (const [name, max] of [['sluice, continuous batching (32 sequences)', 32], ['sluice, one sequence at a time', 1]] as const) {
+        const repo = await tinyLmRepository(ROOT, { maxActiveSequences: max });
+        temporary.push(repo);
+        const p = await startServerProcess(name, 'sluice', sluiceFlags(repo));
+        servers.push(p);
+        servers3.push({ name, url: `http://127.0.0.1:${p.ports['http']}`, pids: [p.pid] });
+      }
+      return { title: '(i) Generation: continuous batching vs one sequence at a time, and prefix reuse', body: await generationComparison(servers3[0]!, servers3[1]!, timing) };
     });
   } finally {
     for (const s of servers.reverse()) await s.stop();

@@ -112,6 +112,11 @@ export const ShuttingDown = define('SLUICE_SHUTTING_DOWN', 'UNAVAILABLE', () => 
 export const InvalidPriority = define('SLUICE_INVALID_PRIORITY', 'INVALID_ARG', (model: string, priority: string, levels: number) => `invalid priority ${priority} for model '${model}': priority levels are 1..${levels} (0 means the default)`);
 
 // --- workers ---
+// Generation (the generate extension).
+export const NotGenerative = define('SLUICE_NOT_GENERATIVE', 'INVALID_ARG', (model: string) => `model '${model}' is not a generative model (its config has no generation section): use its infer endpoint`);
+export const GenerativeModel = define('SLUICE_GENERATIVE_MODEL', 'INVALID_ARG', (model: string) => `model '${model}' is a generative model: use POST /v2/models/${model}/generate or generate_stream (its KV cache is kept by the server, step by step)`);
+export const ContextTooLong = define('SLUICE_CONTEXT_TOO_LONG', 'INVALID_ARG', (model: string, promptTokens: number, maxTokens: number, context: number) => `prompt of ${promptTokens} tokens plus max_tokens ${maxTokens} exceeds the context of model '${model}' (${context} tokens)`);
+export const GenerationQueueFull = define('SLUICE_GENERATION_QUEUE_FULL', 'RESOURCE_EXHAUSTED', (model: string, waiting: number) => `the generation queue of model '${model}' is full: ${waiting} prompts wait for a place in the running batch (maxQueuedPrompts); retry later`);
 export const NoWorkerAvailable = define('SLUICE_NO_WORKER', 'UNAVAILABLE', (model: string, reason: string) => `no worker can serve model '${model}': ${reason}`);
 export const WorkerFailed = define('SLUICE_WORKER_FAILED', 'UNAVAILABLE', (worker: string, reason: string) => `worker ${worker} failed: ${reason}`);
 export const ModelExceedsMemoryBudget = define('SLUICE_MODEL_EXCEEDS_MEMORY_BUDGET', 'RESOURCE_EXHAUSTED', (model: string, needBytes: number, budgetBytes: number, heldBytes: number) => `model '${model}' needs an estimated ${needBytes} bytes but the worker memory budget is ${budgetBytes} bytes with ${heldBytes} held by pinned or loading models`);

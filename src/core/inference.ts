@@ -42,6 +42,38 @@ export interface InferResponse {
   readonly batchRows?: number;
 }
 
+/** A request of the generate extension, decoded by a front door. */
+export interface GenerateRequest {
+  readonly model: string;
+  /** '' = the latest ready version. */
+  readonly version: string;
+  /** The whole context: a conversation's next turn sends the earlier turns again (their cache is reused). */
+  readonly text: string;
+  readonly maxTokens: number;
+  /** 0 = greedy. */
+  readonly temperature: number;
+  readonly seed: number;
+  /** Generation ends once the text contains one of these (it is not answered). */
+  readonly stop: readonly string[];
+  /** Keep generating past the end token (until max_tokens or a stop string). */
+  readonly ignoreEos: boolean;
+  readonly arrivalMs: number;
+  readonly signal?: AbortSignal;
+  readonly tenant?: string;
+  /** Streaming: each piece of text as soon as it is final, with the version generating it. */
+  readonly onText?: (text: string, version: string) => void;
+}
+
+export interface GenerateResponse {
+  readonly model: string;
+  readonly version: string;
+  readonly text: string;
+  readonly finishReason: 'length' | 'stop' | 'eos';
+  readonly promptTokens: number;
+  readonly cachedTokens: number;
+  readonly completionTokens: number;
+}
+
 export interface ServerMetadata {
   readonly name: string;
   readonly version: string;
@@ -71,6 +103,8 @@ export interface InferenceService {
   loadModel(name: string, options?: { readonly config?: string }): Promise<void>;
   unloadModel(name: string): Promise<void>;
   infer(request: InferRequest): Promise<InferResponse>;
+  /** The generate extension: runs a generative model's continuous batching for one prompt. */
+  generate(request: GenerateRequest): Promise<GenerateResponse>;
   /**
    * The error that would shed a request arriving now for this model from its queue (full, or its
    * expected wait past the budget) or from its tenant's rate limit, counted as shed; undefined when it

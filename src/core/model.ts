@@ -96,6 +96,35 @@ export interface EnsembleScheduling {
   readonly steps: readonly EnsembleStep[];
 }
 
+/**
+ * sluice's generation contract (docs/generation.md): a decoder-only model that takes input_ids,
+ * position_ids, attention_bias and each layer's past_key_i / past_value_i, and answers logits and
+ * present_key_i / present_value_i. The server keeps the KV cache and batches steps across sequences.
+ */
+export interface GenerationConfig {
+  /** How text becomes tokens: 'ascii' = ' '..'~' as 0..94, '\n' as 95, then the end token. */
+  readonly tokenizer: 'ascii';
+  /** The token that ends a sequence (the vocabulary's last one for 'ascii'). */
+  readonly eosToken: number;
+  /** Positions the model has (its position embedding): prompt plus generated tokens stay under it. */
+  readonly maxContext: number;
+  /** Sequences in the running batch at once (1 = one sequence at a time). */
+  readonly maxActiveSequences: number;
+  /** Prompts waiting for a place in the running batch; past it a new one is refused at once. */
+  readonly maxQueuedPrompts: number;
+  /** The KV cache's budget in bytes (running sequences and finished ones kept for prefix reuse). */
+  readonly kvCacheBytes: number;
+  /** Tokens per cache block: memory is counted in blocks, and a reused prefix is at least one. */
+  readonly kvBlockTokens: number;
+  /** Prompt tokens prefilled between two decode steps (at least one prompt always is). */
+  readonly prefillTokenBudget: number;
+  /** Derived from the model's inputs: layers, heads, head size, vocabulary. */
+  readonly layers: number;
+  readonly heads: number;
+  readonly headDim: number;
+  readonly vocab: number;
+}
+
 export interface ModelConfig {
   readonly name: string;
   readonly platform: string;
@@ -114,6 +143,8 @@ export interface ModelConfig {
   readonly responseCache?: ResponseCacheConfig;
   /** Present only for platform "ensemble": such a model has no file and runs on no worker. */
   readonly ensembleScheduling?: EnsembleScheduling;
+  /** Present for a generative model: it is served by the generation engine, not the batcher. */
+  readonly generation?: GenerationConfig;
   /** Which source produced this config. */
   readonly source: 'json' | 'pbtxt' | 'auto';
   /** Fields of the source config that sluice read but does not act on (reported, never fatal). */

@@ -26,8 +26,22 @@ export interface ConfigDraft {
   readonly responseCache?: { readonly enable?: boolean };
   /** ensemble_scheduling, read as written; src/repository/ensemble.ts checks it. */
   readonly ensembleScheduling?: { readonly steps: readonly EnsembleStep[] };
+  /** sluice's generation section (config.json only); src/repository/generation.ts checks it. */
+  readonly generation?: GenerationDraft;
   /** Paths of fields read but not acted on ('input[0].reshape'), reported as warnings. */
   readonly unknownFields: readonly string[];
+}
+
+/** The generation section as written: every field is optional, with defaults in generation.ts. */
+export interface GenerationDraft {
+  readonly tokenizer?: string;
+  readonly eosToken?: number;
+  readonly maxContext?: number;
+  readonly maxActiveSequences?: number;
+  readonly maxQueuedPrompts?: number;
+  readonly kvCacheBytes?: number;
+  readonly kvBlockTokens?: number;
+  readonly prefillTokenBudget?: number;
 }
 
 /** An input or output of a config; a missing datatype or dims is taken from the ONNX file. */

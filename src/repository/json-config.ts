@@ -2,7 +2,7 @@ import { fromTritonTypeName, isDataType } from '../core/datatypes.ts';
 import type { DataType } from '../core/datatypes.ts';
 import type { WarmupInput } from '../core/model.ts';
 import { INSTANCE_KINDS, TIMEOUT_ACTIONS, checkDims, checkInt, configError, readVersionPolicy } from './draft.ts';
-import type { ConfigDraft, DynamicBatchingDraft, InstanceGroupDraft, QueuePolicyDraft, TensorDraft, WarmupDraft } from './draft.ts';
+import type { ConfigDraft, DynamicBatchingDraft, GenerationDraft, InstanceGroupDraft, QueuePolicyDraft, TensorDraft, WarmupDraft } from './draft.ts';
 
 const FILE = 'config.json';
 const INT32_MAX = 2 ** 31 - 1;
@@ -222,6 +222,18 @@ function readEnsemble(r: ObjectReader): NonNullable<ConfigDraft['ensembleSchedul
   return { steps };
 }
 
+function readGeneration(r: ObjectReader): GenerationDraft {
+  const tokenizer = r.string('tokenizer');
+  const ints = ['eosToken', 'maxContext', 'maxActiveSequences', 'maxQueuedPrompts', 'kvCacheBytes', 'kvBlockTokens', 'prefillTokenBudget'] as const;
+  const draft: Record<string, unknown> = tokenizer === undefined ? {} : { tokenizer };
+  for (const key of ints) {
+    const v = r.int(key, key === 'eosToken' ? 0 : 1);
+    if (v !== undefined) draft[key] = v;
+  }
+  r.finish();
+  return draft;
+}
+
 /** Parses config.json text into a draft; throws InvalidModelConfig naming the field. */
 export function readJsonConfig(text: string): ConfigDraft {
   let value: unknown;
@@ -238,6 +250,7 @@ export function readJsonConfig(text: string): ConfigDraft {
   const enable = rc?.bool('enable');
   rc?.finish();
   const es = r.object('ensembleScheduling');
+  const gen = r.object('generation');
   const draft: ConfigDraft = {
     source: 'json',
     file: FILE,
@@ -254,6 +267,7 @@ export function readJsonConfig(text: string): ConfigDraft {
     pinned: r.bool('pinned'),
     ...(rc && { responseCache: enable === undefined ? {} : { enable } }),
     ...(es && { ensembleScheduling: readEnsemble(es) }),
+    ...(gen && { generation: readGeneration(gen) }),
     unknownFields,
   };
   r.finish();

@@ -1,6 +1,7 @@
 import { DEFAULT_MAX_EXPECTED_WAIT_US, DEFAULT_MAX_QUEUE_SIZE, DEFAULT_PREFERRED_BATCH_SIZES } from '../core/model.ts';
 import type { DynamicBatchingConfig, InstanceGroup, ModelConfig, QueuePolicy, TensorConfig, VersionPolicy, WarmupSpec } from '../core/model.ts';
 import { configError } from './draft.ts';
+import { generationConfig } from './generation.ts';
 import type { ConfigDraft, QueuePolicyDraft } from './draft.ts';
 
 /** The signature settled by autocomplete.ts: batch size and the full list of inputs and outputs. */
@@ -201,6 +202,7 @@ export function normalizeConfig(name: string, draft: ConfigDraft | undefined, si
     pinned: draft?.pinned ?? false,
     responseCache: { enable: draft?.responseCache?.enable ?? false },
     ...(draft?.ensembleScheduling && { ensembleScheduling: draft.ensembleScheduling }),
+    ...(draft?.generation && { generation: generationConfig(draft.file, draft.generation, sig) }),
     source: draft?.source ?? 'auto',
     unknownFields: [...(draft?.unknownFields ?? [])],
   };

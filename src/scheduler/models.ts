@@ -1,5 +1,5 @@
 import type { Config } from '../config/schema.ts';
-import { ModelNotFound, ModelNotReady, ModelVersionNotFound, NoWorkerAvailable, toSluiceError } from '../core/errors.ts';
+import { ModelLoadFailed, ModelNotFound, ModelNotReady, ModelVersionNotFound, NoWorkerAvailable, toSluiceError } from '../core/errors.ts';
 import type { Executor } from '../core/execution.ts';
 import type { ModelConfig, ModelState } from '../core/model.ts';
 import { readModelEntry, scanRepository, type ModelEntry } from '../repository/repository.ts';
@@ -10,6 +10,7 @@ import type { Tenancy } from '../core/tenancy.ts';
 import type { RequestMemory } from './memory.ts';
 import { ModelStatsRecorder } from './stats.ts';
 import { compareVersions } from './versions.ts';
+import type { GeneratorHost, LoadedGenerator } from './generators.ts';
 import { configFingerprintOf, fileFingerprintOf, fingerprintOf, sameExceptScheduling, unusableReason, versionStrings } from './model-entry.ts';
 
 /** One version of a model as the service serves it. */
@@ -23,6 +24,8 @@ export interface VersionSlot {
   /** The model file it was loaded from (size and mtime): a replaced file reloads the version. */
   file: string;
   batcher: DynamicBatcher | undefined;
+  /** A generative model's engine (config.generation), in place of a batcher. */
+  generator?: LoadedGenerator;
 }
 
 /** One model name of the repository and what is loaded of it. */
@@ -53,6 +56,8 @@ export interface ModelTableOptions {
   readonly onStarved?: (model: string) => void;
   /** Tenants' fair-queuing weights; absent (or config.fairQueuing off), every queue is one flow. */
   readonly tenancy?: Tenancy;
+  /** Opens generative models; without it, a model with a generation section fails to load. */
+  readonly generators?: GeneratorHost;
 }
 
 /**
@@ -284,8 +289,10 @@ export class ModelTable {
     slot.versions.set(version, vs);
     const started = performance.now();
     try {
-      // An ensemble runs on no worker: the models of its steps do.
-      if (!config.ensembleScheduling) await this.#o.executor.load(slot.name, version);
+      // An ensemble runs on no worker: the models of its steps do. A generative model runs beside the
+      // gateway, where its KV cache stays between steps.
+      if (config.generation) vs.generator = await this.#openGenerator(slot, version, config);
+      else if (!config.ensembleScheduling) await this.#o.executor.load(slot.name, version);
     } catch (e) {
       const err = toSluiceError(e);
       vs.state = 'UNAVAILABLE';
@@ -295,14 +302,21 @@ export class ModelTable {
       return;
     }
     if (this.#closedError) {
+      await vs.generator?.close();
       vs.state = 'UNAVAILABLE';
       vs.reason = 'the server is shutting down';
       return;
     }
     vs.config = config;
-    vs.batcher = config.ensembleScheduling ? undefined : this.#newBatcher(slot.name, version, config);
+    vs.batcher = config.ensembleScheduling || config.generation ? undefined : this.#newBatcher(slot.name, version, config);
     vs.state = 'READY';
     this.#o.logger.info({ model: slot.name, version, ms: Math.round(performance.now() - started) }, 'model version is ready');
+  }
+
+  async #openGenerator(slot: ModelSlot, version: string, config: ModelConfig): Promise<LoadedGenerator> {
+    const file = slot.entry?.versions.find((v) => v.version === version)?.file;
+    if (!this.#o.generators || file === undefined) throw ModelLoadFailed(slot.name, 'generative models are not served here');
+    return this.#o.generators.open(slot.name, version, config, file);
   }
 
   /** Loads the step models of an ensemble that nothing loads yet; why one cannot serve ('' when all can). */
@@ -351,7 +365,7 @@ export class ModelTable {
   #swapBatcher(slot: ModelSlot, vs: VersionSlot, config: ModelConfig): void {
     const old = vs.batcher;
     vs.config = config;
-    vs.batcher = config.ensembleScheduling ? undefined : this.#newBatcher(slot.name, vs.version, config);
+    vs.batcher = config.ensembleScheduling || config.generation ? undefined : this.#newBatcher(slot.name, vs.version, config);
     this.#o.logger.info({ model: slot.name, version: vs.version }, 'scheduling settings changed; new requests use them');
     if (!old) return;
     this.#retiring.add(old);
@@ -365,7 +379,8 @@ export class ModelTable {
     vs.state = 'UNLOADING';
     if (vs.batcher) await this.#drainThenClose(vs.batcher, ModelNotReady(slot.name, `version ${version} was unloaded`));
     try {
-      if (!vs.config?.ensembleScheduling) await this.#o.executor.unload(slot.name, version);
+      if (vs.generator) await vs.generator.close();
+      else if (!vs.config?.ensembleScheduling) await this.#o.executor.unload(slot.name, version);
     } catch (e) {
       this.#o.logger.warn({ model: slot.name, version, err: toSluiceError(e).message }, 'unloading a model version failed');
     }

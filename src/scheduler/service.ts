@@ -12,7 +12,7 @@ import {
   type SluiceError,
 } from '../core/errors.ts';
 import type { Executor } from '../core/execution.ts';
-import type { InferRequest, InferResponse, InferenceService, ServerMetadata } from '../core/inference.ts';
+import type { GenerateRequest, GenerateResponse, InferRequest, InferResponse, InferenceService, ServerMetadata } from '../core/inference.ts';
 import { MODEL_NAME_PATTERN, VERSION_PATTERN, type ModelConfig, type ModelMetadata, type ModelStats, type RepositoryIndexEntry } from '../core/model.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import type { Metrics, ResponseCacheSnapshot } from '../telemetry/metrics.ts';
@@ -22,11 +22,13 @@ import { ResponseCache, type CacheTarget } from './response-cache.ts';
 import { checkClassification, classify } from './classify.ts';
 import { reloadWanted, StarvedLoads } from './starved.ts';
 import { runEnsemble } from './ensemble.ts';
+import { refuseInferOnGenerative, runGenerate } from './generate.ts';
+import type { GeneratorHost } from './generators.ts';
 import { readConfigOverride } from '../repository/config-override.ts';
 import { readModelEntry } from '../repository/repository.ts';
 import { RequestMemory } from './memory.ts';
 import { ReadyList } from './ready-list.ts';
-import { levelCount, maxQueueSizeOf, queuePolicyOf } from './policy.ts';
+import { queueDepths, queueLimits } from './queue-gauges.ts';
 import { validateRequest } from './validate.ts';
 import { compareVersions } from './versions.ts';
 import { EXTENSIONS, packageVersion } from './server-info.ts';
@@ -39,6 +41,8 @@ export interface GatewayServiceOptions {
   readonly logger: Logger;
   /** Tenants' rate limits and fair-queuing weights (the access layer's); absent = everyone anonymous. */
   readonly tenancy?: Tenancy;
+  /** Opens generative models (the generate extension); absent, they fail to load. */
+  readonly generators?: GeneratorHost;
 }
 
 function metadataShape(config: ModelConfig, dims: readonly number[]): number[] {
@@ -208,6 +212,22 @@ export class GatewayService implements InferenceService {
     return this.#infer(request, false);
   }
 
+  async generate(request: GenerateRequest): Promise<GenerateResponse> {
+    if (this.#draining || this.#closed) throw ShuttingDown();
+    const slot = this.#slot(request.model);
+    if (request.version !== '') this.#checkVersion(slot, request.version);
+    const v = this.#table.resolve(slot, request.version);
+    const refused = request.tenant ? this.#o.tenancy?.takeRows(request.tenant, 1, performance.now()) : undefined;
+    if (refused) throw refused;
+    this.#accepted++;
+    try {
+      return await runGenerate(v, request);
+    } finally {
+      this.#accepted--;
+      if (this.#accepted === 0 && this.#draining) this.#wakeDrain();
+    }
+  }
+
   /**
    * A request past the drain check. A step of an ensemble comes here too: it was accepted with its
    * ensemble (a drain must let it finish) and its rows were charged to the tenant once, there.
@@ -216,6 +236,7 @@ export class GatewayService implements InferenceService {
     const slot = this.#slot(request.model);
     if (request.version !== '') this.#checkVersion(slot, request.version);
     const v = this.#table.resolve(slot, request.version);
+    refuseInferOnGenerative(v, request.model);
     const plan = validateRequest(v.config!, request);
     if (request.classification) checkClassification(v.config!, request.classification);
     const { tenancy } = this.#o;
@@ -274,29 +295,13 @@ export class GatewayService implements InferenceService {
   }
 
   /** Queue depth per model (summed over its versions), for the sluice_queue_depth gauge. */
-  *queueDepths(): IterableIterator<readonly [string, number]> {
-    for (const slot of this.#table.slots()) {
-      let depth = 0;
-      let live = false;
-      for (const v of slot.versions.values()) {
-        if (!v.batcher) continue;
-        live = true;
-        depth += v.batcher.depth();
-      }
-      if (live) yield [slot.name, depth];
-    }
+  queueDepths(): IterableIterator<readonly [string, number]> {
+    return queueDepths(this.#table.slots());
   }
 
   /** Queue capacity per model (every level of every live version), for the sluice_queue_max_size gauge. */
-  *queueLimits(): IterableIterator<readonly [string, number]> {
-    for (const slot of this.#table.slots()) {
-      let max = 0;
-      for (const v of slot.versions.values()) {
-        if (!v.batcher || !v.config) continue;
-        for (let level = 1; level <= levelCount(v.config); level++) max += maxQueueSizeOf(queuePolicyOf(v.config, level));
-      }
-      if (max > 0) yield [slot.name, max];
-    }
+  queueLimits(): IterableIterator<readonly [string, number]> {
+    return queueLimits(this.#table.slots());
   }
 
   /** Refuses new requests (ShuttingDown, and not ready) and resolves once every accepted request is answered. */

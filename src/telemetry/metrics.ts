@@ -1,6 +1,7 @@
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
 import type { TracerStats } from './trace.ts';
 import { WindowQuantiles } from './window-quantiles.ts';
+import { GenerationMetrics } from './generation-metrics.ts';
 
 /** Outcome label of a finished request. Bounded set: one value per failure reason. */
 export type RequestStatus =
@@ -107,6 +108,7 @@ export class Metrics {
   readonly tenantRows: Counter<'tenant'>;
   readonly tenantShed: Counter<'tenant' | 'reason'>;
   readonly tenantDuration: Histogram<'tenant'>;
+  readonly generation: GenerationMetrics;
 
   constructor(options: { defaultMetrics?: boolean } = {}) {
     const registry = new Registry();
@@ -142,6 +144,7 @@ export class Metrics {
     this.tenantRequests = new Counter({ name: 'sluice_tenant_requests_total', help: 'Inference requests finished per tenant of the auth config, by status.', labelNames: ['tenant', 'status'], registers, collect() { zeroTenants(this, [{ status: 'success' }]); } });
     this.tenantRows = new Counter({ name: 'sluice_tenant_rows_total', help: 'Rows accepted for inference per tenant (what fair queuing and the row rate limit count).', labelNames: ['tenant'], registers, collect() { zeroTenants(this, [{}]); } });
     this.tenantShed = new Counter({ name: 'sluice_tenant_shed_total', help: 'Requests of a tenant refused before running, by reason (rate_limited: its own limit; queue_full: the model queue or its wait budget).', labelNames: ['tenant', 'reason'], registers, collect() { zeroTenants(this, [{ reason: 'rate_limited' }, { reason: 'queue_full' }]); } });
+    this.generation = new GenerationMetrics(registry);
     this.tenantDuration = new Histogram({ name: 'sluice_tenant_request_duration_seconds', help: 'End-to-end latency of successful inference requests per tenant.', labelNames: ['tenant'], buckets: [...LATENCY_BUCKETS], registers });
     this.cacheLookups = new Counter({ name: 'sluice_model_cache_lookups_total', help: 'Hot-model cache lookups per batch, by result (hit, miss).', labelNames: ['model', 'result'], registers, collect() { zeroFill(this, [{ result: 'hit' }, { result: 'miss' }]); } });
     this.responseCacheLookups = new Counter({ name: 'sluice_response_cache_lookups_total', help: 'Response cache lookups of requests for models that enable the cache, by result (hit, miss).', labelNames: ['model', 'result'], registers });
@@ -260,7 +263,7 @@ export function statusOfKind(kind: string, code?: string): RequestStatus {
     case 'NOT_FOUND': return 'not_found';
     // Only a full queue (or the gateway's request memory) is load shedding; a model too large for a
     // worker's memory budget is a capacity problem.
-    case 'RESOURCE_EXHAUSTED': return code === undefined || code === 'SLUICE_QUEUE_FULL' || code === 'SLUICE_REQUEST_MEMORY_FULL' || code === 'SLUICE_EXPECTED_WAIT_TOO_LONG' ? 'queue_full' : 'unavailable';
+    case 'RESOURCE_EXHAUSTED': return code === undefined || code === 'SLUICE_QUEUE_FULL' || code === 'SLUICE_REQUEST_MEMORY_FULL' || code === 'SLUICE_EXPECTED_WAIT_TOO_LONG' || code === 'SLUICE_GENERATION_QUEUE_FULL' ? 'queue_full' : 'unavailable';
     case 'DEADLINE_EXCEEDED': return 'timeout';
     case 'CANCELLED': return 'cancelled';
     case 'UNIMPLEMENTED': return 'unimplemented';

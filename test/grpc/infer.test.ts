@@ -51,6 +51,7 @@ function slowed(inner: InferenceService, holdMs: number): { service: InferenceSe
     unloadModel: (name) => inner.unloadModel(name),
     refuseOnArrival: (name, version, arrivalMs) => inner.refuseOnArrival(name, version, arrivalMs),
     infer: async () => Promise.reject(new Error('replaced below')),
+    generate: (r) => inner.generate(r),
   };
   service.infer = async (r: InferRequest): Promise<InferResponse> => {
     running++;

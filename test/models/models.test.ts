@@ -4,7 +4,8 @@ import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import * as ort from 'onnxruntime-node';
-import { CNN_CHANNELS, IDENTITY_TYPES, MLP_LAYERS, SAMPLE_MODELS, Xorshift32, buildSampleModel } from '../../models/sample-models.ts';
+import { CNN_CHANNELS, IDENTITY_TYPES, MLP_LAYERS, SAMPLE_MODELS, buildSampleModel } from '../../models/sample-models.ts';
+import { Xorshift32 } from '../../models/xorshift.ts';
 import { toOrtTensor } from '../../src/worker/session.ts';
 import { cnnForward, mlpForward, readInitializers } from './reference.ts';
 

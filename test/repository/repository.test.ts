@@ -28,7 +28,10 @@ function broken(entry: ModelEntry | undefined, reason: RegExp): void {
 
 void test('the sample repository: every model loads, from pbtxt, JSON and auto-complete', async () => {
   const repo = await scanRepository(SAMPLES);
-  assert.deepEqual([...repo.keys()], ['cnn', 'identity', 'mlp', 'mlp_pipeline', 'postprocess', 'preprocess', 'simple', 'simple_identity', 'simple_int8', 'simple_string']);
+  assert.deepEqual([...repo.keys()], ['cnn', 'identity', 'mlp', 'mlp_pipeline', 'postprocess', 'preprocess', 'simple', 'simple_identity', 'simple_int8', 'simple_string', 'tiny_lm']);
+  const lm = usable(repo.get('tiny_lm'));
+  assert.equal(lm.source, 'json');
+  assert.deepEqual([lm.generation?.layers, lm.generation?.heads, lm.generation?.headDim, lm.generation?.vocab], [2, 4, 16, 97]);
   const simple = usable(repo.get('simple'));
   assert.equal(simple.source, 'pbtxt');
   assert.equal(simple.maxBatchSize, 32);

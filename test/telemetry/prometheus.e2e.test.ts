@@ -60,7 +60,20 @@ void test('a real Prometheus scraping sluice under load answers every dashboard 
   const prom = await startPrometheus(t, sluice.ports.metrics, [RECORDING_RULES, ALERT_RULES]);
   await waitFor('the first scrape', 15_000, async () => (await scalarOf(prom, 'sum(sluice_requests_total{model="simple",status="success"})')) === 1);
 
+  // Conversations on the generative sample beside it, so that the generation panels have data too.
+  const generating = (async () => {
+    let history = 'Hello';
+    const until = performance.now() + 9_000;
+    while (performance.now() < until) {
+      const res = await fetch(`http://127.0.0.1:${sluice.ports.http}/v2/models/tiny_lm/generate`, { method: 'POST', body: JSON.stringify({ text_input: history, parameters: { max_tokens: 8 } }) });
+      assert.equal(res.status, 200);
+      const text = ((await res.json()) as { text_output: string }).text_output;
+      history = history.length > 400 ? 'Hello' : `${history}${text} more`;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  })();
   const load = await driveLoadApart({ port: sluice.ports.http, durationMs: 10_000, concurrency: 2, invalidEvery: 40, unknownEvery: 97 });
+  await generating;
   assert.deepEqual(load.unexpected, []);
   const successes = load.successLatencies.length + 1;
   assert.ok(successes > 200, `the load generator got ${successes} successes in 10 s`);

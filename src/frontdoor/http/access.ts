@@ -46,6 +46,10 @@ const RULES: ReadonlyMap<string, Rule> = new Map<string, Rule>([
   ['POST /v2/cudasharedmemory/region/:region/unregister', need('control')],
   ['POST /v2/models/:model/infer', need('infer')],
   ['POST /v2/models/:model/versions/:version/infer', need('infer')],
+  ['POST /v2/models/:model/generate', need('infer')],
+  ['POST /v2/models/:model/versions/:version/generate', need('infer')],
+  ['POST /v2/models/:model/generate_stream', need('infer')],
+  ['POST /v2/models/:model/versions/:version/generate_stream', need('infer')],
 ]);
 
 declare module 'fastify' {

@@ -84,7 +84,7 @@ function rawInputOf(service: InferenceService, model: string, version: string): 
  * compatibility layer emits 'finish' even for a stream the client reset, so the stream's own close code
  * decides: the response was sent and the stream closed without error.
  */
-function responseCompleted(res: FastifyReply['raw'] | Http2ServerResponse): boolean {
+export function responseCompleted(res: FastifyReply['raw'] | Http2ServerResponse): boolean {
   if (!('stream' in res)) return res.writableFinished;
   return res.headersSent && res.stream.rstCode === http2.constants.NGHTTP2_NO_ERROR;
 }

@@ -13,6 +13,7 @@ import type { Tracer } from '../../telemetry/trace.ts';
 import { readBody } from './body.ts';
 import { BodyLimits } from './body-limit.ts';
 import { guardRoutes } from './access.ts';
+import { registerGenerateRoutes } from './generate-route.ts';
 import { registerInferRoutes } from './infer-route.ts';
 import { registerRoutes } from './routes.ts';
 import { registerTraceRoutes } from './trace-routes.ts';
@@ -168,6 +169,7 @@ export async function startHttpServer(opts: HttpServerOptions): Promise<HttpServ
   registerTraceRoutes(app, service, tracer);
   registerSharedMemoryRoutes(app, opts.sharedMemory);
   registerLoggingRoutes(app, logControlOf(opts.rootLogger ?? logger));
+  registerGenerateRoutes(app, { service, metrics });
   registerInferRoutes(app, { service, metrics, logger, bodyLimitBytes: limit, bodyLimits, tracer, ...(opts.sharedMemory ? { sharedMemory: opts.sharedMemory } : {}) });
   await app.ready();
   const port = await transport!.listen();
