@@ -9,7 +9,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
-const MODEL_NAMES = ['simple', 'simple_int8', 'simple_string', 'simple_identity', 'identity', 'mlp', 'cnn', 'preprocess', 'postprocess', 'tiny_lm'];
+const MODEL_NAMES = ['simple', 'simple_int8', 'simple_string', 'simple_identity', 'identity', 'mlp', 'cnn', 'preprocess', 'postprocess', 'tiny_lm', 'simple_sequence', 'simple_dyna_sequence', 'sequence_accumulator'];
 /** Ensembles have no file: only their committed config and an empty version folder (Triton asks for one). */
 const ENSEMBLE_NAMES = ['mlp_pipeline'];
 const CONFIG_FILES = ['config.pbtxt', 'config.json'];

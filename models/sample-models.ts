@@ -1,6 +1,7 @@
 // The sample models of the repository, as graph specs. models/README.md documents what each computes.
 import { ELEM, attrInt, attrInts, encodeModel, floatInitializer, node } from './onnx-builder.ts';
 import type { GraphSpec, InitializerSpec, NodeSpec, ValueSpec } from './onnx-builder.ts';
+import { sequenceAccumulator, simpleDynaSequence, simpleSequence } from './sequence-models.ts';
 import { tinyLm } from './tiny-lm.ts';
 import { Xorshift32 } from './xorshift.ts';
 
@@ -186,6 +187,9 @@ export const SAMPLE_MODELS: Readonly<Record<string, () => GraphSpec>> = {
   preprocess,
   postprocess,
   tiny_lm: tinyLm,
+  simple_sequence: simpleSequence,
+  simple_dyna_sequence: simpleDynaSequence,
+  sequence_accumulator: sequenceAccumulator,
 };
 
 export function buildSampleModel(name: string): Uint8Array {

@@ -50,6 +50,7 @@ export async function startSluice(config: Config, opts: { logger?: Logger } = {}
     await service.start();
     metrics.sources.queueDepth = () => service.queueDepths();
     metrics.sources.queueLimits = () => service.queueLimits();
+    metrics.sources.sequences = () => service.activeSequences();
     metrics.sources.requestMemory = () => service.requestMemory();
     metrics.sources.responseCache = () => service.responseCacheStats() ?? { entries: 0, usedBytes: 0, limitBytes: 0, evictions: 0 };
     metrics.sources.workers = () => pool.snapshot();

@@ -112,6 +112,12 @@ export const ShuttingDown = define('SLUICE_SHUTTING_DOWN', 'UNAVAILABLE', () => 
 export const InvalidPriority = define('SLUICE_INVALID_PRIORITY', 'INVALID_ARG', (model: string, priority: string, levels: number) => `invalid priority ${priority} for model '${model}': priority levels are 1..${levels} (0 means the default)`);
 
 // --- workers ---
+// Sequences (Triton's sequence batcher).
+export const SequenceIdMissing = define('SLUICE_SEQUENCE_ID_MISSING', 'INVALID_ARG', (model: string) => `inference request to model '${model}' must specify a non-zero or non-empty correlation ID (the sequence_id parameter)`);
+export const SequenceBatchSize = define('SLUICE_SEQUENCE_BATCH_SIZE', 'INVALID_ARG', (model: string) => `inference request to model '${model}' must specify batch-size 1 due to requirements of sequence batcher`);
+export const SequenceNotStarted = define('SLUICE_SEQUENCE_NOT_STARTED', 'INVALID_ARG', (id: string, model: string) => `inference request for sequence ${id} to model '${model}' must specify the START flag on the first request of the sequence (an unknown sequence, or one that ended or idled out)`);
+export const SequenceSlotsFull = define('SLUICE_SEQUENCE_SLOTS_FULL', 'RESOURCE_EXHAUSTED', (model: string, max: number) => `model '${model}' has ${max} active sequences, its most (max_batch_size slots for direct, max_candidate_sequences for oldest): a new sequence cannot start now; retry later`);
+export const SequenceParameter = define('SLUICE_SEQUENCE_PARAMETER', 'INVALID_ARG', (name: string, reason: string) => `invalid '${name}' parameter: ${reason}`);
 // Generation (the generate extension).
 export const NotGenerative = define('SLUICE_NOT_GENERATIVE', 'INVALID_ARG', (model: string) => `model '${model}' is not a generative model (its config has no generation section): use its infer endpoint`);
 export const GenerativeModel = define('SLUICE_GENERATIVE_MODEL', 'INVALID_ARG', (model: string) => `model '${model}' is a generative model: use POST /v2/models/${model}/generate or generate_stream (its KV cache is kept by the server, step by step)`);

@@ -28,8 +28,19 @@ export interface InferRequest {
   readonly trace?: RequestTrace;
   /** The tenant whose key sent it (a name from the auth config); '' or absent = anonymous. */
   readonly tenant?: string;
+  /** The sequence extension: which sequence the request belongs to (sequence models only). */
+  readonly sequence?: SequenceFlags;
   /** The classification extension: output name -> K, those outputs answered as their top K. */
   readonly classification?: Readonly<Record<string, number>>;
+}
+
+/** The sequence extension's parameters of one request. */
+export interface SequenceFlags {
+  /** The correlation ID: a uint64 (as its decimal digits) or a string. */
+  readonly id: string;
+  readonly numeric: boolean;
+  readonly start: boolean;
+  readonly end: boolean;
 }
 
 export interface InferResponse {

@@ -75,6 +75,20 @@ export function tritonModelConfig(c: ModelConfig): Json {
     };
     json['instance_group'] = [];
     json['default_model_filename'] = '';
+  } else if (c.sequenceBatching) {
+    // The other member of the oneof: a sequence model has sequence_batching instead of dynamic_batching.
+    const sb = c.sequenceBatching;
+    const flag = (ct: (typeof sb.controls)[number]): Json => ct.kind === 'CORRID'
+      ? { kind: 'CONTROL_SEQUENCE_CORRID', data_type: tritonTypeName(ct.datatype) }
+      : { kind: `CONTROL_SEQUENCE_${ct.kind}`, [ct.datatype === 'FP32' ? 'fp32_false_true' : ct.datatype === 'BOOL' ? 'bool_false_true' : 'int32_false_true']: [...ct.falseTrue] };
+    json['sequence_batching'] = {
+      max_sequence_idle_microseconds: sb.maxSequenceIdleUs,
+      control_input: sb.controls.map((ct) => ({ name: ct.tensor, control: [flag(ct)] })),
+      state: sb.states.map((st) => ({ input_name: st.inputName, output_name: st.outputName, data_type: tritonTypeName(st.datatype), dims: [...st.dims], initial_state: [{ data_type: tritonTypeName(st.datatype), dims: [...st.dims], zero_data: true, name: 'zero' }] })),
+      ...(sb.strategy === 'oldest'
+        ? { oldest: { max_candidate_sequences: sb.maxActiveSequences, preferred_batch_size: [...sb.preferredBatchSizes], max_queue_delay_microseconds: sb.maxQueueDelayUs } }
+        : { direct: { max_queue_delay_microseconds: sb.maxQueueDelayUs } }),
+    };
   } else if (c.maxBatchSize > 0) {
     json['dynamic_batching'] = {
       preferred_batch_size: [...d.preferredBatchSizes],

@@ -125,6 +125,39 @@ export interface GenerationConfig {
   readonly vocab: number;
 }
 
+/** A control input of Triton's sequence batcher: a tensor the scheduler fills for every row it batches. */
+export interface SequenceControl {
+  readonly tensor: string;
+  readonly kind: 'START' | 'END' | 'READY' | 'CORRID';
+  readonly datatype: DataType;
+  /** The values for false and true (START, END, READY). */
+  readonly falseTrue: readonly [number, number];
+}
+
+/** Implicit state: the output of one request of a sequence feeds this input of its next request. */
+export interface SequenceState {
+  readonly inputName: string;
+  readonly outputName: string;
+  readonly datatype: DataType;
+  /** Dims without the batch dimension; the first request of a sequence gets zeros. */
+  readonly dims: readonly number[];
+}
+
+/** Triton's sequence_batching: requests carrying a correlation ID run in order, one at a time per sequence. */
+export interface SequenceBatchingConfig {
+  /** direct: a sequence keeps a slot (max_batch_size slots); oldest: up to max_candidate_sequences. */
+  readonly strategy: 'direct' | 'oldest';
+  /** Sequences that may be active at once; a new one past it is refused (RESOURCE_EXHAUSTED). */
+  readonly maxActiveSequences: number;
+  readonly preferredBatchSizes: readonly number[];
+  /** How long a batch may wait to grow while fewer sequences than preferred have a request (oldest only). */
+  readonly maxQueueDelayUs: number;
+  /** A sequence with no request for this long ends (its slot and state are freed). */
+  readonly maxSequenceIdleUs: number;
+  readonly controls: readonly SequenceControl[];
+  readonly states: readonly SequenceState[];
+}
+
 export interface ModelConfig {
   readonly name: string;
   readonly platform: string;
@@ -143,6 +176,8 @@ export interface ModelConfig {
   readonly responseCache?: ResponseCacheConfig;
   /** Present only for platform "ensemble": such a model has no file and runs on no worker. */
   readonly ensembleScheduling?: EnsembleScheduling;
+  /** Present for a stateful model: its requests go through the sequence batcher. */
+  readonly sequenceBatching?: SequenceBatchingConfig;
   /** Present for a generative model: it is served by the generation engine, not the batcher. */
   readonly generation?: GenerationConfig;
   /** Which source produced this config. */

@@ -26,10 +26,22 @@ export interface ConfigDraft {
   readonly responseCache?: { readonly enable?: boolean };
   /** ensemble_scheduling, read as written; src/repository/ensemble.ts checks it. */
   readonly ensembleScheduling?: { readonly steps: readonly EnsembleStep[] };
+  /** sequence_batching (config.pbtxt), read as written; src/repository/sequence-config.ts checks it. */
+  readonly sequenceBatching?: SequenceBatchingDraft;
   /** sluice's generation section (config.json only); src/repository/generation.ts checks it. */
   readonly generation?: GenerationDraft;
   /** Paths of fields read but not acted on ('input[0].reshape'), reported as warnings. */
   readonly unknownFields: readonly string[];
+}
+
+export interface SequenceBatchingDraft {
+  readonly strategy: 'direct' | 'oldest';
+  readonly maxCandidateSequences?: number;
+  readonly preferredBatchSizes?: readonly number[];
+  readonly maxQueueDelayUs?: number;
+  readonly maxSequenceIdleUs?: number;
+  readonly controls: readonly { readonly tensor: string; readonly kind: 'START' | 'END' | 'READY' | 'CORRID'; readonly datatype: DataType; readonly falseTrue: readonly [number, number] }[];
+  readonly states: readonly { readonly inputName: string; readonly outputName: string; readonly datatype: DataType; readonly dims: readonly number[] }[];
 }
 
 /** The generation section as written: every field is optional, with defaults in generation.ts. */

@@ -2,6 +2,7 @@ import { DEFAULT_MAX_EXPECTED_WAIT_US, DEFAULT_MAX_QUEUE_SIZE, DEFAULT_PREFERRED
 import type { DynamicBatchingConfig, InstanceGroup, ModelConfig, QueuePolicy, TensorConfig, VersionPolicy, WarmupSpec } from '../core/model.ts';
 import { configError } from './draft.ts';
 import { generationConfig } from './generation.ts';
+import { sequenceBatchingConfig } from './sequence-config.ts';
 import type { ConfigDraft, QueuePolicyDraft } from './draft.ts';
 
 /** The signature settled by autocomplete.ts: batch size and the full list of inputs and outputs. */
@@ -188,13 +189,14 @@ function deepFreeze<T>(value: T): T {
  */
 export function normalizeConfig(name: string, draft: ConfigDraft | undefined, sig: Signature): ModelConfig {
   const check = new Checker(draft);
+  const sequence = draft?.sequenceBatching && sequenceBatchingConfig(draft.sequenceBatching, sig);
   const config: ModelConfig = {
     name,
     platform: draft?.ensembleScheduling ? 'ensemble' : 'onnxruntime_onnx',
     backend: draft?.ensembleScheduling ? '' : 'onnxruntime',
     maxBatchSize: sig.maxBatchSize,
-    inputs: sig.inputs,
-    outputs: sig.outputs,
+    inputs: sequence ? sequence.inputs : sig.inputs,
+    outputs: sequence ? sequence.outputs : sig.outputs,
     dynamicBatching: dynamicBatching(check, draft, sig.maxBatchSize),
     instanceGroups: instanceGroups(check, draft),
     versionPolicy: versionPolicy(draft),
@@ -202,6 +204,7 @@ export function normalizeConfig(name: string, draft: ConfigDraft | undefined, si
     pinned: draft?.pinned ?? false,
     responseCache: { enable: draft?.responseCache?.enable ?? false },
     ...(draft?.ensembleScheduling && { ensembleScheduling: draft.ensembleScheduling }),
+    ...(sequence && { sequenceBatching: sequence.config }),
     ...(draft?.generation && { generation: generationConfig(draft.file, draft.generation, sig) }),
     source: draft?.source ?? 'auto',
     unknownFields: [...(draft?.unknownFields ?? [])],

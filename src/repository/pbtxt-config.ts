@@ -4,6 +4,7 @@ import type { WarmupInput } from '../core/model.ts';
 import { INSTANCE_KINDS, TIMEOUT_ACTIONS, checkDims, configError, intProblem, readVersionPolicy } from './draft.ts';
 import type { ConfigDraft, DynamicBatchingDraft, InstanceGroupDraft, QueuePolicyDraft, TensorDraft, WarmupDraft } from './draft.ts';
 import { PbtxtSyntaxError, parsePbtxt } from './pbtxt.ts';
+import { readSequenceBatching } from './sequence-config.ts';
 import type { PbField, PbMessage, PbValue } from './pbtxt.ts';
 
 const FILE = 'config.pbtxt';
@@ -13,7 +14,7 @@ const INT32_MAX = 2 ** 31 - 1;
  * Reads one message of the text tree against the fields sluice knows. Fields never asked for are
  * reported as unknown (with their path) when the reader finishes, so nothing is silently dropped.
  */
-class MessageReader {
+export class MessageReader {
   readonly #fields: readonly PbField[];
   readonly #path: string;
   readonly #unknown: string[];
@@ -72,6 +73,17 @@ class MessageReader {
   ints(name: string, min: number, max?: number): number[] | undefined {
     const found = this.#all(name);
     return found.length === 0 ? undefined : found.map((f, i) => this.#int(name, f, min, max ?? Number.MAX_SAFE_INTEGER, i));
+  }
+
+  /** Repeated numbers, integers or not (fp32_false_true). */
+  numbers(name: string): number[] | undefined {
+    const found = this.#all(name);
+    if (found.length === 0) return undefined;
+    return found.map((f) => {
+      const n = f.value.kind === 'number' ? Number(f.value.text) : Number.NaN;
+      if (!Number.isFinite(n)) this.#fail(name, f, `expected a number, got ${this.#describe(f.value)}`);
+      return n;
+    });
   }
 
   string(name: string): string | undefined {
@@ -273,6 +285,8 @@ export function readPbtxtConfig(text: string): ConfigDraft {
   rc?.finish();
   const es = r.message('ensemble_scheduling');
   const ensembleScheduling = es && readEnsemble(es);
+  const sb = r.message('sequence_batching');
+  const sequenceBatching = sb && readSequenceBatching(sb);
   r.finish();
   return {
     source: 'pbtxt',
@@ -289,6 +303,7 @@ export function readPbtxtConfig(text: string): ConfigDraft {
     ...(warmup.length > 0 && { warmup }),
     ...(rc && { responseCache: enable === undefined ? {} : { enable } }),
     ...(ensembleScheduling && { ensembleScheduling }),
+    ...(sequenceBatching && { sequenceBatching }),
     unknownFields,
   };
 }

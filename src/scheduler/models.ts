@@ -6,6 +6,8 @@ import { readModelEntry, scanRepository, type ModelEntry } from '../repository/r
 import type { Logger } from '../telemetry/logger.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
 import { DynamicBatcher } from './batcher.ts';
+import type { ModelScheduler, Scheduler } from './scheduler.ts';
+import { SequenceBatcher } from './sequence-batcher.ts';
 import type { Tenancy } from '../core/tenancy.ts';
 import type { RequestMemory } from './memory.ts';
 import { ModelStatsRecorder } from './stats.ts';
@@ -23,7 +25,7 @@ export interface VersionSlot {
   config: ModelConfig | undefined;
   /** The model file it was loaded from (size and mtime): a replaced file reloads the version. */
   file: string;
-  batcher: DynamicBatcher | undefined;
+  batcher: ModelScheduler | undefined;
   /** A generative model's engine (config.generation), in place of a batcher. */
   generator?: LoadedGenerator;
 }
@@ -51,7 +53,7 @@ export interface ModelTableOptions {
   readonly logger: Logger;
   readonly memory?: RequestMemory;
   /** Where a batcher goes when it holds work and no slot is free (the service's ready list). */
-  readonly onBlocked?: (batcher: DynamicBatcher) => void;
+  readonly onBlocked?: (batcher: Scheduler) => void;
   /** Told of a model whose load found no worker (starved.ts loads it again when workers change). */
   readonly onStarved?: (model: string) => void;
   /** Tenants' fair-queuing weights; absent (or config.fairQueuing off), every queue is one flow. */
@@ -69,7 +71,7 @@ export class ModelTable {
   readonly #o: ModelTableOptions;
   readonly #slots = new Map<string, ModelSlot>();
   readonly #stats = new Map<string, ModelStatsRecorder>();
-  readonly #retiring = new Set<DynamicBatcher>();
+  readonly #retiring = new Set<ModelScheduler>();
   #closedError: Error | undefined;
 
   constructor(options: ModelTableOptions) {
@@ -85,8 +87,8 @@ export class ModelTable {
   }
 
   /** Every batcher that may still hold requests (READY and UNLOADING versions). */
-  batchers(): DynamicBatcher[] {
-    const out: DynamicBatcher[] = [];
+  batchers(): ModelScheduler[] {
+    const out: ModelScheduler[] = [];
     for (const slot of this.#slots.values()) for (const v of slot.versions.values()) if (v.batcher) out.push(v.batcher);
     // Batchers replaced by a scheduling change still send what they hold.
     out.push(...this.#retiring);
@@ -336,7 +338,11 @@ export class ModelTable {
     return '';
   }
 
-  #newBatcher(model: string, version: string, config: ModelConfig): DynamicBatcher {
+  #newBatcher(model: string, version: string, config: ModelConfig): ModelScheduler {
+    if (config.sequenceBatching) {
+      const { executor, metrics, logger, onBlocked } = this.#o;
+      return new SequenceBatcher({ model, version, config, executor, metrics, logger, stats: this.statsFor(model, version), ...(onBlocked ? { onBlocked } : {}) });
+    }
     return new DynamicBatcher({
       model, version, config,
       executor: this.#o.executor, metrics: this.#o.metrics, stats: this.statsFor(model, version),
@@ -347,7 +353,7 @@ export class ModelTable {
   }
 
   /** Lets a batcher's queue drain (bounded by the drain timeout), then closes it, failing what is left. */
-  async #drainThenClose(batcher: DynamicBatcher, error: Error): Promise<void> {
+  async #drainThenClose(batcher: ModelScheduler, error: Error): Promise<void> {
     let timer: NodeJS.Timeout | undefined;
     const bounded = new Promise<void>((resolve) => {
       timer = setTimeout(resolve, this.#o.config.drainTimeoutMs);

@@ -1,3 +1,4 @@
+import type { SluiceError } from '../core/errors.ts';
 import type { InferRequest, InferResponse } from '../core/inference.ts';
 
 /**
@@ -41,4 +42,10 @@ export interface Scheduler {
   drain(): Promise<void>;
   /** Stops the timers and rejects whatever is still queued with `error`; in-flight batches still settle. */
   close(error: Error): void;
+}
+
+/** A Scheduler the service routes a model version's requests to (the dynamic or the sequence batcher). */
+export interface ModelScheduler extends Scheduler {
+  /** The error that sheds a request arriving now from its headers alone, or undefined (see InferenceService). */
+  refuseOnArrival(arrivalMs: number, tenant?: string): SluiceError | undefined;
 }

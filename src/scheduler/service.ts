@@ -7,6 +7,7 @@ import {
   ModelNotFound,
   ModelNotReady,
   ModelVersionNotFound,
+  SequenceParameter,
   ShuttingDown,
   isSluiceError,
   type SluiceError,
@@ -28,7 +29,7 @@ import { readConfigOverride } from '../repository/config-override.ts';
 import { readModelEntry } from '../repository/repository.ts';
 import { RequestMemory } from './memory.ts';
 import { ReadyList } from './ready-list.ts';
-import { queueDepths, queueLimits } from './queue-gauges.ts';
+import { activeSequences, queueDepths, queueLimits, repositoryIndexOf } from './table-views.ts';
 import { validateRequest } from './validate.ts';
 import { compareVersions } from './versions.ts';
 import { EXTENSIONS, packageVersion } from './server-info.ts';
@@ -165,20 +166,7 @@ export class GatewayService implements InferenceService {
   async repositoryIndex(readyOnly: boolean): Promise<readonly RepositoryIndexEntry[]> {
     // A fresh scan, so models added to the repository since start show up (as Triton's index does).
     await this.#table.scan().catch((e: unknown) => this.#o.logger.warn({ err: String(e) }, 'repository scan failed'));
-    const out: RepositoryIndexEntry[] = [];
-    const names = [...this.#table.slots()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
-    for (const slot of names) {
-      const versions = [...slot.versions.values()].sort((a, b) => compareVersions(a.version, b.version));
-      if (versions.length === 0) {
-        if (!readyOnly) out.push({ name: slot.name, version: '', state: 'UNAVAILABLE', reason: slot.reason || 'unloaded' });
-        continue;
-      }
-      for (const v of versions) {
-        if (readyOnly && v.state !== 'READY') continue;
-        out.push({ name: slot.name, version: v.version, state: v.state, reason: v.reason });
-      }
-    }
-    return out;
+    return repositoryIndexOf(this.#table.slots(), readyOnly);
   }
 
   async loadModel(name: string, options: { readonly config?: string } = {}): Promise<void> {
@@ -223,8 +211,7 @@ export class GatewayService implements InferenceService {
     try {
       return await runGenerate(v, request);
     } finally {
-      this.#accepted--;
-      if (this.#accepted === 0 && this.#draining) this.#wakeDrain();
+      this.#release();
     }
   }
 
@@ -237,6 +224,7 @@ export class GatewayService implements InferenceService {
     if (request.version !== '') this.#checkVersion(slot, request.version);
     const v = this.#table.resolve(slot, request.version);
     refuseInferOnGenerative(v, request.model);
+    if (request.sequence && !v.config!.sequenceBatching) throw SequenceParameter('sequence_id', `model '${request.model}' has no sequence_batching: its requests stand alone`);
     const plan = validateRequest(v.config!, request);
     if (request.classification) checkClassification(v.config!, request.classification);
     const { tenancy } = this.#o;
@@ -259,8 +247,7 @@ export class GatewayService implements InferenceService {
       // The classification extension answers the top K in place of the outputs that asked for it.
       return request.classification ? { ...response, outputs: classify(v.config!, response.outputs, request.classification) } : response;
     } finally {
-      this.#accepted--;
-      if (this.#accepted === 0 && this.#draining) this.#wakeDrain();
+      this.#release();
     }
   }
 
@@ -302,6 +289,11 @@ export class GatewayService implements InferenceService {
   /** Queue capacity per model (every level of every live version), for the sluice_queue_max_size gauge. */
   queueLimits(): IterableIterator<readonly [string, number]> {
     return queueLimits(this.#table.slots());
+  }
+
+  /** Active sequences per sequence model, for the sluice_sequences_active gauge. */
+  activeSequences(): IterableIterator<readonly [string, number]> {
+    return activeSequences(this.#table.slots());
   }
 
   /** Refuses new requests (ShuttingDown, and not ready) and resolves once every accepted request is answered. */
@@ -354,6 +346,11 @@ export class GatewayService implements InferenceService {
     const asking = [...this.#table.slots()].filter((s) => s.entry?.config?.responseCache?.enable === true).map((s) => s.name).sort();
     if (this.#cache) logger.info({ sizeBytes: config.responseCache.sizeBytes, models: asking }, 'response cache is on');
     else if (asking.length > 0) logger.warn({ models: asking }, 'these models enable response_cache, but the gateway has no response cache (no --cache-config): their answers are not cached');
+  }
+
+  /** An accepted request was answered: the last one wakes a drain. */
+  #release(): void {
+    if (--this.#accepted === 0 && this.#draining) this.#wakeDrain();
   }
 
   #wakeDrain(): void {

@@ -36,6 +36,8 @@ export interface MetricSources {
   tenants?: () => Iterable<string>;
   /** The response cache's occupancy (absent without --cache-config). */
   responseCache?: () => ResponseCacheSnapshot;
+  /** Active sequences per sequence model (Triton's sequence batcher). */
+  sequences?: () => Iterable<readonly [model: string, active: number]>;
 }
 
 /** The response cache as a whole, read at scrape time. */
@@ -155,6 +157,13 @@ export class Metrics {
     cacheGauge('sluice_response_cache_used_bytes', 'Bytes the response cache charges for its stored answers (tensors, keys, overhead).', (c) => c.usedBytes);
     cacheGauge('sluice_response_cache_limit_bytes', 'Byte budget of the response cache (--cache-config local,size).', (c) => c.limitBytes);
     cacheGauge('sluice_response_cache_entries', 'Answers held by the response cache.', (c) => c.entries);
+    new Gauge({
+      name: 'sluice_sequences_active', help: 'Sequences holding a slot of a sequence model (started, not yet ended or idled out).', labelNames: ['model'], registers,
+      collect() {
+        this.reset();
+        for (const [model, n] of sources.sequences?.() ?? []) this.set({ model }, n);
+      },
+    });
     new Counter({ name: 'sluice_response_cache_evictions_total', help: 'Answers evicted from the response cache, least recently used first, to make room.', registers, collect() { this.reset(); this.inc(sources.responseCache?.().evictions ?? 0); } });
     new Gauge({
       name: 'sluice_queue_depth', help: 'Requests waiting in the model queue.', labelNames: ['model'], registers,
@@ -263,7 +272,7 @@ export function statusOfKind(kind: string, code?: string): RequestStatus {
     case 'NOT_FOUND': return 'not_found';
     // Only a full queue (or the gateway's request memory) is load shedding; a model too large for a
     // worker's memory budget is a capacity problem.
-    case 'RESOURCE_EXHAUSTED': return code === undefined || code === 'SLUICE_QUEUE_FULL' || code === 'SLUICE_REQUEST_MEMORY_FULL' || code === 'SLUICE_EXPECTED_WAIT_TOO_LONG' || code === 'SLUICE_GENERATION_QUEUE_FULL' ? 'queue_full' : 'unavailable';
+    case 'RESOURCE_EXHAUSTED': return code === undefined || code === 'SLUICE_QUEUE_FULL' || code === 'SLUICE_REQUEST_MEMORY_FULL' || code === 'SLUICE_EXPECTED_WAIT_TOO_LONG' || code === 'SLUICE_GENERATION_QUEUE_FULL' || code === 'SLUICE_SEQUENCE_SLOTS_FULL' ? 'queue_full' : 'unavailable';
     case 'DEADLINE_EXCEEDED': return 'timeout';
     case 'CANCELLED': return 'cancelled';
     case 'UNIMPLEMENTED': return 'unimplemented';

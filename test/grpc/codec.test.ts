@@ -196,7 +196,16 @@ describe('request fields and parameters', () => {
   test('malformed reserved parameters are named', () => {
     rejects({ ...base, parameters: { priority: { string_param: 'high' } } }, 'SLUICE_INVALID_PARAMETER', "'priority'", 'string_param');
     rejects({ ...base, parameters: { timeout: { int64_param: -5 } } }, 'SLUICE_INVALID_PARAMETER', "'timeout'", '-5');
-    rejects({ ...base, parameters: { sequence_id: { int64_param: 12 } } }, 'SLUICE_UNIMPLEMENTED', 'sequence_id');
+    rejects({ ...base, parameters: { sequence_id: { double_param: 1.5 } } }, 'SLUICE_SEQUENCE_PARAMETER', "'sequence_id'", 'int64_param or string_param');
+    rejects({ ...base, parameters: { sequence_id: { int64_param: '-3' } } }, 'SLUICE_SEQUENCE_PARAMETER', 'unsigned');
+    rejects({ ...base, parameters: { sequence_id: { int64_param: '5' }, sequence_start: { int64_param: '1' } } }, 'SLUICE_SEQUENCE_PARAMETER', "'sequence_start'", 'bool_param');
+    rejects({ ...base, parameters: { sequence_end: { bool_param: true } } }, 'SLUICE_SEQUENCE_PARAMETER', 'non-zero or non-empty sequence_id');
+  });
+
+  test('the sequence extension\'s parameters become the request\'s sequence flags', () => {
+    assert.deepEqual(decode({ ...base, parameters: { sequence_id: { int64_param: '12' }, sequence_start: { bool_param: true }, sequence_end: { bool_param: false } } }).sequence, { id: '12', numeric: true, start: true, end: false });
+    assert.deepEqual(decode({ ...base, parameters: { sequence_id: { string_param: 'abc' }, sequence_end: { bool_param: true } } }).sequence, { id: 'abc', numeric: false, start: false, end: true });
+    assert.equal(decode({ ...base, parameters: { sequence_id: { int64_param: '0' } } }).sequence, undefined, '0 means no sequence');
   });
 
   test('shared-memory tensors are refused as unsupported, not as missing data', () => {

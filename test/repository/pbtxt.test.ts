@@ -150,8 +150,8 @@ void test('config.pbtxt: version_policy latest and all; absent sections stay abs
 });
 
 void test('config.pbtxt: unknown fields are collected with their paths, once each', () => {
-  const d = readPbtxtConfig('sequence_batching { } input { name: "a" format: FORMAT_NCHW } input { name: "b" format: FORMAT_NHWC } parameters { key: "k" } parameters { key: "j" } dynamic_batching { priority_queue_policy { key: 1 value { x: 1 } } }');
-  assert.deepEqual([...d.unknownFields].sort(), ['dynamic_batching.priority_queue_policy[0].value.x', 'input[0].format', 'input[1].format', 'parameters', 'sequence_batching']);
+  const d = readPbtxtConfig('optimization { } input { name: "a" format: FORMAT_NCHW } input { name: "b" format: FORMAT_NHWC } parameters { key: "k" } parameters { key: "j" } dynamic_batching { priority_queue_policy { key: 1 value { x: 1 } } }');
+  assert.deepEqual([...d.unknownFields].sort(), ['dynamic_batching.priority_queue_policy[0].value.x', 'input[0].format', 'input[1].format', 'optimization', 'parameters']);
 });
 
 void test('config.pbtxt: wrong types and values are errors naming the field and line', () => {

@@ -12,8 +12,9 @@ import {
   TooManyElements,
   Unimplemented,
   UnknownDatatype,
+  SequenceParameter,
 } from '../../core/errors.ts';
-import type { InferRequest, InferResponse } from '../../core/inference.ts';
+import type { InferRequest, InferResponse, SequenceFlags } from '../../core/inference.ts';
 import { MODEL_NAME_PATTERN, VERSION_PATTERN } from '../../core/model.ts';
 import { decodeBytesElements, elementCount, encodeBytesElements, isBytesData, MAX_TENSOR_ELEMENTS, type Tensor } from '../../core/tensor.ts';
 import type { SharedMemoryPlan, ShmInput, ShmOutput, WrittenOutput } from '../../shm/tensors.ts';
@@ -72,14 +73,29 @@ function integerParam(params: Record<string, InferParameterMsg>, name: string): 
   return n;
 }
 
-/** Sequence batching parameters name a feature sluice lacks: a request relying on it must not run as if stateless. */
-function rejectSequenceParams(params: Record<string, InferParameterMsg>): void {
-  for (const name of ['sequence_id', 'sequence_start', 'sequence_end']) {
+/** The sequence extension's parameters: sequence_id as int64_param, uint64_param or string_param; start and end as bool_param. */
+function sequenceOf(params: Record<string, InferParameterMsg>): SequenceFlags | undefined {
+  const flag = (name: string): boolean => {
     const p = params[name];
-    if (p === undefined) continue;
-    const set = p.bool_param === true || (p.int64_param ?? p.uint64_param ?? '0') !== '0' || (p.string_param ?? '') !== '';
-    if (set) throw Unimplemented(`sequence batching (request parameter '${name}')`);
+    if (p === undefined) return false;
+    if (p.bool_param === undefined) throw SequenceParameter(name, 'expected bool_param');
+    return p.bool_param;
+  };
+  const start = flag('sequence_start');
+  const end = flag('sequence_end');
+  const p = params['sequence_id'];
+  let sequence: SequenceFlags | undefined;
+  if (p !== undefined) {
+    const n = p.int64_param ?? p.uint64_param;
+    if (n !== undefined) {
+      if (n.startsWith('-')) throw SequenceParameter('sequence_id', `a correlation ID is unsigned, got ${n}`);
+      if (n !== '0') sequence = { id: n, numeric: true, start, end };
+    } else if (p.string_param !== undefined) {
+      if (p.string_param !== '') sequence = { id: p.string_param, numeric: false, start, end };
+    } else throw SequenceParameter('sequence_id', 'expected int64_param or string_param');
   }
+  if (!sequence && (start || end)) throw SequenceParameter('sequence_id', 'sequence_start and sequence_end need a non-zero or non-empty sequence_id');
+  return sequence;
 }
 
 /**
@@ -203,7 +219,7 @@ export function decodeInfer(msg: ModelInferRequestMsg, ctx: DecodeContext): Deco
     if (k > 0) (classification ??= {})[o.name] = k;
     outputs.push(o.name);
   }
-  rejectSequenceParams(msg.parameters);
+  const sequence = sequenceOf(msg.parameters);
   const priority = integerParam(msg.parameters, 'priority') ?? 0;
   const requested = integerParam(msg.parameters, 'timeout') ?? 0;
   // The tighter of the request's own timeout and the transport deadline, both counted from arrival.
@@ -220,6 +236,7 @@ export function decodeInfer(msg: ModelInferRequestMsg, ctx: DecodeContext): Deco
     ...(ctx.signal ? { signal: ctx.signal } : {}),
     protocol: 'grpc',
     ...(classification ? { classification } : {}),
+    ...(sequence && { sequence }),
   };
   return shmInputs.length > 0 || shmOutputs.length > 0 ? { request, shm: { inputs: shmInputs, outputs: shmOutputs } } : { request };
 }

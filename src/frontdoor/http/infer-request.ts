@@ -2,8 +2,9 @@ import { elementSize, isDataType, type DataType } from '../../core/datatypes.ts'
 import {
   DataSizeMismatch, InvalidBinaryHeader, InvalidParameter, InvalidRequest, InvalidShape, InvalidTensorData,
   MalformedBody, TooManyElements, UnknownDatatype, Unimplemented,
+  SequenceParameter,
 } from '../../core/errors.ts';
-import type { InferRequest } from '../../core/inference.ts';
+import type { InferRequest, SequenceFlags } from '../../core/inference.ts';
 import type { RequestTrace } from '../../core/trace.ts';
 import type { SharedMemoryPlan, ShmInput, ShmOutput } from '../../shm/tensors.ts';
 import { decodeBytesElements, elementCount, MAX_TENSOR_ELEMENTS, type Tensor } from '../../core/tensor.ts';
@@ -107,12 +108,29 @@ function shmRange(params: Json, where: string, enabled: boolean): ShmInput['rang
   return { region, byteSize: nonNegativeInteger(params, 'shared_memory_byte_size'), offset: nonNegativeInteger(params, 'shared_memory_offset') };
 }
 
-function checkRequestParameters(params: Json): void {
-  const seq = params['sequence_id'];
-  if ((seq !== undefined && seq !== 0 && seq !== '') || params['sequence_start'] === true || params['sequence_end'] === true) {
-    throw Unimplemented('the sequence extension (sequence_id, sequence_start, sequence_end)');
+/** The sequence extension's parameters: sequence_id a uint64 or a string (0 and '' mean none), start and end booleans. */
+function sequenceOf(params: Json): SequenceFlags | undefined {
+  const id = params['sequence_id'];
+  const flag = (name: string): boolean => {
+    const v = params[name] ?? false;
+    if (typeof v !== 'boolean') throw SequenceParameter(name, `expected true or false, got ${JSON.stringify(v)}`);
+    return v;
+  };
+  const start = flag('sequence_start');
+  const end = flag('sequence_end');
+  if (id === undefined || id === 0 || id === '') {
+    if (start || end) throw SequenceParameter('sequence_id', 'sequence_start and sequence_end need a non-zero or non-empty sequence_id');
+    return undefined;
   }
+  if (typeof id === 'number' && Number.isSafeInteger(id) && id > 0) return { id: String(id), numeric: true, start, end };
+  if (typeof id === 'string') return { id, numeric: false, start, end };
+  throw SequenceParameter('sequence_id', `expected an unsigned integer (at most 2^53 - 1 in JSON) or a string, got ${JSON.stringify(id)}`);
+}
+
+function checkRequestParameters(params: Json): SequenceFlags | undefined {
+  const sequence = sequenceOf(params);
   rejectUnsupported(params, 'request parameters');
+  return sequence;
 }
 
 /** Validates a shape before anything is sized from it. */
@@ -233,7 +251,7 @@ export function decodeInferBody(body: Uint8Array, headerLength: number | undefin
   const id = header['id'];
   if (id !== undefined && typeof id !== 'string') throw InvalidRequest(`'id' must be a string, got ${JSON.stringify(id)}`);
   const params = optionalObject(header['parameters'], "the request's 'parameters'");
-  checkRequestParameters(params);
+  const sequence = checkRequestParameters(params);
   const priority = nonNegativeInteger(params, 'priority');
   const timeoutUs = nonNegativeInteger(params, 'timeout');
   const binaryDefault = optionalBool(params, 'binary_data_output') ?? false;
@@ -243,7 +261,7 @@ export function decodeInferBody(body: Uint8Array, headerLength: number | undefin
   const outputs = decodeOutputs(header['outputs'], enabled);
   const shm = shmInputs.length > 0 || outputs.shm.length > 0 ? { inputs: shmInputs, outputs: outputs.shm } : undefined;
   return {
-    request: { id: id ?? '', model: ctx.model, version: ctx.version, inputs, outputs: outputs.names, priority, timeoutUs, arrivalMs: ctx.arrivalMs, signal: ctx.signal, protocol: 'http', trace: ctx.trace, ...(outputs.classification ? { classification: outputs.classification } : {}) },
+    request: { id: id ?? '', model: ctx.model, version: ctx.version, inputs, outputs: outputs.names, priority, timeoutUs, arrivalMs: ctx.arrivalMs, signal: ctx.signal, protocol: 'http', trace: ctx.trace, ...(outputs.classification ? { classification: outputs.classification } : {}), ...(sequence && { sequence }) },
     encoding: { binaryDefault, binary: outputs.binary },
     ...(shm ? { shm } : {}),
   };
