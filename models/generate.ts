@@ -10,8 +10,8 @@ import { fileURLToPath } from 'node:url';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const MODEL_NAMES = ['simple', 'simple_int8', 'simple_string', 'simple_identity', 'identity', 'mlp', 'cnn', 'preprocess', 'postprocess', 'tiny_lm', 'simple_sequence', 'simple_dyna_sequence', 'sequence_accumulator'];
-/** Ensembles have no file: only their committed config and an empty version folder (Triton asks for one). */
-const ENSEMBLE_NAMES = ['mlp_pipeline'];
+/** Ensembles and built-in backends have no file: only their committed config and an empty version folder (Triton asks for one). */
+const ENSEMBLE_NAMES = ['mlp_pipeline', 'repeat_int32'];
 const CONFIG_FILES = ['config.pbtxt', 'config.json'];
 /**
  * Bumped whenever a model's graph or weights change, so that --if-missing regenerates a file left by

@@ -114,6 +114,11 @@ export interface InferenceService {
   loadModel(name: string, options?: { readonly config?: string }): Promise<void>;
   unloadModel(name: string): Promise<void>;
   infer(request: InferRequest): Promise<InferResponse>;
+  /**
+   * Every answer of a request, each as it is ready: a decoupled model's (zero or many, `final` false,
+   * then the promise settles), or any other model's one answer (`final` true).
+   */
+  inferStream(request: InferRequest, emit: (response: InferResponse, final: boolean) => void): Promise<void>;
   /** The generate extension: runs a generative model's continuous batching for one prompt. */
   generate(request: GenerateRequest): Promise<GenerateResponse>;
   /**

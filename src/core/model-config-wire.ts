@@ -51,6 +51,7 @@ export function tritonModelConfig(c: ModelConfig): Json {
     instance_group: c.instanceGroups.map((g, i) => ({ name: `${c.name}_${i}`, kind: g.kind, count: g.count, gpus: [...g.gpus], secondary_devices: [], profile: [], passive: false, host_policy: '' })),
     default_model_filename: 'model.onnx',
     response_cache: { enable: c.responseCache?.enable ?? false },
+    model_transaction_policy: { decoupled: c.decoupled ?? false },
     model_warmup: c.warmup.map((w) => ({
       name: w.name,
       batch_size: w.batchSize,

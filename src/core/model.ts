@@ -176,6 +176,11 @@ export interface ModelConfig {
   readonly responseCache?: ResponseCacheConfig;
   /** Present only for platform "ensemble": such a model has no file and runs on no worker. */
   readonly ensembleScheduling?: EnsembleScheduling;
+  /**
+   * Triton's model_transaction_policy.decoupled: a request may be answered zero or many times (gRPC
+   * ModelStreamInfer, or REST infer asked for server-sent events). Absent is false.
+   */
+  readonly decoupled?: boolean;
   /** Present for a stateful model: its requests go through the sequence batcher. */
   readonly sequenceBatching?: SequenceBatchingConfig;
   /** Present for a generative model: it is served by the generation engine, not the batcher. */
@@ -253,4 +258,12 @@ export interface ModelStats {
     readonly computeInfer: DurationStat;
     readonly computeOutput: DurationStat;
   }[];
+}
+
+/** Built-in backends: run by the gateway itself, with no model file and no worker. */
+export const BUILTIN_BACKENDS: readonly string[] = ['repeat'];
+
+/** Whether a model's versions load onto the workers (not an ensemble, a generative or a built-in model). */
+export function runsOnWorkers(c: ModelConfig): boolean {
+  return c.ensembleScheduling === undefined && c.generation === undefined && !BUILTIN_BACKENDS.includes(c.backend);
 }

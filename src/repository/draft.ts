@@ -24,6 +24,8 @@ export interface ConfigDraft {
   readonly warmup?: readonly WarmupDraft[];
   readonly pinned?: boolean;
   readonly responseCache?: { readonly enable?: boolean };
+  /** model_transaction_policy.decoupled. */
+  readonly decoupled?: boolean;
   /** ensemble_scheduling, read as written; src/repository/ensemble.ts checks it. */
   readonly ensembleScheduling?: { readonly steps: readonly EnsembleStep[] };
   /** sequence_batching (config.pbtxt), read as written; src/repository/sequence-config.ts checks it. */

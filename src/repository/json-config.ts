@@ -251,6 +251,9 @@ export function readJsonConfig(text: string): ConfigDraft {
   rc?.finish();
   const es = r.object('ensembleScheduling');
   const gen = r.object('generation');
+  const tp = r.object('modelTransactionPolicy');
+  const decoupled = tp?.bool('decoupled');
+  tp?.finish();
   const draft: ConfigDraft = {
     source: 'json',
     file: FILE,
@@ -268,6 +271,7 @@ export function readJsonConfig(text: string): ConfigDraft {
     ...(rc && { responseCache: enable === undefined ? {} : { enable } }),
     ...(es && { ensembleScheduling: readEnsemble(es) }),
     ...(gen && { generation: readGeneration(gen) }),
+    ...(decoupled !== undefined && { decoupled }),
     unknownFields,
   };
   r.finish();

@@ -1,4 +1,4 @@
-import { DEFAULT_MAX_EXPECTED_WAIT_US, DEFAULT_MAX_QUEUE_SIZE, DEFAULT_PREFERRED_BATCH_SIZES } from '../core/model.ts';
+import { BUILTIN_BACKENDS, DEFAULT_MAX_EXPECTED_WAIT_US, DEFAULT_MAX_QUEUE_SIZE, DEFAULT_PREFERRED_BATCH_SIZES } from '../core/model.ts';
 import type { DynamicBatchingConfig, InstanceGroup, ModelConfig, QueuePolicy, TensorConfig, VersionPolicy, WarmupSpec } from '../core/model.ts';
 import { configError } from './draft.ts';
 import { generationConfig } from './generation.ts';
@@ -62,8 +62,8 @@ export function checkIdentity(folderName: string, draft: ConfigDraft | undefined
     check.fail(ensemble ? 'platform' : 'ensembleScheduling', ensemble ? 'an ensemble needs ensemble_scheduling' : 'ensemble_scheduling needs platform "ensemble"');
   }
   if (ensemble) return;
-  if (draft.backend !== undefined && draft.backend !== '' && draft.backend !== 'onnxruntime') {
-    check.fail('backend', `'${draft.backend}' is not supported: sluice serves ONNX models (backend onnxruntime)`);
+  if (draft.backend !== undefined && draft.backend !== '' && draft.backend !== 'onnxruntime' && !BUILTIN_BACKENDS.includes(draft.backend)) {
+    check.fail('backend', `'${draft.backend}' is not supported: sluice serves ONNX models (backend onnxruntime) and the built-in backend ${BUILTIN_BACKENDS.map((b) => `'${b}'`).join(', ')}`);
   }
 }
 
@@ -190,10 +190,11 @@ function deepFreeze<T>(value: T): T {
 export function normalizeConfig(name: string, draft: ConfigDraft | undefined, sig: Signature): ModelConfig {
   const check = new Checker(draft);
   const sequence = draft?.sequenceBatching && sequenceBatchingConfig(draft.sequenceBatching, sig);
+  const builtin = draft?.backend !== undefined && BUILTIN_BACKENDS.includes(draft.backend);
   const config: ModelConfig = {
     name,
-    platform: draft?.ensembleScheduling ? 'ensemble' : 'onnxruntime_onnx',
-    backend: draft?.ensembleScheduling ? '' : 'onnxruntime',
+    platform: draft?.ensembleScheduling ? 'ensemble' : builtin ? '' : 'onnxruntime_onnx',
+    backend: draft?.ensembleScheduling ? '' : builtin ? draft.backend : 'onnxruntime',
     maxBatchSize: sig.maxBatchSize,
     inputs: sequence ? sequence.inputs : sig.inputs,
     outputs: sequence ? sequence.outputs : sig.outputs,
@@ -205,6 +206,7 @@ export function normalizeConfig(name: string, draft: ConfigDraft | undefined, si
     responseCache: { enable: draft?.responseCache?.enable ?? false },
     ...(draft?.ensembleScheduling && { ensembleScheduling: draft.ensembleScheduling }),
     ...(sequence && { sequenceBatching: sequence.config }),
+    decoupled: draft?.decoupled ?? false,
     ...(draft?.generation && { generation: generationConfig(draft.file, draft.generation, sig) }),
     source: draft?.source ?? 'auto',
     unknownFields: [...(draft?.unknownFields ?? [])],

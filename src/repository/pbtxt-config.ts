@@ -285,6 +285,9 @@ export function readPbtxtConfig(text: string): ConfigDraft {
   rc?.finish();
   const es = r.message('ensemble_scheduling');
   const ensembleScheduling = es && readEnsemble(es);
+  const tp = r.message('model_transaction_policy');
+  const decoupled = tp?.bool('decoupled');
+  tp?.finish();
   const sb = r.message('sequence_batching');
   const sequenceBatching = sb && readSequenceBatching(sb);
   r.finish();
@@ -304,6 +307,7 @@ export function readPbtxtConfig(text: string): ConfigDraft {
     ...(rc && { responseCache: enable === undefined ? {} : { enable } }),
     ...(ensembleScheduling && { ensembleScheduling }),
     ...(sequenceBatching && { sequenceBatching }),
+    ...(decoupled !== undefined && { decoupled }),
     unknownFields,
   };
 }

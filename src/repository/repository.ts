@@ -1,10 +1,11 @@
 import { readFile, readdir, realpath, stat } from 'node:fs/promises';
 import { basename, isAbsolute, join, resolve, sep } from 'node:path';
 import { InvalidModelName, ModelNotFound } from '../core/errors.ts';
-import { MODEL_NAME_PATTERN } from '../core/model.ts';
+import { BUILTIN_BACKENDS, MODEL_NAME_PATTERN } from '../core/model.ts';
 import type { ModelConfig, TensorConfig } from '../core/model.ts';
 import { checkSignature, settleSignature } from './autocomplete.ts';
 import type { ConfigDraft } from './draft.ts';
+import { readBuiltinEntry } from './builtin.ts';
 import { ENSEMBLE_PLATFORM, checkEnsembles, readEnsembleEntry } from './ensemble.ts';
 import { readJsonConfig } from './json-config.ts';
 import { checkIdentity, normalizeConfig } from './normalize.ts';
@@ -145,6 +146,7 @@ async function loadEntry(root: string, name: string, dir: string, override?: Con
     for (const field of draft?.unknownFields ?? []) warnings.push(`${draft?.file ?? 'config'}: field '${field}' is not used by sluice and was ignored`);
     checkIdentity(name, draft);
     if (draft?.platform === ENSEMBLE_PLATFORM) return await readEnsembleEntry(name, dir, draft, warnings);
+    if (draft?.backend !== undefined && BUILTIN_BACKENDS.includes(draft.backend)) return await readBuiltinEntry(name, dir, draft, warnings);
     const versions = selectVersions(await listVersionFolders(dir), draft?.versionPolicy ?? { latest: { numVersions: 1 } });
     // One at a time: decoding a large model is CPU work and memory, and most models serve one version.
     const files: VersionFile[] = [];

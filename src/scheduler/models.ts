@@ -1,13 +1,14 @@
 import type { Config } from '../config/schema.ts';
 import { ModelLoadFailed, ModelNotFound, ModelNotReady, ModelVersionNotFound, NoWorkerAvailable, toSluiceError } from '../core/errors.ts';
 import type { Executor } from '../core/execution.ts';
-import type { ModelConfig, ModelState } from '../core/model.ts';
+import { runsOnWorkers, type ModelConfig, type ModelState } from '../core/model.ts';
 import { readModelEntry, scanRepository, type ModelEntry } from '../repository/repository.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import type { Metrics } from '../telemetry/metrics.ts';
 import { DynamicBatcher } from './batcher.ts';
 import type { ModelScheduler, Scheduler } from './scheduler.ts';
 import { SequenceBatcher } from './sequence-batcher.ts';
+import { RepeatScheduler } from './repeat.ts';
 import type { Tenancy } from '../core/tenancy.ts';
 import type { RequestMemory } from './memory.ts';
 import { ModelStatsRecorder } from './stats.ts';
@@ -294,7 +295,7 @@ export class ModelTable {
       // An ensemble runs on no worker: the models of its steps do. A generative model runs beside the
       // gateway, where its KV cache stays between steps.
       if (config.generation) vs.generator = await this.#openGenerator(slot, version, config);
-      else if (!config.ensembleScheduling) await this.#o.executor.load(slot.name, version);
+      else if (runsOnWorkers(config)) await this.#o.executor.load(slot.name, version);
     } catch (e) {
       const err = toSluiceError(e);
       vs.state = 'UNAVAILABLE';
@@ -339,6 +340,7 @@ export class ModelTable {
   }
 
   #newBatcher(model: string, version: string, config: ModelConfig): ModelScheduler {
+    if (config.backend === 'repeat') return new RepeatScheduler({ model, version, config, stats: this.statsFor(model, version) });
     if (config.sequenceBatching) {
       const { executor, metrics, logger, onBlocked } = this.#o;
       return new SequenceBatcher({ model, version, config, executor, metrics, logger, stats: this.statsFor(model, version), ...(onBlocked ? { onBlocked } : {}) });
@@ -386,7 +388,7 @@ export class ModelTable {
     if (vs.batcher) await this.#drainThenClose(vs.batcher, ModelNotReady(slot.name, `version ${version} was unloaded`));
     try {
       if (vs.generator) await vs.generator.close();
-      else if (!vs.config?.ensembleScheduling) await this.#o.executor.unload(slot.name, version);
+      else if (!vs.config || runsOnWorkers(vs.config)) await this.#o.executor.unload(slot.name, version);
     } catch (e) {
       this.#o.logger.warn({ model: slot.name, version, err: toSluiceError(e).message }, 'unloading a model version failed');
     }

@@ -48,4 +48,9 @@ export interface Scheduler {
 export interface ModelScheduler extends Scheduler {
   /** The error that sheds a request arriving now from its headers alone, or undefined (see InferenceService). */
   refuseOnArrival(arrivalMs: number, tenant?: string): SluiceError | undefined;
+  /**
+   * A decoupled model's answers: `emit` once per response as it is ready; settles when the request is
+   * complete (or fails). Present only on schedulers of decoupled models.
+   */
+  stream?(request: InferRequest, plan: RequestPlan, emit: (response: InferResponse) => void): Promise<void>;
 }

@@ -1,12 +1,9 @@
 import type { Config } from '../config/schema.ts';
 import {
+  DecoupledModel,
   InvalidModelName,
-  InvalidVersion,
   ModelControlDisabled,
   ModelLoadFailed,
-  ModelNotFound,
-  ModelNotReady,
-  ModelVersionNotFound,
   SequenceParameter,
   ShuttingDown,
   isSluiceError,
@@ -14,11 +11,11 @@ import {
 } from '../core/errors.ts';
 import type { Executor } from '../core/execution.ts';
 import type { GenerateRequest, GenerateResponse, InferRequest, InferResponse, InferenceService, ServerMetadata } from '../core/inference.ts';
-import { MODEL_NAME_PATTERN, VERSION_PATTERN, type ModelConfig, type ModelMetadata, type ModelStats, type RepositoryIndexEntry } from '../core/model.ts';
+import { MODEL_NAME_PATTERN, type ModelConfig, type ModelMetadata, type ModelStats, type RepositoryIndexEntry } from '../core/model.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import type { Metrics, ResponseCacheSnapshot } from '../telemetry/metrics.ts';
 import type { Tenancy } from '../core/tenancy.ts';
-import { ModelTable, type ModelSlot, type VersionSlot } from './models.ts';
+import { ModelTable, type VersionSlot } from './models.ts';
 import { ResponseCache, type CacheTarget } from './response-cache.ts';
 import { checkClassification, classify } from './classify.ts';
 import { reloadWanted, StarvedLoads } from './starved.ts';
@@ -31,8 +28,8 @@ import { RequestMemory } from './memory.ts';
 import { ReadyList } from './ready-list.ts';
 import { activeSequences, queueDepths, queueLimits, repositoryIndexOf } from './table-views.ts';
 import { validateRequest } from './validate.ts';
-import { compareVersions } from './versions.ts';
 import { EXTENSIONS, packageVersion } from './server-info.ts';
+import { checkVersion, configOf, metadataOf, slotOf, statsOf } from './lookup.ts';
 
 /** What GatewayService is built from (the composition root passes the balancer's WorkerPool as executor). */
 export interface GatewayServiceOptions {
@@ -46,9 +43,6 @@ export interface GatewayServiceOptions {
   readonly generators?: GeneratorHost;
 }
 
-function metadataShape(config: ModelConfig, dims: readonly number[]): number[] {
-  return config.maxBatchSize > 0 ? [-1, ...dims] : [...dims];
-}
 
 /**
  * The InferenceService behind both front doors: model lifecycle per the control mode (none | explicit
@@ -122,16 +116,15 @@ export class GatewayService implements InferenceService {
   }
 
   modelMetadata(name: string, version: string): ModelMetadata {
-    const { slot, config } = this.#configOf(name, version);
-    const ready = [...slot.versions.values()].filter((v) => v.state === 'READY').map((v) => v.version);
-    const versions = ready.length > 0 ? ready : (slot.entry?.versions ?? []).map((v) => String(v.version));
-    return {
-      name,
-      versions: versions.sort(compareVersions),
-      platform: config.platform,
-      inputs: config.inputs.map((i) => ({ name: i.name, datatype: i.datatype, shape: metadataShape(config, i.dims) })),
-      outputs: config.outputs.map((o) => ({ name: o.name, datatype: o.datatype, shape: metadataShape(config, o.dims) })),
-    };
+    return metadataOf(this.#table, name, version);
+  }
+
+  modelConfig(name: string, version: string): ModelConfig {
+    return configOf(this.#table, name, version).config;
+  }
+
+  modelStats(name: string, version: string): readonly ModelStats[] {
+    return statsOf(this.#table, name, version);
   }
 
   modelReady(name: string, version: string): boolean {
@@ -141,26 +134,6 @@ export class GatewayService implements InferenceService {
     if (v?.state !== 'READY') return false;
     // An ensemble is ready when the models of all its steps are.
     return v.config?.ensembleScheduling?.steps.every((s) => this.modelReady(s.modelName, s.modelVersion > 0 ? String(s.modelVersion) : '')) ?? true;
-  }
-
-  modelConfig(name: string, version: string): ModelConfig {
-    return this.#configOf(name, version).config;
-  }
-
-  modelStats(name: string, version: string): readonly ModelStats[] {
-    const slots: ModelSlot[] = name === '' ? [...this.#table.slots()] : [this.#slot(name)];
-    if (name !== '' && version !== '') {
-      const slot = slots[0]!;
-      this.#checkVersion(slot, version);
-      if (!this.#table.hasStats(slot.name, version) && !slot.versions.has(version)) throw ModelVersionNotFound(slot.name, version);
-      return [this.#table.statsFor(slot.name, version).snapshot()];
-    }
-    const out: ModelStats[] = [];
-    for (const slot of slots) {
-      const versions = [...slot.versions.values()].filter((v) => v.state === 'READY').map((v) => v.version).sort(compareVersions);
-      for (const v of versions) out.push(this.#table.statsFor(slot.name, v).snapshot());
-    }
-    return out;
   }
 
   async repositoryIndex(readyOnly: boolean): Promise<readonly RepositoryIndexEntry[]> {
@@ -184,13 +157,13 @@ export class GatewayService implements InferenceService {
     }
     // A failed reload leaves the model as it was, serving, and says so.
     if (kept !== undefined) throw ModelLoadFailed(name, kept);
-    const slot = this.#slot(name);
+    const slot = slotOf(this.#table, name);
     if (![...slot.versions.values()].some((v) => v.state === 'READY')) throw ModelLoadFailed(name, this.#table.whyNotReady(slot));
   }
 
   async unloadModel(name: string): Promise<void> {
     this.#checkControl(name);
-    this.#slot(name);
+    slotOf(this.#table, name);
     await this.#table.unload(name);
   }
 
@@ -202,8 +175,8 @@ export class GatewayService implements InferenceService {
 
   async generate(request: GenerateRequest): Promise<GenerateResponse> {
     if (this.#draining || this.#closed) throw ShuttingDown();
-    const slot = this.#slot(request.model);
-    if (request.version !== '') this.#checkVersion(slot, request.version);
+    const slot = slotOf(this.#table, request.model);
+    if (request.version !== '') checkVersion(slot, request.version);
     const v = this.#table.resolve(slot, request.version);
     const refused = request.tenant ? this.#o.tenancy?.takeRows(request.tenant, 1, performance.now()) : undefined;
     if (refused) throw refused;
@@ -215,15 +188,32 @@ export class GatewayService implements InferenceService {
     }
   }
 
+  async inferStream(request: InferRequest, emit: (response: InferResponse, final: boolean) => void): Promise<void> {
+    if (this.#draining || this.#closed) throw ShuttingDown();
+    const slot = slotOf(this.#table, request.model);
+    if (request.version !== '') checkVersion(slot, request.version);
+    const v = this.#table.resolve(slot, request.version);
+    const stream = v.batcher?.stream?.bind(v.batcher);
+    if (!v.config!.decoupled || !stream) return emit(await this.#infer(request, false), true);
+    const plan = validateRequest(v.config!, request);
+    this.#accepted++;
+    try {
+      await stream(request, plan, (r) => emit(r, false));
+    } finally {
+      this.#release();
+    }
+  }
+
   /**
    * A request past the drain check. A step of an ensemble comes here too: it was accepted with its
    * ensemble (a drain must let it finish) and its rows were charged to the tenant once, there.
    */
   async #infer(request: InferRequest, step: boolean): Promise<InferResponse> {
-    const slot = this.#slot(request.model);
-    if (request.version !== '') this.#checkVersion(slot, request.version);
+    const slot = slotOf(this.#table, request.model);
+    if (request.version !== '') checkVersion(slot, request.version);
     const v = this.#table.resolve(slot, request.version);
     refuseInferOnGenerative(v, request.model);
+    if (v.config!.decoupled) throw DecoupledModel(request.model);
     if (request.sequence && !v.config!.sequenceBatching) throw SequenceParameter('sequence_id', `model '${request.model}' has no sequence_batching: its requests stand alone`);
     const plan = validateRequest(v.config!, request);
     if (request.classification) checkClassification(v.config!, request.classification);
@@ -263,8 +253,8 @@ export class GatewayService implements InferenceService {
     if (limited) return limited;
     if (!this.hasModel(model)) return undefined;
     try {
-      const slot = this.#slot(model);
-      if (version !== '') this.#checkVersion(slot, version);
+      const slot = slotOf(this.#table, model);
+      if (version !== '') checkVersion(slot, version);
       return this.#table.resolve(slot, version).batcher?.refuseOnArrival(arrivalMs, tenant);
     } catch {
       return undefined;
@@ -357,33 +347,6 @@ export class GatewayService implements InferenceService {
     const waiters = this.#drainWaiters;
     this.#drainWaiters = [];
     for (const w of waiters) w();
-  }
-
-  #slot(name: string): ModelSlot {
-    const slot = this.#table.get(name);
-    if (!slot) throw ModelNotFound(name);
-    return slot;
-  }
-
-  #checkVersion(slot: ModelSlot, version: string): void {
-    if (!VERSION_PATTERN.test(version)) throw InvalidVersion(version);
-    const onDisk = slot.entry?.versions.some((v) => String(v.version) === version) ?? false;
-    if (!onDisk && !slot.versions.has(version)) throw ModelVersionNotFound(slot.name, version);
-  }
-
-  #configOf(name: string, version: string): { slot: ModelSlot; config: ModelConfig } {
-    const slot = this.#slot(name);
-    if (version !== '') {
-      this.#checkVersion(slot, version);
-      const loaded = slot.versions.get(version)?.config;
-      if (loaded) return { slot, config: loaded };
-    } else {
-      const ready = [...slot.versions.values()].filter((v) => v.config).sort((a, b) => compareVersions(b.version, a.version))[0];
-      if (ready?.config) return { slot, config: ready.config };
-    }
-    const config = slot.entry?.config;
-    if (!config) throw ModelNotReady(name, this.#table.whyNotReady(slot));
-    return { slot, config };
   }
 
   #checkControl(name: string): void {

@@ -52,6 +52,8 @@ function slowed(inner: InferenceService, holdMs: number): { service: InferenceSe
     refuseOnArrival: (name, version, arrivalMs) => inner.refuseOnArrival(name, version, arrivalMs),
     infer: async () => Promise.reject(new Error('replaced below')),
     generate: (r) => inner.generate(r),
+    // Through the slowed infer below, as a model that is not decoupled answers once.
+    inferStream: async (r, emit) => emit(await service.infer(r), true),
   };
   service.infer = async (r: InferRequest): Promise<InferResponse> => {
     running++;

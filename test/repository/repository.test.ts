@@ -28,10 +28,12 @@ function broken(entry: ModelEntry | undefined, reason: RegExp): void {
 
 void test('the sample repository: every model loads, from pbtxt, JSON and auto-complete', async () => {
   const repo = await scanRepository(SAMPLES);
-  assert.deepEqual([...repo.keys()], ['cnn', 'identity', 'mlp', 'mlp_pipeline', 'postprocess', 'preprocess', 'sequence_accumulator', 'simple', 'simple_dyna_sequence', 'simple_identity', 'simple_int8', 'simple_sequence', 'simple_string', 'tiny_lm']);
+  assert.deepEqual([...repo.keys()], ['cnn', 'identity', 'mlp', 'mlp_pipeline', 'postprocess', 'preprocess', 'repeat_int32', 'sequence_accumulator', 'simple', 'simple_dyna_sequence', 'simple_identity', 'simple_int8', 'simple_sequence', 'simple_string', 'tiny_lm']);
   const seq = usable(repo.get('simple_sequence'));
   assert.deepEqual(seq.inputs.map((i) => i.name), ['INPUT'], 'the controls are the scheduler\'s, not the client\'s');
   assert.equal(seq.sequenceBatching?.maxActiveSequences, 8);
+  const repeat = usable(repo.get('repeat_int32'));
+  assert.deepEqual([repeat.backend, repeat.platform, repeat.decoupled, repeat.maxBatchSize], ['repeat', '', true, 0]);
   const lm = usable(repo.get('tiny_lm'));
   assert.equal(lm.source, 'json');
   assert.deepEqual([lm.generation?.layers, lm.generation?.heads, lm.generation?.headDim, lm.generation?.vocab], [2, 4, 16, 97]);

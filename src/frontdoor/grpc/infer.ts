@@ -2,7 +2,7 @@ import { performance } from 'node:perf_hooks';
 import type { Metadata, sendUnaryData, ServerDuplexStream, ServerUnaryCall } from '@grpc/grpc-js';
 import type { AccessGuard, Principal } from '../../access/guard.ts';
 import { RequestTimeout, toSluiceError, UndecodableMessage, type SluiceError } from '../../core/errors.ts';
-import type { InferenceService } from '../../core/inference.ts';
+import type { InferRequest, InferenceService } from '../../core/inference.ts';
 import type { SystemSharedMemory } from '../../shm/registry.ts';
 import { inferWithSharedMemory } from '../../shm/tensors.ts';
 import type { LogBudget } from '../../telemetry/log-budget.ts';
@@ -91,13 +91,17 @@ function callAccess(deps: InferDeps, method: string, metadata: Metadata): CallAc
   };
 }
 
-type Outcome = { ok: true; reply: ModelInferResponseMsg } | { ok: false; error: SluiceError };
+/** ok without a reply: the request's answers went to its stream as they came (runOne's `emit`). */
+type Outcome = { ok: true; reply?: ModelInferResponseMsg } | { ok: false; error: SluiceError };
+
+/** Where a stream's answers go as they are ready; `final` says no more answers to that request follow. */
+type Emit = (reply: ModelInferResponseMsg, final: boolean) => void;
 
 /**
  * Decodes, runs and encodes one request, then records it in the metrics: exactly once per request,
  * whatever happens. A request cancelled because its deadline passed is reported as the timeout it is.
  */
-async function runOne(deps: InferDeps, call: CallAccess, msg: ModelInferRequestMsg, arrivalMs: number, signal: AbortSignal, deadlineAtMs: number, trace: FrontDoorTrace | undefined): Promise<Outcome> {
+async function runOne(deps: InferDeps, call: CallAccess, msg: ModelInferRequestMsg, arrivalMs: number, signal: AbortSignal, deadlineAtMs: number, trace: FrontDoorTrace | undefined, emit?: Emit): Promise<Outcome> {
   let outcome: Outcome;
   let worker: string | undefined;
   let batchRows: number | undefined;
@@ -113,17 +117,23 @@ async function runOne(deps: InferDeps, call: CallAccess, msg: ModelInferRequestM
     const shed = deps.service.refuseOnArrival(msg.model_name, msg.model_version, arrivalMs, tenant);
     if (shed) throw shed;
     const { request: decoded, shm: plan } = decodeInfer(msg, { arrivalMs, signal, deadlineUs, sharedMemory: deps.sharedMemory !== undefined });
-    const { response, written } = await inferWithSharedMemory(deps.sharedMemory, plan, decoded, (withData) => {
-      const request = trace || tenant ? { ...withData, ...(trace ? { trace } : {}), ...(tenant ? { tenant } : {}) } : withData;
+    const traced = (r: InferRequest): InferRequest => {
       trace?.mark('DECODE_END');
       trace?.identify(msg.id, '');
-      return deps.service.infer(request);
-    });
-    trace?.identify('', response.version);
-    outcome = { ok: true, reply: encodeInferResponse(response, written) };
-    trace?.mark('ENCODE_END');
-    worker = response.worker;
-    batchRows = response.batchRows;
+      return trace || tenant ? { ...r, ...(trace ? { trace } : {}), ...(tenant ? { tenant } : {}) } : r;
+    };
+    if (emit && !plan) {
+      // On a stream, through inferStream: a decoupled model's answers go out one by one as they come.
+      await deps.service.inferStream(traced(decoded), (r, final) => emit(encodeInferResponse(r), final));
+      outcome = { ok: true };
+    } else {
+      const { response, written } = await inferWithSharedMemory(deps.sharedMemory, plan, decoded, (withData) => deps.service.infer(traced(withData)));
+      trace?.identify('', response.version);
+      outcome = { ok: true, reply: encodeInferResponse(response, written) };
+      trace?.mark('ENCODE_END');
+      worker = response.worker;
+      batchRows = response.batchRows;
+    }
   } catch (e) {
     let error = toSluiceError(e);
     if (error.kind === 'CANCELLED' && deadlineUs > 0 && Date.now() >= deadlineAtMs - deadlineSlackMs(deadlineUs)) {
@@ -221,15 +231,24 @@ export function modelStreamInferHandler(deps: InferDeps, registry: StreamRegistr
       controllers.add(controller);
       inflight++;
       if (inflight >= MAX_STREAM_INFLIGHT) call.pause();
-      void runOne(deps, access, msg, arrivalMs, controller.signal, deadlineOf(call.getDeadline()), trace).then((outcome) => {
+      const write = (reply: ModelStreamInferResponseMsg): void => {
+        if (!finished && !call.cancelled && !call.write(reply)) writeBlocked = true;
+      };
+      // Triton's flag on every answer of a stream: whether it is the request's last.
+      const flagged = (r: ModelInferResponseMsg, final: boolean): ModelStreamInferResponseMsg => ({ error_message: '', infer_response: { ...r, parameters: { triton_final_response: { bool_param: final } } } });
+      let finalSent = false;
+      const emit: Emit = (r, final) => {
+        finalSent ||= final;
+        write(flagged(r, final));
+      };
+      const empty = (): ModelInferResponseMsg => ({ model_name: msg.model_name, model_version: msg.model_version, id: msg.id, outputs: [], raw_output_contents: [] });
+      void runOne(deps, access, msg, arrivalMs, controller.signal, deadlineOf(call.getDeadline()), trace, emit).then((outcome) => {
         controllers.delete(controller);
         inflight--;
-        if (!finished && !call.cancelled) {
-          const reply: ModelStreamInferResponseMsg = outcome.ok
-            ? { error_message: '', infer_response: outcome.reply }
-            : { error_message: outcome.error.message, infer_response: { model_name: msg.model_name, model_version: msg.model_version, id: msg.id, outputs: [], raw_output_contents: [] } };
-          if (!call.write(reply)) writeBlocked = true;
-        }
+        if (!outcome.ok) write({ error_message: outcome.error.message, infer_response: empty() });
+        else if (outcome.reply) emit(outcome.reply, true);
+        // A decoupled model's answers carry final false; the flag-only last answer is sent when asked for.
+        else if (!finalSent && msg.parameters['triton_enable_empty_final_response']?.bool_param === true) write(flagged(empty(), true));
         trace?.end();
         maybeResume();
         maybeFinish();

@@ -164,6 +164,8 @@ export interface ModelInferResponseMsg {
   id: string;
   outputs: InferOutputTensorMsg[];
   raw_output_contents: Buffer[];
+  /** On a stream: triton_final_response says whether more answers to this request follow. */
+  parameters?: Record<string, InferParameterMsg>;
 }
 
 /** ModelStreamInferResponse: error_message is '' on success. */

@@ -2,8 +2,8 @@ import http2, { type Http2ServerResponse } from 'node:http2';
 import { promisify } from 'node:util';
 import { deflate, gzip } from 'node:zlib';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import type { SluiceError } from '../../core/errors.ts';
-import type { InferenceService } from '../../core/inference.ts';
+import { toSluiceError, type SluiceError } from '../../core/errors.ts';
+import type { InferRequest, InferenceService } from '../../core/inference.ts';
 import type { SystemSharedMemory } from '../../shm/registry.ts';
 import { inferWithSharedMemory } from '../../shm/tensors.ts';
 import type { Logger } from '../../telemetry/logger.ts';
@@ -113,7 +113,7 @@ function watchCompletion(req: FastifyRequest<{ Params: ModelParams }>, reply: Fa
   });
 }
 
-async function handleInfer(req: FastifyRequest<{ Params: ModelParams }>, reply: FastifyReply, opts: InferRouteOptions): Promise<FastifyReply> {
+async function handleInfer(req: FastifyRequest<{ Params: ModelParams }>, reply: FastifyReply, opts: InferRouteOptions): Promise<FastifyReply | undefined> {
   const state = req.inferState!;
   const { model, version } = checkModelParams(req.params);
   const trace = state.trace;
@@ -127,6 +127,7 @@ async function handleInfer(req: FastifyRequest<{ Params: ModelParams }>, reply: 
   trace?.identify(decoded.request.id, '');
   state.id = decoded.request.id;
   const tenant = req.principal?.tenant;
+  if (!decoded.shm && acceptsEventStream(req.headers.accept)) return streamInfer(reply, opts, tenant === undefined ? decoded.request : { ...decoded.request, tenant });
   const { response, written } = await inferWithSharedMemory(opts.sharedMemory, decoded.shm, decoded.request, (r) => opts.service.infer(tenant === undefined ? r : { ...r, tenant }));
   state.worker = response.worker;
   state.batchRows = response.batchRows;
@@ -142,6 +143,47 @@ async function handleInfer(req: FastifyRequest<{ Params: ModelParams }>, reply: 
   const compressed = encoding === 'gzip' ? await gzipAsync(encoded.body) : await deflateAsync(encoded.body);
   trace?.mark('ENCODE_END');
   return reply.header('content-encoding', encoding).send(compressed);
+}
+
+function acceptsEventStream(accept: string | undefined): boolean {
+  return accept !== undefined && /(^|,)\s*text\/event-stream\s*(;|,|$)/i.test(accept);
+}
+
+const JSON_ONLY = { binaryDefault: false, binary: new Map<string, boolean>() };
+
+/**
+ * REST infer as server-sent events (asked for with Accept: text/event-stream): one `data:` event per
+ * answer, in JSON, each with Triton's triton_final_response parameter; a decoupled model answers zero
+ * or many times, then a flag-only last event. An error before the first answer is an ordinary error
+ * response; after it, the last event is {"error", "code"}.
+ */
+async function streamInfer(reply: FastifyReply, opts: InferRouteOptions, request: InferRequest): Promise<FastifyReply | undefined> {
+  const res = reply.raw;
+  let started = false;
+  let final = false;
+  const event = (body: Record<string, unknown>): void => {
+    if (!started) {
+      started = true;
+      reply.hijack();
+      res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+    }
+    res.write(`data: ${JSON.stringify(body)}\n\n`);
+  };
+  try {
+    await opts.service.inferStream(request, (r, last) => {
+      final ||= last;
+      const json = JSON.parse(Buffer.from(encodeInferResponse(r, JSON_ONLY).body).toString('utf8')) as Record<string, unknown>;
+      event({ ...json, parameters: { triton_final_response: last } });
+    });
+    if (!final) event({ model_name: request.model, ...(request.id !== '' && { id: request.id }), outputs: [], parameters: { triton_final_response: true } });
+    res.end();
+    return undefined;
+  } catch (e) {
+    if (!started) throw e;
+    const err = toSluiceError(e);
+    res.end(`data: ${JSON.stringify({ error: err.message, code: err.code })}\n\n`);
+    return undefined;
+  }
 }
 
 /** The Inference-Header-Content-Length as a number when it is one (the handler checks it properly later). */
