@@ -17,8 +17,9 @@ const CONFIG_FILES = ['config.pbtxt', 'config.json'];
  * Bumped whenever a model's graph or weights change, so that --if-missing regenerates a file left by
  * an older checkout. The revisions written are recorded in <out>/.generated.json (not committed).
  * cnn 2: 32, 64 and 128 channels (was 8, 16, 32), compute-bound as the worker benchmark needs.
+ * tiny_lm 2: time-major past keys and values, and only the new tokens' keys and values answered.
  */
-const REVISIONS: Readonly<Record<string, number>> = { cnn: 2 };
+const REVISIONS: Readonly<Record<string, number>> = { cnn: 2, tiny_lm: 2 };
 const STAMP_FILE = '.generated.json';
 
 const revisionOf = (name: string): number => REVISIONS[name] ?? 1;

@@ -1,7 +1,7 @@
 // tiny_lm: a small decoder-only transformer (pre-norm, learned positions, ReLU MLP) over a character
 // vocabulary, with seeded weights. It follows sluice's generation contract (docs/generation.md): the
-// caller passes each layer's past keys and values and an additive attention bias, and gets the present
-// keys and values back, so the KV cache lives with the server, not in the graph.
+// caller passes each layer's past keys and values, time-major, and an additive attention bias, and gets
+// the new tokens' keys and values back, so the KV cache lives with the server, not in the graph.
 import { ELEM, attrFloat, attrInt, attrInts, floatInitializer, int64Initializer, node } from './onnx-builder.ts';
 import type { GraphSpec, InitializerSpec, NodeSpec } from './onnx-builder.ts';
 import { Xorshift32 } from './xorshift.ts';
@@ -70,24 +70,30 @@ export function tinyLm(): GraphSpec {
   const outputs: GraphSpec['outputs'][number][] = [{ name: 'logits', elemType: ELEM.FLOAT, dims: ['batch', 'tokens', vocab] }];
   for (let l = 0; l < layers; l++) {
     const p = `l${l}`;
-    inputs.push({ name: `past_key_${l}`, elemType: ELEM.FLOAT, dims: ['batch', heads, 'past', headDim] });
-    inputs.push({ name: `past_value_${l}`, elemType: ELEM.FLOAT, dims: ['batch', heads, 'past', headDim] });
-    outputs.push({ name: `present_key_${l}`, elemType: ELEM.FLOAT, dims: ['batch', heads, 'context', headDim] });
-    outputs.push({ name: `present_value_${l}`, elemType: ELEM.FLOAT, dims: ['batch', heads, 'context', headDim] });
+    // Time-major past ([past, batch, heads, head_dim]): a step's new keys and values are appended to the
+    // server's buffer in place, and the graph answers only those ([tokens, batch, heads, head_dim]).
+    inputs.push({ name: `past_key_${l}`, elemType: ELEM.FLOAT, dims: ['past', 'batch', heads, headDim] });
+    inputs.push({ name: `past_value_${l}`, elemType: ELEM.FLOAT, dims: ['past', 'batch', heads, headDim] });
+    outputs.push({ name: `present_key_${l}`, elemType: ELEM.FLOAT, dims: ['tokens', 'batch', heads, headDim] });
+    outputs.push({ name: `present_value_${l}`, elemType: ELEM.FLOAT, dims: ['tokens', 'batch', heads, headDim] });
     layerNorm(x, `${p}_ln1_g`, `${p}_ln1_b`, `${p}_h`);
     for (const w of ['q', 'k', 'v']) {
       linear(`${p}_h`, `${p}_w${w}`, `${p}_b${w}`, `${p}_${w}`);
       nodes.push(node('Reshape', [`${p}_${w}`, 'split_heads'], [`${p}_${w}4`]));
-      nodes.push(node('Transpose', [`${p}_${w}4`], [`${p}_${w}h`], [attrInts('perm', [0, 2, 1, 3])]));
     }
-    nodes.push(node('Concat', [`past_key_${l}`, `${p}_kh`], [`present_key_${l}`], [attrInt('axis', 2)]));
-    nodes.push(node('Concat', [`past_value_${l}`, `${p}_vh`], [`present_value_${l}`], [attrInt('axis', 2)]));
-    nodes.push(node('Transpose', [`present_key_${l}`], [`${p}_kt`], [attrInts('perm', [0, 1, 3, 2])]));
+    nodes.push(node('Transpose', [`${p}_q4`], [`${p}_qh`], [attrInts('perm', [0, 2, 1, 3])]));
+    nodes.push(node('Transpose', [`${p}_k4`], [`present_key_${l}`], [attrInts('perm', [1, 0, 2, 3])]));
+    nodes.push(node('Transpose', [`${p}_v4`], [`present_value_${l}`], [attrInts('perm', [1, 0, 2, 3])]));
+    nodes.push(node('Concat', [`past_key_${l}`, `present_key_${l}`], [`${p}_kall`], [attrInt('axis', 0)]));
+    nodes.push(node('Concat', [`past_value_${l}`, `present_value_${l}`], [`${p}_vall`], [attrInt('axis', 0)]));
+    // [context, batch, heads, head_dim] to [batch, heads, head_dim, context] and [batch, heads, context, head_dim].
+    nodes.push(node('Transpose', [`${p}_kall`], [`${p}_kt`], [attrInts('perm', [1, 2, 3, 0])]));
+    nodes.push(node('Transpose', [`${p}_vall`], [`${p}_vh`], [attrInts('perm', [1, 2, 0, 3])]));
     nodes.push(node('MatMul', [`${p}_qh`, `${p}_kt`], [`${p}_s`]));
     nodes.push(node('Mul', [`${p}_s`, 'attn_scale'], [`${p}_ss`]));
     nodes.push(node('Add', [`${p}_ss`, 'attention_bias'], [`${p}_sb`]));
     nodes.push(node('Softmax', [`${p}_sb`], [`${p}_p`], [attrInt('axis', -1)]));
-    nodes.push(node('MatMul', [`${p}_p`, `present_value_${l}`], [`${p}_o4`]));
+    nodes.push(node('MatMul', [`${p}_p`, `${p}_vh`], [`${p}_o4`]));
     nodes.push(node('Transpose', [`${p}_o4`], [`${p}_ot`], [attrInts('perm', [0, 2, 1, 3])]));
     nodes.push(node('Reshape', [`${p}_ot`, 'merge_heads'], [`${p}_o`]));
     linear(`${p}_o`, `${p}_wo`, `${p}_bo`, `${p}_a`);
@@ -103,7 +109,7 @@ export function tinyLm(): GraphSpec {
   nodes.push(node('MatMul', ['xf', 'w_out'], ['logits']));
   return {
     name: 'tiny_lm',
-    doc: `A ${layers}-layer decoder-only transformer (d=${d}, ${heads} heads) over ${vocab} tokens with past/present key-value tensors.`,
+    doc: `A ${layers}-layer decoder-only transformer (d=${d}, ${heads} heads) over ${vocab} tokens with time-major past and new-token key-value tensors.`,
     inputs,
     outputs,
     nodes,

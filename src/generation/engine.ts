@@ -85,7 +85,7 @@ export class Generator {
     const c = options.config;
     this.#kv = new KvCache({ layers: c.layers, heads: c.heads, headDim: c.headDim, budgetBytes: c.kvCacheBytes, blockTokens: c.kvBlockTokens });
     this.#outputs = stepOutputs(c.layers);
-    this.#batch = new DecodeBatch(c, c.maxContext);
+    this.#batch = new DecodeBatch(c, c.maxContext, c.maxActiveSequences);
   }
 
   /** Queues a prompt; the caller has checked it (tokens in the vocabulary, context within maxContext). */

@@ -19,7 +19,10 @@ export interface KvCacheOptions extends KvShape {
   readonly blockTokens: number;
 }
 
-/** One sequence's keys and values: per layer a [heads, capacity, headDim] array, filled up to length. */
+/**
+ * One sequence's keys and values: per layer a [capacity, heads, headDim] array (time-major, as the
+ * model's past), filled up to tokens.length, so one token's keys are heads * headDim floats in a row.
+ */
 export interface KvEntry {
   readonly id: number;
   /** The tokens whose keys and values are stored, in order (length of the filled part). */
@@ -122,7 +125,7 @@ export class KvCache {
       prefix.entry.lastUsedMs = nowMs;
     }
     const { layers, heads, headDim } = this.#o;
-    const make = (): Float32Array[] => Array.from({ length: layers }, () => new Float32Array(heads * capacity * headDim));
+    const make = (): Float32Array[] => Array.from({ length: layers }, () => new Float32Array(capacity * heads * headDim));
     const entry: KvEntry = { id: this.#nextId++, tokens: [], keys: make(), values: make(), capacity, active: true, lastUsedMs: nowMs };
     if (prefix) copyPrefix(prefix.entry, entry, prefix.length, this.#o);
     this.#entries.add(entry);
@@ -161,10 +164,10 @@ export class KvCache {
     if (!keep || entry.tokens.length === 0) return undefined;
     if (source && !source.active && this.#entries.has(source) && isPrefix(source.tokens, entry.tokens)) this.#drop(source);
     const capacity = this.#blocksFor(entry.tokens.length) * this.#o.blockTokens;
-    const { heads, headDim } = this.#o;
+    const token = this.#o.heads * this.#o.headDim;
     const shrink = (arrays: readonly Float32Array[]): Float32Array[] => arrays.map((a) => {
-      const out = new Float32Array(heads * capacity * headDim);
-      for (let h = 0; h < heads; h++) out.set(a.subarray(h * entry.capacity * headDim, (h * entry.capacity + entry.tokens.length) * headDim), h * capacity * headDim);
+      const out = new Float32Array(capacity * token);
+      out.set(a.subarray(0, entry.tokens.length * token));
       return out;
     });
     const kept: KvEntry = { id: entry.id, tokens: entry.tokens, keys: shrink(entry.keys), values: shrink(entry.values), capacity, active: false, lastUsedMs: nowMs };
@@ -204,13 +207,10 @@ function isPrefix(a: readonly number[], b: readonly number[]): boolean {
 }
 
 function copyPrefix(from: KvEntry, to: KvEntry, length: number, shape: KvShape): void {
-  const { layers, heads, headDim } = shape;
-  for (let l = 0; l < layers; l++) {
-    for (const [src, dst] of [[from.keys[l]!, to.keys[l]!], [from.values[l]!, to.values[l]!]] as const) {
-      for (let h = 0; h < heads; h++) {
-        dst.set(src.subarray(h * from.capacity * headDim, (h * from.capacity + length) * headDim), h * to.capacity * headDim);
-      }
-    }
+  const n = length * shape.heads * shape.headDim;
+  for (let l = 0; l < shape.layers; l++) {
+    to.keys[l]!.set(from.keys[l]!.subarray(0, n));
+    to.values[l]!.set(from.values[l]!.subarray(0, n));
   }
   for (let i = 0; i < length; i++) to.tokens.push(from.tokens[i]!);
 }

@@ -8,8 +8,7 @@
 import type { Tensor } from '../core/tensor.ts';
 import type { KvEntry, KvShape } from './kv-cache.ts';
 
-/** Softmax weight of a masked position: exp(-1e9) is 0 in float32, and unlike -Infinity a row of them is no NaN. */
-const MASKED = -1e9;
+import { MASKED, floats } from './decode-batch.ts';
 
 export interface StepRow {
   readonly entry: KvEntry;
@@ -61,21 +60,19 @@ export function buildStep(rows: readonly StepRow[], shape: KvShape): StepInputs 
     tensor('position_ids', 'INT64', [b, tokens], positions),
     tensor('attention_bias', 'FP32', [b, 1, tokens, context], bias),
   ];
-  const stride = heads * past * headDim;
+  // Time-major past: [past, rows, heads, head_dim]; a row's token t is its entry's heads * head_dim floats at t.
+  const token = heads * headDim;
   for (let l = 0; l < layers; l++) {
-    const keys = new Float32Array(b * stride);
-    const values = new Float32Array(b * stride);
+    const keys = new Float32Array(past * b * token);
+    const values = new Float32Array(past * b * token);
     rows.forEach((r, i) => {
       const { entry } = r;
-      const held = entry.tokens.length;
-      for (let h = 0; h < heads; h++) {
-        const from = h * entry.capacity * headDim;
-        const to = i * stride + h * past * headDim;
-        keys.set(entry.keys[l]!.subarray(from, from + held * headDim), to);
-        values.set(entry.values[l]!.subarray(from, from + held * headDim), to);
+      for (let t = 0; t < entry.tokens.length; t++) {
+        keys.set(entry.keys[l]!.subarray(t * token, (t + 1) * token), (t * b + i) * token);
+        values.set(entry.values[l]!.subarray(t * token, (t + 1) * token), (t * b + i) * token);
       }
     });
-    tensors.push(tensor(`past_key_${l}`, 'FP32', [b, heads, past, headDim], keys), tensor(`past_value_${l}`, 'FP32', [b, heads, past, headDim], values));
+    tensors.push(tensor(`past_key_${l}`, 'FP32', [past, b, heads, headDim], keys), tensor(`past_value_${l}`, 'FP32', [past, b, heads, headDim], values));
   }
   return { tensors, past, tokens };
 }
@@ -87,34 +84,26 @@ export function stepOutputs(layers: number): string[] {
   return names;
 }
 
-function floats(t: Tensor): Float32Array {
-  const d = t.data as Uint8Array;
-  // ONNX Runtime's output buffers are aligned; a copy covers any that is not.
-  const bytes = d.byteOffset % 4 === 0 ? d : new Uint8Array(d);
-  return new Float32Array(bytes.buffer, bytes.byteOffset, bytes.byteLength / 4);
-}
-
 /**
  * Appends each row's new keys and values to its entry (and its fed tokens to entry.tokens), and
  * returns each row's logits for the position after its last fed token.
  */
 export function absorbStep(rows: readonly StepRow[], step: StepInputs, outputs: readonly Tensor[], shape: KvShape, vocab: number): Float32Array[] {
   const { layers, heads, headDim } = shape;
-  const { past, tokens } = step;
-  const context = past + tokens;
+  const { tokens } = step;
+  const b = rows.length;
+  const token = heads * headDim;
   const logits = floats(outputs[0]!);
   for (let l = 0; l < layers; l++) {
+    // The new tokens' keys and values only: [tokens, rows, heads, head_dim].
     const keys = floats(outputs[1 + 2 * l]!);
     const values = floats(outputs[2 + 2 * l]!);
     rows.forEach((r, i) => {
-      const { entry } = r;
-      const held = entry.tokens.length;
-      for (let h = 0; h < heads; h++) {
-        const from = ((i * heads + h) * context + past) * headDim;
-        const to = (h * entry.capacity + held) * headDim;
-        const n = r.feed.length * headDim;
-        entry.keys[l]!.set(keys.subarray(from, from + n), to);
-        entry.values[l]!.set(values.subarray(from, from + n), to);
+      const held = r.entry.tokens.length;
+      for (let t = 0; t < r.feed.length; t++) {
+        const from = (t * b + i) * token;
+        r.entry.keys[l]!.set(keys.subarray(from, from + token), (held + t) * token);
+        r.entry.values[l]!.set(values.subarray(from, from + token), (held + t) * token);
       }
     });
   }

@@ -43,16 +43,14 @@ export function generationConfig(file: string, draft: GenerationDraft, sig: Sign
   const layers = sig.inputs.filter((t) => /^past_key_\d+$/.test(t.name)).length;
   if (layers === 0) fail('', "the model has no 'past_key_0' input");
   const first = tensor(sig.inputs, 'past_key_0', 'FP32', 4);
-  const heads = first.dims[1] ?? -1;
+  const heads = first.dims[2] ?? -1;
   const headDim = first.dims[3] ?? -1;
-  if (heads <= 0 || headDim <= 0) fail('', `'past_key_0' must fix its heads and head size (dims [batch, heads, past, head_dim]), got [${first.dims.join(', ')}]`);
+  if (heads <= 0 || headDim <= 0) fail('', `'past_key_0' must fix its heads and head size (dims [past, batch, heads, head_dim], time-major), got [${first.dims.join(', ')}]`);
   for (let l = 0; l < layers; l++) {
-    for (const name of [`past_key_${l}`, `past_value_${l}`]) {
-      const t = tensor(sig.inputs, name, 'FP32', 4);
-      if (t.dims[1] !== heads || t.dims[3] !== headDim) fail('', `'${name}' has dims [${t.dims.join(', ')}], every layer needs [batch, ${heads}, past, ${headDim}]`);
+    for (const [list, name, what] of [[sig.inputs, `past_key_${l}`, 'past'], [sig.inputs, `past_value_${l}`, 'past'], [sig.outputs, `present_key_${l}`, 'tokens'], [sig.outputs, `present_value_${l}`, 'tokens']] as const) {
+      const t = tensor(list, name, 'FP32', 4);
+      if (t.dims[2] !== heads || t.dims[3] !== headDim) fail('', `'${name}' has dims [${t.dims.join(', ')}], every layer needs [${what}, batch, ${heads}, ${headDim}]`);
     }
-    tensor(sig.outputs, `present_key_${l}`, 'FP32', 4);
-    tensor(sig.outputs, `present_value_${l}`, 'FP32', 4);
   }
   const vocab = logits.dims[2] ?? -1;
   const tokenizer = draft.tokenizer ?? 'ascii';

@@ -8,8 +8,8 @@ import { normalizeConfig } from '../../src/repository/normalize.ts';
 import type { TensorConfig } from '../../src/core/model.ts';
 
 const t = (name: string, datatype: TensorConfig['datatype'], dims: number[]): TensorConfig => ({ name, datatype, dims });
-const INPUTS = [t('input_ids', 'INT64', [-1, -1]), t('position_ids', 'INT64', [-1, -1]), t('attention_bias', 'FP32', [-1, 1, -1, -1]), t('past_key_0', 'FP32', [-1, 2, -1, 8]), t('past_value_0', 'FP32', [-1, 2, -1, 8])];
-const OUTPUTS = [t('logits', 'FP32', [-1, -1, 97]), t('present_key_0', 'FP32', [-1, 2, -1, 8]), t('present_value_0', 'FP32', [-1, 2, -1, 8])];
+const INPUTS = [t('input_ids', 'INT64', [-1, -1]), t('position_ids', 'INT64', [-1, -1]), t('attention_bias', 'FP32', [-1, 1, -1, -1]), t('past_key_0', 'FP32', [-1, -1, 2, 8]), t('past_value_0', 'FP32', [-1, -1, 2, 8])];
+const OUTPUTS = [t('logits', 'FP32', [-1, -1, 97]), t('present_key_0', 'FP32', [-1, -1, 2, 8]), t('present_value_0', 'FP32', [-1, -1, 2, 8])];
 
 function config(generation: object, sig: { maxBatchSize?: number; inputs?: TensorConfig[]; outputs?: TensorConfig[] } = {}) {
   const draft = readJsonConfig(JSON.stringify({ maxBatchSize: 0, generation }));
@@ -34,7 +34,7 @@ test('a model or section that breaks the contract is refused, naming what is wro
   rejects(() => config({}, { inputs: INPUTS.filter((x) => x.name !== 'position_ids') }), /no input 'position_ids'/);
   rejects(() => config({}, { inputs: INPUTS.map((x) => (x.name === 'input_ids' ? t('input_ids', 'INT32', [-1, -1]) : x)) }), /'input_ids' is INT32/);
   rejects(() => config({}, { outputs: OUTPUTS.filter((x) => x.name !== 'present_value_0') }), /no output 'present_value_0'/);
-  rejects(() => config({}, { inputs: INPUTS.map((x) => (x.name === 'past_value_0' ? t('past_value_0', 'FP32', [-1, 4, -1, 8]) : x)) }), /every layer needs \[batch, 2, past, 8\]/);
+  rejects(() => config({}, { inputs: INPUTS.map((x) => (x.name === 'past_value_0' ? t('past_value_0', 'FP32', [-1, -1, 4, 8]) : x)) }), /every layer needs \[past, batch, 2, 8\]/);
   rejects(() => config({}, { outputs: OUTPUTS.map((x) => (x.name === 'logits' ? t('logits', 'FP32', [-1, -1, 300]) : x)) }), /vocabulary of 97/);
   rejects(() => config({ tokenizer: 'bpe' }), /'bpe' is not a tokenizer/);
   rejects(() => config({ eosToken: 97 }), /outside the vocabulary/);
