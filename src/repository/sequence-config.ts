@@ -70,7 +70,8 @@ export function readSequenceBatching(r: MessageReader): SequenceBatchingDraft {
   const maxCandidateSequences = oldest?.int('max_candidate_sequences', 1, 1_000_000);
   const preferredBatchSizes = oldest?.ints('preferred_batch_size', 1);
   const maxQueueDelayUs = (oldest ?? direct)?.int('max_queue_delay_microseconds', 0, 60_000_000);
-  oldest?.bool('preserve_ordering');
+  // preserve_ordering is left unread, so it is reported as a field sluice ignores: answers of one
+  // sequence are in order anyway, answers of different sequences need no order.
   oldest?.finish();
   direct?.numbers('minimum_slot_utilization');
   direct?.finish();

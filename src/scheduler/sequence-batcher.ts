@@ -9,7 +9,7 @@
  */
 import { BatchNotRun, type BatchSlot } from '../core/execution.ts';
 import {
-  QueueFull, RequestCancelled, SequenceBatchSize, SequenceIdMissing, SequenceNotStarted, SequenceSlotsFull, toSluiceError, type SluiceError,
+  QueueFull, RequestCancelled, SequenceBatchSize, SequenceIdMissing, SequenceNotStarted, SequenceParameter, SequenceSlotsFull, toSluiceError, type SluiceError,
 } from '../core/errors.ts';
 import type { InferRequest, InferResponse, SequenceFlags } from '../core/inference.ts';
 import type { SequenceBatchingConfig } from '../core/model.ts';
@@ -76,6 +76,9 @@ export class SequenceBatcher implements Scheduler {
     const flags = request.sequence;
     if (!flags || flags.id === '' || flags.id === '0') return Promise.reject(SequenceIdMissing(model));
     if (plan.rows !== 1) return Promise.reject(SequenceBatchSize(model));
+    const corrid = this.#sb.controls.find((c) => c.kind === 'CORRID');
+    // A string ID has no number for a numeric CORRID control (Triton refuses it the same way).
+    if (corrid && corrid.datatype !== 'BYTES' && !flags.numeric) return Promise.reject(SequenceParameter('sequence_id', `model '${model}' takes its correlation ID as ${corrid.datatype} (control '${corrid.tensor}'): send an unsigned integer, not the string '${flags.id}'`));
     const key = `${flags.numeric ? 'n' : 's'}:${flags.id}`;
     let seq = this.#sequences.get(key);
     if (!seq) {

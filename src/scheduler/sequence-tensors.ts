@@ -34,7 +34,7 @@ function controlTensor(c: SequenceControl, rows: readonly SequenceRow[]): Tensor
   const data = new Uint8Array(rows.length * size);
   const view = new DataView(data.buffer);
   rows.forEach((r, i) => {
-    // A string ID cannot be a number: a numeric CORRID then carries 0 (the config check steers such models to TYPE_STRING).
+    // A string ID never reaches a numeric CORRID: the sequence batcher refuses it.
     const value = c.kind === 'CORRID' ? (r.numeric ? BigInt(r.id) : 0n) : c.falseTrue[c.kind === 'START' ? Number(r.start) : c.kind === 'END' ? Number(r.end) : 1]!;
     writeNumber(view, i * size, c.datatype, value);
   });

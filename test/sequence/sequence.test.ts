@@ -130,6 +130,9 @@ test('bad sequence requests are 400 naming the problem; past the active-sequence
   const badFlag = await fetch(`http://127.0.0.1:${port}/v2/models/simple_sequence/infer`, { method: 'POST', body: JSON.stringify({ parameters: { sequence_id: 5, sequence_start: 'yes' }, inputs: [{ name: 'INPUT', datatype: 'INT32', shape: [1, 1], data: [1] }] }) });
   assert.equal(badFlag.status, 400);
   assert.match(await badFlag.text(), /invalid 'sequence_start' parameter/);
+  const stringId = await rest(port, 'simple_dyna_sequence', { id: 'abc', value: 1, start: true, end: false });
+  assert.equal(stringId.status, 400);
+  assert.match(String(stringId.body['error']), /takes its correlation ID as UINT64 \(control 'CORRID'\): send an unsigned integer/);
   const stateless = await fetch(`http://127.0.0.1:${port}/v2/models/simple/infer`, { method: 'POST', body: JSON.stringify({ parameters: { sequence_id: 5, sequence_start: true }, inputs: ['INPUT0', 'INPUT1'].map((name) => ({ name, datatype: 'INT32', shape: [1, 16], data: new Array(16).fill(1) })) }) });
   assert.equal(stateless.status, 400);
   assert.match(await stateless.text(), /has no sequence_batching/);
