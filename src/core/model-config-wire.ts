@@ -1,5 +1,5 @@
 import { tritonTypeName } from './datatypes.ts';
-import type { ModelConfig, QueuePolicy, TensorConfig, VersionPolicy } from './model.ts';
+import { BUILTIN_BACKENDS, type ModelConfig, type QueuePolicy, type TensorConfig, type VersionPolicy } from './model.ts';
 
 /*
  * Triton's ModelConfig as both front doors answer it: the JSON form of its protobuf message with the
@@ -69,6 +69,8 @@ export function tritonModelConfig(c: ModelConfig): Json {
       ...(c.unknownFields.length > 0 ? { sluice_ignored_fields: { string_value: c.unknownFields.join(',') } } : {}),
     },
   };
+  // A built-in backend (repeat) has no model file.
+  if (BUILTIN_BACKENDS.includes(c.backend)) json['default_model_filename'] = '';
   if (c.ensembleScheduling) {
     // Triton's oneof scheduling_choice: an ensemble has ensemble_scheduling, no batcher, no instances, no file.
     json['ensemble_scheduling'] = {

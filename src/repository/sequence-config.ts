@@ -94,9 +94,10 @@ interface Signature {
 
 /**
  * The normalized sequence batching, with the inputs and outputs a client sees: control and state
- * inputs are the scheduler's to fill, state outputs the scheduler's to keep.
+ * inputs are the scheduler's to fill, state outputs the scheduler's to keep. `instances`: the model's
+ * instance count (instance_group counts summed), which multiplies the direct strategy's slots.
  */
-export function sequenceBatchingConfig(draft: SequenceBatchingDraft, sig: Signature): { config: SequenceBatchingConfig; inputs: TensorConfig[]; outputs: TensorConfig[] } {
+export function sequenceBatchingConfig(draft: SequenceBatchingDraft, sig: Signature, instances = 1): { config: SequenceBatchingConfig; inputs: TensorConfig[]; outputs: TensorConfig[] } {
   const fail = (reason: string): never => {
     throw configError(FILE, 'sequence_batching', reason);
   };
@@ -119,7 +120,8 @@ export function sequenceBatchingConfig(draft: SequenceBatchingDraft, sig: Signat
   }
   const hidden = new Set([...controls.map((c) => c.tensor), ...draft.states.map((s) => s.inputName)]);
   const stateOutputs = new Set(draft.states.map((s) => s.outputName));
-  const maxActiveSequences = draft.strategy === 'direct' ? sig.maxBatchSize : draft.maxCandidateSequences ?? DEFAULT_MAX_CANDIDATE_SEQUENCES;
+  // Triton's direct strategy: a slot per batch row of each instance.
+  const maxActiveSequences = draft.strategy === 'direct' ? sig.maxBatchSize * instances : draft.maxCandidateSequences ?? DEFAULT_MAX_CANDIDATE_SEQUENCES;
   const preferred = [...new Set(draft.preferredBatchSizes ?? [])].sort((a, b) => a - b);
   if (preferred.some((p) => p > sig.maxBatchSize)) fail(`a preferred_batch_size exceeds max_batch_size ${sig.maxBatchSize}`);
   return {

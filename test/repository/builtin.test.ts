@@ -46,6 +46,9 @@ test('sequence_batching that does not fit its model is refused, naming the contr
     await writeConfig(root, name, 'config.pbtxt', seq(body));
     assert.match((await readModelEntry(root, name)).error, error, body);
   }
+  await writeVersion(root, 'two', '1', buildSampleModel('simple_sequence'));
+  await writeConfig(root, 'two', 'config.pbtxt', 'max_batch_size: 4\ninstance_group [ { count: 3 kind: KIND_CPU } ]\nsequence_batching { }\n');
+  assert.equal((await readModelEntry(root, 'two')).config?.sequenceBatching?.maxActiveSequences, 12, 'direct: max_batch_size slots per instance');
   await writeVersion(root, 'z', '1', buildSampleModel('simple_sequence'));
   await writeConfig(root, 'z', 'config.pbtxt', 'max_batch_size: 0\nsequence_batching { }\n');
   assert.match((await readModelEntry(root, 'z')).error, /max_batch_size >= 1/);

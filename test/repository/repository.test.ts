@@ -34,6 +34,8 @@ void test('the sample repository: every model loads, from pbtxt, JSON and auto-c
   assert.equal(seq.sequenceBatching?.maxActiveSequences, 8);
   const repeat = usable(repo.get('repeat_int32'));
   assert.deepEqual([repeat.backend, repeat.platform, repeat.decoupled, repeat.maxBatchSize], ['repeat', '', true, 0]);
+  // Two instances of an oldest-strategy model; a direct one's slots are max_batch_size per instance.
+  assert.equal(usable(repo.get('simple_dyna_sequence')).sequenceBatching?.maxActiveSequences, 1024);
   const lm = usable(repo.get('tiny_lm'));
   assert.equal(lm.source, 'json');
   assert.deepEqual([lm.generation?.layers, lm.generation?.heads, lm.generation?.headDim, lm.generation?.vocab], [2, 4, 16, 97]);

@@ -152,7 +152,7 @@ async function idleRepository(t: TestContext): Promise<string> {
   await mkdir(join(dir, 'sequence_accumulator', '1'), { recursive: true });
   await copyFile(join(SAMPLE_REPOSITORY, 'sequence_accumulator', '1', 'model.onnx'), join(dir, 'sequence_accumulator', '1', 'model.onnx'));
   const { readFile } = await import('node:fs/promises');
-  const config = (await readFile(join(SAMPLE_REPOSITORY, 'sequence_accumulator', 'config.pbtxt'), 'utf8')).replace('max_sequence_idle_microseconds: 5000000', 'max_sequence_idle_microseconds: 200000');
+  const config = (await readFile(join(SAMPLE_REPOSITORY, 'sequence_accumulator', 'config.pbtxt'), 'utf8')).replace('max_sequence_idle_microseconds: 5000000', 'max_sequence_idle_microseconds: 1000000');
   await writeFile(join(dir, 'sequence_accumulator', 'config.pbtxt'), config);
   return dir;
 }
@@ -163,7 +163,8 @@ test('a sequence idle past max_sequence_idle_microseconds ends: its next request
   const port = s.ports.http;
   assert.equal(restOutput((await rest(port, 'sequence_accumulator', { id: 1, value: 5, start: true, end: false })).body), 5);
   assert.equal(restOutput((await rest(port, 'sequence_accumulator', { id: 1, value: 5, start: false, end: false })).body), 10, 'within the idle time it goes on');
-  await new Promise((r) => setTimeout(r, 600));
+  // Well past the idle time and the reaper's round (a quarter of it).
+  await new Promise((r) => setTimeout(r, 1800));
   const late = await rest(port, 'sequence_accumulator', { id: 1, value: 5, start: false, end: false });
   assert.equal(late.status, 400);
   assert.match(String(late.body['error']), /must specify the START flag/);
