@@ -7,6 +7,7 @@ import { parseArgs } from 'node:util';
 import { parseDuration } from '../options.ts';
 import { modelMetadata } from '../prepare.ts';
 import { generateVariants } from '../workload.ts';
+import { DEVICES, isGpu, providerLabel, type Device } from '../../src/core/device.ts';
 import { latencyFloor } from './floor.ts';
 import type { Section } from './markdown.ts';
 import type { BenchTiming, ModelWorkload } from './measure.ts';
@@ -22,7 +23,7 @@ import { warmUp } from './warmup.ts';
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 const SECTIONS = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i'] as const;
 
-const USAGE = `Usage: npm run bench [-- --quick] [--repeats N] [--duration T] [--warmup T] [--only a,b,...] [--out FILE]
+const USAGE = `Usage: npm run bench [-- --quick] [--repeats N] [--duration T] [--warmup T] [--only a,b,...] [--device D] [--out FILE]
 
 Runs every benchmark comparison side by side (medians of repeated runs) and writes docs/benchmarks.md:
 (a) batching on vs max batch size 1 vs a naive server, (b) P50 at one client, (c) worker busy fraction,
@@ -34,6 +35,8 @@ CPU per request and sluice's per-stage breakdown from its traces; a neighbour se
 --quick: one repeat of short steps (about a minute), marked as a smoke run in the output.
 --only g: that section alone (any comma-separated list of a..i); the file then holds only those
   (give --out FILE to leave docs/benchmarks.md as it is).
+--device cuda|webgpu: sluice's workers run on that provider, and fail rather than fall back to the CPU
+  (the naive server stays on the CPU: it is the baseline).
 `;
 
 function machine(): string {
@@ -64,16 +67,22 @@ async function mlpRepository(config: string): Promise<string> {
 /** Batches capped at one row: "the same gateway with batching off". */
 const UNBATCHED_CONFIG = 'name: "mlp"\nmax_batch_size: 1\n';
 
-const sluiceFlags = (repo: string): string[] => ['--host', '127.0.0.1', '--http-port', '0', '--grpc-port', '0', '--metrics-port', '0', '--model-repository', repo, '--log-level', 'warn'];
+let device: Device = 'cpu';
+const sluiceFlags = (repo: string): string[] => [
+  ...['--host', '127.0.0.1', '--http-port', '0', '--grpc-port', '0', '--metrics-port', '0', '--model-repository', repo, '--log-level', 'warn'],
+  ...(isGpu(device) ? ['--device', device, '--cuda-fallback', 'fail'] : []),
+];
 
 /** `npm run bench [-- flags]`: starts the servers, runs the comparisons, writes the markdown. */
 export async function runBench(argv: string[]): Promise<number> {
-  const { values } = parseArgs({ args: argv, options: { quick: { type: 'boolean' }, repeats: { type: 'string' }, duration: { type: 'string' }, warmup: { type: 'string' }, only: { type: 'string' }, out: { type: 'string' }, help: { type: 'boolean' } } });
+  const { values } = parseArgs({ args: argv, options: { quick: { type: 'boolean' }, repeats: { type: 'string' }, duration: { type: 'string' }, warmup: { type: 'string' }, only: { type: 'string' }, device: { type: 'string' }, out: { type: 'string' }, help: { type: 'boolean' } } });
   if (values.help) {
     process.stdout.write(USAGE);
     return 0;
   }
   const quick = values.quick === true;
+  if (values.device !== undefined && !(DEVICES as readonly string[]).includes(values.device)) throw new Error(`--device ${values.device}: the devices are ${DEVICES.join(', ')}`);
+  device = (values.device ?? 'cpu') as Device;
   const only = new Set((values.only ?? SECTIONS.join(',')).split(',').map((s) => s.trim()));
   const unknown = [...only].filter((id) => !(SECTIONS as readonly string[]).includes(id));
   if (unknown.length > 0) throw new Error(`--only ${unknown.join(',')}: the sections are ${SECTIONS.join(', ')}`);
@@ -189,6 +198,7 @@ export async function runBench(argv: string[]): Promise<number> {
       ? '> **Smoke run** (`--quick`: one repeat of 1 s steps) on a machine shared with other work at the time. These numbers show that the suite runs end to end; they are not a measure of sluice. `npm run bench` (3 repeats of 5 s steps, about 10 minutes) on a quiet machine replaces this file.\n'
       : '',
     `- Machine: ${machine()}`,
+    ...(isGpu(device) ? [`- Device: sluice's workers on the ${providerLabel(device)} provider (--cuda-fallback fail); the naive server on the CPU`] : []),
     `- Command: \`${command}\``,
     `- Date: ${started.toISOString()}; the run took ${seconds.toFixed(0)} s`,
     '- What these numbers mean, where the time goes and what limits them on this machine: [performance.md](performance.md) (written by hand, not by the suite).',
