@@ -13,6 +13,7 @@ import type { Section } from './markdown.ts';
 import type { BenchTiming, ModelWorkload } from './measure.ts';
 import { fairnessComparison, FAIRNESS_FLAGS, FAIRNESS_MODEL_CONFIG, writeFairnessAuth } from './fairness.ts';
 import { QUEUE_BUDGET_CONFIG } from './overload.ts';
+import { sharedWorkersComparison } from './gateways.ts';
 import { generationComparison, tinyLmRepository, type GenerationServer } from './generation.ts';
 import { startServerProcess, type ServerProcess } from './processes.ts';
 import { batchingThroughput, oneClientLatency, overhead, protocols, workerBusy, type BenchEnv } from './sections.ts';
@@ -21,7 +22,7 @@ import { traceFlags } from './stages.ts';
 import { warmUp } from './warmup.ts';
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url));
-const SECTIONS = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i'] as const;
+const SECTIONS = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'j'] as const;
 
 const USAGE = `Usage: npm run bench [-- --quick] [--repeats N] [--duration T] [--warmup T] [--only a,b,...] [--device D] [--out FILE]
 
@@ -31,9 +32,10 @@ Runs every benchmark comparison side by side (medians of repeated runs) and writ
 (g) the latency floor: sluice vs the naive server vs a bare echo (REST JSON, binary, gRPC), open loop, with server
 CPU per request and sluice's per-stage breakdown from its traces; a neighbour sending 60 MB bodies; overload at 3x,
 (h) fair queuing: a steady tenant's P99 alone and beside a tenant flooding at 5x its share, with and without fair queuing,
-(i) generation: continuous batching vs one sequence at a time (32 conversations), and a second turn's time to first token.
+(i) generation: continuous batching vs one sequence at a time (32 conversations), and a second turn's time to first token,
+(j) two gateways sharing two worker hosts vs one gateway over both: throughput, and the most each host held against its bound.
 --quick: one repeat of short steps (about a minute), marked as a smoke run in the output.
---only g: that section alone (any comma-separated list of a..i); the file then holds only those
+--only g: that section alone (any comma-separated list of a..j); the file then holds only those
   (give --out FILE to leave docs/benchmarks.md as it is).
 --device cuda|webgpu: sluice's workers run on that provider, and fail rather than fall back to the CPU
   (the naive server stays on the CPU: it is the baseline).
@@ -104,8 +106,8 @@ export async function runBench(argv: string[]): Promise<number> {
       timing.log(`(${id}) ${title}`);
       sections.push(await fn());
     };
-    // Sections a..g share these servers; (h) and (i) start their own and run without them.
-    if ([...only].some((id) => id !== 'h' && id !== 'i')) {
+    // Sections a..g share these servers; (h), (i) and (j) start their own and run without them.
+    if ([...only].some((id) => !['h', 'i', 'j'].includes(id))) {
       const repo = await mlpRepository(UNBATCHED_CONFIG);
       temporary.push(repo);
       const budgetRepo = await mlpRepository(QUEUE_BUDGET_CONFIG);
@@ -185,6 +187,10 @@ export async function runBench(argv: string[]): Promise<number> {
       }
       return { title: '(i) Generation: continuous batching vs one sequence at a time, and prefix reuse', body: await generationComparison(servers3[0]!, servers3[1]!, timing) };
     });
+    await run('j', 'two gateways sharing two worker hosts', async () => ({
+      title: '(j) Many gateways, one worker pool: two gateways sharing two worker hosts vs one gateway (mlp, REST JSON)',
+      body: await sharedWorkersComparison(join(ROOT, 'models'), sluiceFlags, timing),
+    }));
   } finally {
     for (const s of servers.reverse()) await s.stop();
     for (const dir of temporary) await rm(dir, { recursive: true, force: true });

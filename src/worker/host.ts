@@ -108,6 +108,8 @@ class Host implements WorkerHost {
   #server: Server;
   #queue: QueuedBatch[] = [];
   #pumping = false;
+  /** The most batches held at once (queued plus in the thread) since the host started. */
+  #heldPeak = 0;
   /** Batches handed to the ORT thread whose answers have not come back. */
   #inThread = 0;
   #fatal: SluiceError | undefined;
@@ -268,6 +270,7 @@ class Host implements WorkerHost {
       warmupRuns: s.warmupRuns,
       // The batch handed to the thread ahead of the running one still waits: it counts as queued.
       queuedBatches: this.#queue.length + Math.max(0, this.#inThread - 1),
+      heldBatches: { bound: (this.#opts.maxQueuedBatches ?? DEFAULT_MAX_QUEUED_BATCHES) + THREAD_DEPTH, peak: this.#heldPeak },
     };
   }
 
@@ -298,6 +301,7 @@ class Host implements WorkerHost {
       return;
     }
     this.#queue.push(batch);
+    this.#heldPeak = Math.max(this.#heldPeak, this.#held());
     this.#pump();
   }
 

@@ -66,6 +66,11 @@ export interface WorkerHealth {
   readonly warmupRuns: number;
   /** Batches accepted and waiting behind the running one. */
   readonly queuedBatches: number;
+  /**
+   * A worker host's bound on the batches it holds for all its gateways together (queued plus in the
+   * ORT thread) and the most it has held at once since it started; absent for in-process workers.
+   */
+  readonly heldBatches?: { readonly bound: number; readonly peak: number };
 }
 
 /** POST /load and POST /unload request body. */

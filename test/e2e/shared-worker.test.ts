@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { request } from 'undici';
 import { SAMPLE_REPOSITORY, startTestSluice } from '../helpers/sluice.ts';
-import { spawnWorker } from '../worker/helpers.ts';
+import { health, poolFor, spawnWorker } from '../worker/helpers.ts';
 
 function mlpRequest(seed: number): string {
   const data = Array.from({ length: 4 * 784 }, (_, i) => ((i * 7 + seed) % 100) / 100);
@@ -50,5 +50,11 @@ test('two gateways oversubscribing one worker host: the host says busy, the gate
     assert.equal(await metric(g.ports.metrics, /^sluice_worker_up\{[^}]*\} (\S+)$/), 1, 'the worker was never ejected for being busy');
   }
   assert.ok(busy > 0, 'the host refused some batches as busy');
+  const pool = poolFor(worker.address);
+  const held = (await health(pool)).heldBatches;
+  await pool.close();
+  assert.ok(held, 'a worker host reports what it held');
+  assert.equal(held.bound, 3, 'one queued plus two in the ORT thread');
+  assert.ok(held.peak <= held.bound && held.peak >= 2, `the host never held more than its bound (peak ${held.peak} of ${held.bound})`);
   t.diagnostic(`${busy} busy answers over ${sent} requests`);
 });
