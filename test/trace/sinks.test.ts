@@ -39,7 +39,7 @@ function assertOrdered(trace: FileTrace): void {
   }
 }
 
-void test('trace mode triton: a gateway with trace_level TIMESTAMPS writes Triton-shaped traces of REST and gRPC requests at close', { timeout: 60_000 }, async (t) => {
+void test('trace mode triton: a gateway with trace_level TIMESTAMPS writes Triton-shaped traces of REST, gRPC and gRPC stream requests at close', { timeout: 60_000 }, async (t) => {
   const file = join(tempDir(t), 'trace.json');
   const sluice = await startTestSluice(t, ['--trace-config', 'level=TIMESTAMPS', '--trace-rate', '1', '--trace-file', file]);
   const http = h1Client(`http://127.0.0.1:${sluice.ports.http}`);
@@ -50,14 +50,23 @@ void test('trace mode triton: a gateway with trace_level TIMESTAMPS writes Trito
   assert.equal(bad.status, 400);
   const grpc = connectGrpc(t, sluice.ports.grpc);
   await grpc.call('ModelInfer', grpcSimpleRequest(range16(0), range16(1), { id: 'grpc-1' }));
+  // ModelStreamInfer takes the streaming path (answers as they come): traced alike.
+  const stream = grpc.stream();
+  const streamed = new Promise<unknown>((resolve, reject) => {
+    stream.once('data', resolve);
+    stream.once('error', reject);
+  });
+  stream.write(grpcSimpleRequest(range16(2), range16(3), { id: 'stream-1' }));
+  assert.equal(((await streamed) as { error_message: string }).error_message, '');
+  stream.end();
   grpc.close();
   await http.close();
   await sluice.close();
 
   const traces = JSON.parse(readFileSync(file, 'utf8')) as FileTrace[];
-  assert.equal(traces.length, 3, JSON.stringify(traces));
-  assert.deepEqual(traces.map((x) => x.id).sort(), [1, 2, 3]);
-  for (const id of ['rest-1', 'grpc-1']) {
+  assert.equal(traces.length, 4, JSON.stringify(traces));
+  assert.deepEqual(traces.map((x) => x.id).sort(), [1, 2, 3, 4]);
+  for (const id of ['rest-1', 'grpc-1', 'stream-1']) {
     const trace = traces.find((x) => x.request_id === id);
     assert.ok(trace, `no trace of ${id}`);
     assert.equal(trace.model_name, 'simple');

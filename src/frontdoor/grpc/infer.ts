@@ -124,7 +124,18 @@ async function runOne(deps: InferDeps, call: CallAccess, msg: ModelInferRequestM
     };
     if (emit && !plan) {
       // On a stream, through inferStream: a decoupled model's answers go out one by one as they come.
-      await deps.service.inferStream(traced(decoded), (r, final) => emit(encodeInferResponse(r), final));
+      let identified = false;
+      await deps.service.inferStream(traced(decoded), (r, final) => {
+        if (!identified) trace?.identify('', r.version);
+        identified = true;
+        const encoded = encodeInferResponse(r);
+        if (final) {
+          trace?.mark('ENCODE_END');
+          worker = r.worker;
+          batchRows = r.batchRows;
+        }
+        emit(encoded, final);
+      });
       outcome = { ok: true };
     } else {
       const { response, written } = await inferWithSharedMemory(deps.sharedMemory, plan, decoded, (withData) => deps.service.infer(traced(withData)));
