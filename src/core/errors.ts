@@ -6,6 +6,7 @@
 export type ErrorKind =
   | 'INVALID_ARG'
   | 'NOT_FOUND'
+  | 'ALREADY_EXISTS'
   | 'UNAVAILABLE'
   | 'RESOURCE_EXHAUSTED'
   | 'DEADLINE_EXCEEDED'
@@ -140,8 +141,7 @@ export const RateLimited = define('SLUICE_RATE_LIMITED', 'RATE_LIMITED', (tenant
 
 // --- system shared memory (docs/protocol.md, shared-memory extension) ---
 export const ShmRegionNotFound = define('SLUICE_SHM_REGION_NOT_FOUND', 'NOT_FOUND', (region: string) => `Unable to find system shared memory region: '${region}'; register it first`);
-// Triton answers ALREADY_EXISTS (HTTP 400); sluice has no such kind, and INVALID_ARG keeps the HTTP status.
-export const ShmRegionExists = define('SLUICE_SHM_REGION_EXISTS', 'INVALID_ARG', (region: string) => `shared memory region '${region}' already in manager: unregister it first`);
+export const ShmRegionExists = define('SLUICE_SHM_REGION_EXISTS', 'ALREADY_EXISTS', (region: string) => `shared memory region '${region}' already in manager: unregister it first`);
 export const InvalidShmKey = define('SLUICE_INVALID_SHM_KEY', 'INVALID_ARG', (key: string, reason: string) => `invalid shared-memory key '${key}': ${reason}`);
 export const ShmKeyNotFound = define('SLUICE_SHM_KEY_NOT_FOUND', 'NOT_FOUND', (region: string, key: string, path: string) => `failed to register shared memory region '${region}': no shared-memory object '${key}' (${path}); create it with shm_open first`);
 export const ShmOutOfBounds = define('SLUICE_SHM_OUT_OF_BOUNDS', 'INVALID_ARG', (what: string, offset: number, byteSize: number, size: number, of: string) => `${what}: offset ${offset} + byte_size ${byteSize} runs past the end of ${of} (${size} bytes)`);

@@ -5,7 +5,7 @@ import type { ErrorKind } from './errors.ts';
  * door and the worker protocol), so an error has the same status wherever it is answered over HTTP.
  *
  * Triton's HTTP frontend maps its error codes as: INTERNAL 500, NOT_FOUND 404, UNAVAILABLE 503,
- * UNSUPPORTED 501, everything else 400. A full queue is UNAVAILABLE in Triton, hence 503 for
+ * UNSUPPORTED 501, everything else 400 (ALREADY_EXISTS too). A full queue is UNAVAILABLE in Triton, hence 503 for
  * RESOURCE_EXHAUSTED too. Kinds Triton lacks get the status a proxy or client library expects: an
  * expired deadline is 504 (sluice is a gateway), a request the client abandoned is 499 (nginx's
  * "client closed request"; the client never reads it, but logs and metrics do). Authentication
@@ -15,6 +15,7 @@ import type { ErrorKind } from './errors.ts';
 const HTTP_STATUS: Readonly<Record<ErrorKind, number>> = {
   INVALID_ARG: 400,
   NOT_FOUND: 404,
+  ALREADY_EXISTS: 400,
   UNAVAILABLE: 503,
   RESOURCE_EXHAUSTED: 503,
   DEADLINE_EXCEEDED: 504,

@@ -268,7 +268,8 @@ export class Metrics {
 /** Maps an error kind to the status label. */
 export function statusOfKind(kind: string, code?: string): RequestStatus {
   switch (kind) {
-    case 'INVALID_ARG': return 'invalid';
+    case 'INVALID_ARG':
+    case 'ALREADY_EXISTS': return 'invalid';
     case 'NOT_FOUND': return 'not_found';
     // Only a full queue (or the gateway's request memory) is load shedding; a model too large for a
     // worker's memory budget is a capacity problem.

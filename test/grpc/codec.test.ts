@@ -248,6 +248,7 @@ describe('status mapping', () => {
     const expected: Record<ErrorKind, status> = {
       INVALID_ARG: status.INVALID_ARGUMENT,
       NOT_FOUND: status.NOT_FOUND,
+      ALREADY_EXISTS: status.ALREADY_EXISTS,
       UNAVAILABLE: status.UNAVAILABLE,
       RESOURCE_EXHAUSTED: status.RESOURCE_EXHAUSTED,
       DEADLINE_EXCEEDED: status.DEADLINE_EXCEEDED,

@@ -88,7 +88,7 @@ void test('system shared memory over gRPC: register, status, infer from and into
   });
 
   await t.test('errors: register twice, bounds, sizes, unknown region, too-small output', async () => {
-    await expectStatus(c.call('SystemSharedMemoryRegister', { name: 'in', key, offset: 0, byte_size: 8 }), status.INVALID_ARGUMENT, "shared memory region 'in' already in manager");
+    await expectStatus(c.call('SystemSharedMemoryRegister', { name: 'in', key, offset: 0, byte_size: 8 }), status.ALREADY_EXISTS, "shared memory region 'in' already in manager");
     await expectStatus(c.call('SystemSharedMemoryRegister', { name: 'far', key, offset: 250, byte_size: 8 }), status.INVALID_ARGUMENT, 'offset 250 + byte_size 8 runs past the end', '(256 bytes)');
     await expectStatus(c.call('SystemSharedMemoryRegister', { name: 'ghost', key: `/sluice_test_${process.pid}_absent`, offset: 0, byte_size: 8 }), status.NOT_FOUND, 'no shared-memory object');
     await expectStatus(c.call('SystemSharedMemoryRegister', { name: 'esc', key: 'a/b', offset: 0, byte_size: 8 }), status.INVALID_ARGUMENT, "invalid shared-memory key 'a/b'");

@@ -6,6 +6,7 @@ export function grpcStatusOf(kind: ErrorKind): status {
   switch (kind) {
     case 'INVALID_ARG': return status.INVALID_ARGUMENT;
     case 'NOT_FOUND': return status.NOT_FOUND;
+    case 'ALREADY_EXISTS': return status.ALREADY_EXISTS;
     case 'UNAVAILABLE': return status.UNAVAILABLE;
     case 'RESOURCE_EXHAUSTED': return status.RESOURCE_EXHAUSTED;
     case 'DEADLINE_EXCEEDED': return status.DEADLINE_EXCEEDED;
