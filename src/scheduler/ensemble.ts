@@ -21,6 +21,11 @@ export interface EnsembleRun {
   readonly rows: number;
   readonly stats: ModelStatsRecorder;
   readonly infer: StepInfer;
+  /**
+   * Priority levels of a step's model (its config's priority_levels, at least 1), or undefined when it
+   * cannot be read (the step's own request then answers why).
+   */
+  readonly levelsOf: (model: string, version: string) => number | undefined;
 }
 
 /** Whether every tensor a step reads already exists. */
@@ -32,22 +37,25 @@ function runnable(step: EnsembleStep, tensors: ReadonlyMap<string, Tensor>): boo
 /**
  * The step's request: its inputs renamed from ensemble tensors to the step model's names. It arrives
  * now, so the step model's queue statistics are its own; a timeout of the ensemble request passes on
- * as what is left of it, and priority is the step model's default (levels differ between models).
+ * as what is left of it. The ensemble request's priority passes on where the step model has that level;
+ * where it has fewer levels, the step runs at its model's default, as Triton's ensembles do.
  */
-function stepRequest(request: InferRequest, step: EnsembleStep, tensors: ReadonlyMap<string, Tensor>, signal: AbortSignal): InferRequest {
+function stepRequest(run: EnsembleRun, request: InferRequest, step: EnsembleStep, tensors: ReadonlyMap<string, Tensor>, signal: AbortSignal): InferRequest {
   const now = performance.now();
   let timeoutUs = 0;
   if (request.timeoutUs > 0) {
     timeoutUs = Math.ceil(request.timeoutUs - (now - request.arrivalMs) * 1000);
     if (timeoutUs <= 0) throw RequestTimeout(request.model, request.timeoutUs);
   }
+  const version = step.modelVersion > 0 ? String(step.modelVersion) : '';
+  const levels = request.priority > 0 ? run.levelsOf(step.modelName, version) : undefined;
   return {
     id: request.id,
     model: step.modelName,
-    version: step.modelVersion > 0 ? String(step.modelVersion) : '',
+    version,
     inputs: Object.entries(step.inputMap).map(([name, t]) => ({ ...tensors.get(t)!, name })),
     outputs: Object.keys(step.outputMap),
-    priority: 0,
+    priority: levels !== undefined && request.priority <= levels ? request.priority : 0,
     timeoutUs,
     arrivalMs: now,
     signal,
@@ -61,7 +69,8 @@ function stepRequest(request: InferRequest, step: EnsembleStep, tensors: Readonl
  * steps run at once. The first step to fail fails the request with its own error (code and kind),
  * and the steps still running are cancelled; cancelling the ensemble request cancels them too.
  */
-async function runSteps(request: InferRequest, steps: readonly EnsembleStep[], tensors: Map<string, Tensor>, infer: StepInfer): Promise<void> {
+async function runSteps(run: EnsembleRun, request: InferRequest, steps: readonly EnsembleStep[], tensors: Map<string, Tensor>): Promise<void> {
+  const { infer } = run;
   if (request.signal?.aborted === true) throw RequestCancelled(request.model);
   const abort = new AbortController();
   const cancel = (): void => abort.abort();
@@ -83,7 +92,7 @@ async function runSteps(request: InferRequest, steps: readonly EnsembleStep[], t
           started.add(i);
           let req: InferRequest;
           try {
-            req = stepRequest(request, step, tensors, abort.signal);
+            req = stepRequest(run, request, step, tensors, abort.signal);
           } catch (e) {
             failWith(e);
             return;
@@ -120,7 +129,7 @@ export async function runEnsemble(run: EnsembleRun, request: InferRequest): Prom
   const tensors = new Map<string, Tensor>(request.inputs.map((t) => [t.name, t]));
   const started = performance.now();
   try {
-    await runSteps(request, config.ensembleScheduling?.steps ?? [], tensors, run.infer);
+    await runSteps(run, request, config.ensembleScheduling?.steps ?? [], tensors);
   } catch (e) {
     stats.fail(nsBetween(request.arrivalMs, performance.now()));
     throw e;

@@ -28,6 +28,7 @@ import { RequestMemory } from './memory.ts';
 import { ReadyList } from './ready-list.ts';
 import { activeSequences, queueDepths, queueLimits, repositoryIndexOf } from './table-views.ts';
 import { validateRequest } from './validate.ts';
+import { levelCount } from './policy.ts';
 import { EXTENSIONS, packageVersion } from './server-info.ts';
 import { checkVersion, configOf, metadataOf, slotOf, statsOf } from './lookup.ts';
 
@@ -230,7 +231,7 @@ export class GatewayService implements InferenceService {
       const cache = this.#cache;
       // An ensemble request is never cached itself (its steps may be): it runs its steps here.
       const response = v.config!.ensembleScheduling !== undefined
-        ? await runEnsemble({ config: v.config!, version: v.version, rows: plan.rows, stats: this.#table.statsFor(request.model, v.version), infer: (r) => this.#infer(r, true) }, request)
+        ? await runEnsemble({ config: v.config!, version: v.version, rows: plan.rows, stats: this.#table.statsFor(request.model, v.version), infer: (r) => this.#infer(r, true), levelsOf: (m, ver) => this.#levelsOf(m, ver) }, request)
         : cache !== undefined && v.config!.responseCache?.enable === true
         ? await cache.serve(this.#cacheTarget(request.model, v), request, plan, () => v.batcher!.enqueue(request, plan))
         : await v.batcher!.enqueue(request, plan);
@@ -336,6 +337,15 @@ export class GatewayService implements InferenceService {
     const asking = [...this.#table.slots()].filter((s) => s.entry?.config?.responseCache?.enable === true).map((s) => s.name).sort();
     if (this.#cache) logger.info({ sizeBytes: config.responseCache.sizeBytes, models: asking }, 'response cache is on');
     else if (asking.length > 0) logger.warn({ models: asking }, 'these models enable response_cache, but the gateway has no response cache (no --cache-config): their answers are not cached');
+  }
+
+  /** A model's priority levels, for an ensemble step; undefined where its config cannot be read. */
+  #levelsOf(model: string, version: string): number | undefined {
+    try {
+      return levelCount(configOf(this.#table, model, version).config);
+    } catch {
+      return undefined;
+    }
   }
 
   /** An accepted request was answered: the last one wakes a drain. */

@@ -35,6 +35,9 @@ function request(signal?: AbortSignal): InferRequest {
   return { id: 'r', model: 'd', version: '', inputs: [{ name: 'X', datatype: 'FP32', shape: [1], data: f32(3) }], outputs: [], priority: 0, timeoutUs: 0, arrivalMs: performance.now(), protocol: 'http', ...(signal && { signal }) };
 }
 
+/** Every step model has one priority level, except 'left' with three. */
+const levelsOf = (model: string): number => (model === 'left' ? 3 : 1);
+
 const answer = (r: InferRequest, v: number): InferResponse => ({ id: r.id, model: r.model, version: '1', outputs: [{ name: 'O', datatype: 'FP32', shape: [1], data: f32(v) }] });
 
 test('steps run in dataflow order, independent ones at once, and the outputs are mapped back', async () => {
@@ -55,7 +58,7 @@ test('steps run in dataflow order, independent ones at once, and the outputs are
     return answer(r, value(r, 'L') + value(r, 'R'));
   };
   const stats = new ModelStatsRecorder('d', '1');
-  const res = await runEnsemble({ config, version: '1', rows: 1, stats, infer }, request());
+  const res = await runEnsemble({ config, version: '1', rows: 1, stats, infer, levelsOf }, request());
   assert.deepEqual(order, ['split', 'left', 'right', 'join']);
   assert.equal(most, 2, 'left and right ran at the same time');
   assert.deepEqual(res.outputs.map((o) => o.name), ['Y']);
@@ -75,7 +78,7 @@ test('the first failing step fails the request with its own error and cancels th
     return answer(r, 1);
   };
   const stats = new ModelStatsRecorder('d', '1');
-  await assert.rejects(runEnsemble({ config: diamond(), version: '1', rows: 1, stats, infer }, request()), (e: Error & { code?: string; kind?: string }) => e.code === WorkerFailed.code && e.kind === 'UNAVAILABLE' && /boom/.test(e.message));
+  await assert.rejects(runEnsemble({ config: diamond(), version: '1', rows: 1, stats, infer, levelsOf }, request()), (e: Error & { code?: string; kind?: string }) => e.code === WorkerFailed.code && e.kind === 'UNAVAILABLE' && /boom/.test(e.message));
   assert.equal(rightSignal?.aborted, true, 'the sibling step was cancelled');
   assert.equal(stats.snapshot().fail.count, 1);
   assert.equal(stats.snapshot().success.count, 0);
@@ -89,16 +92,16 @@ test('cancelling the ensemble request cancels its steps and answers as cancelled
     r.signal!.addEventListener('abort', () => reject(RequestCancelled(r.model)));
     if (r.model === 'split') setTimeout(() => resolve(answer(r, 1)), 1);
   });
-  const run = runEnsemble({ config: diamond(), version: '1', rows: 1, stats: new ModelStatsRecorder('d', '1'), infer }, request(controller.signal));
+  const run = runEnsemble({ config: diamond(), version: '1', rows: 1, stats: new ModelStatsRecorder('d', '1'), infer, levelsOf }, request(controller.signal));
   // Wait until the two middle steps are running, then cancel.
   while (seen.length < 3) await new Promise((resolve) => setTimeout(resolve, 1));
   controller.abort();
   await assert.rejects(run, (e: Error & { code?: string }) => e.code === RequestCancelled.code && /model 'd'/.test(e.message));
   assert.ok(seen.every((s) => s.aborted));
-  await assert.rejects(runEnsemble({ config: diamond(), version: '1', rows: 1, stats: new ModelStatsRecorder('d', '1'), infer }, request(controller.signal)), (e: Error & { code?: string }) => e.code === RequestCancelled.code);
+  await assert.rejects(runEnsemble({ config: diamond(), version: '1', rows: 1, stats: new ModelStatsRecorder('d', '1'), infer, levelsOf }, request(controller.signal)), (e: Error & { code?: string }) => e.code === RequestCancelled.code);
   // An invalid step request is that step's error, unchanged.
   const bad = (r: InferRequest): Promise<InferResponse> => Promise.reject(InvalidRequest(`bad input for ${r.model}`));
-  await assert.rejects(runEnsemble({ config: diamond(), version: '1', rows: 1, stats: new ModelStatsRecorder('d', '1'), infer: bad }, request()), /bad input for split/);
+  await assert.rejects(runEnsemble({ config: diamond(), version: '1', rows: 1, stats: new ModelStatsRecorder('d', '1'), infer: bad, levelsOf }, request()), /bad input for split/);
 });
 
 test("the ensemble's timeout passes to each step as what is left of it; an expired one runs no step", async () => {
@@ -108,10 +111,25 @@ test("the ensemble's timeout passes to each step as what is left of it; an expir
     return Promise.resolve(answer(r, r.model === 'join' ? value(r, 'L') : value(r, 'I')));
   };
   const stats = new ModelStatsRecorder('d', '1');
-  await runEnsemble({ config: diamond(), version: '1', rows: 1, stats, infer }, { ...request(), timeoutUs: 1_000_000, arrivalMs: performance.now() - 100 });
+  await runEnsemble({ config: diamond(), version: '1', rows: 1, stats, infer, levelsOf }, { ...request(), timeoutUs: 1_000_000, arrivalMs: performance.now() - 100 });
   assert.equal(seen.length, 4);
   assert.ok(seen.every((us) => us > 0 && us <= 900_000), `step timeouts ${seen.join(', ')}`);
   seen.length = 0;
-  await assert.rejects(runEnsemble({ config: diamond(), version: '1', rows: 1, stats, infer }, { ...request(), timeoutUs: 1000, arrivalMs: performance.now() - 50 }), (e: Error & { code?: string }) => e.code === RequestTimeout.code);
+  await assert.rejects(runEnsemble({ config: diamond(), version: '1', rows: 1, stats, infer, levelsOf }, { ...request(), timeoutUs: 1000, arrivalMs: performance.now() - 50 }), (e: Error & { code?: string }) => e.code === RequestTimeout.code);
   assert.equal(seen.length, 0);
+});
+
+test("the ensemble's priority passes to each step whose model has that level; the others run at their default", async () => {
+  const seen = new Map<string, number>();
+  const infer = (r: InferRequest): Promise<InferResponse> => {
+    seen.set(r.model, r.priority);
+    return Promise.resolve(answer(r, r.model === 'join' ? value(r, 'L') : value(r, 'I')));
+  };
+  const stats = new ModelStatsRecorder('d', '1');
+  await runEnsemble({ config: diamond(), version: '1', rows: 1, stats, infer, levelsOf }, { ...request(), priority: 2 });
+  assert.deepEqual(Object.fromEntries(seen), { split: 0, left: 2, right: 0, join: 0 });
+  await runEnsemble({ config: diamond(), version: '1', rows: 1, stats, infer, levelsOf }, { ...request(), priority: 1 });
+  assert.deepEqual(Object.fromEntries(seen), { split: 1, left: 1, right: 1, join: 1 });
+  await runEnsemble({ config: diamond(), version: '1', rows: 1, stats, infer, levelsOf: () => undefined }, { ...request(), priority: 1 });
+  assert.deepEqual(Object.fromEntries(seen), { split: 0, left: 0, right: 0, join: 0 }, 'a step model whose levels cannot be read runs at its default');
 });
