@@ -129,18 +129,22 @@ export class GatewayService implements InferenceService {
   }
 
   modelReady(name: string, version: string): boolean {
+    return !this.#draining && this.#versionReady(name, version);
+  }
+
+  /** Whether the version is loaded and, for an ensemble, the models of all its steps are ready. */
+  #versionReady(name: string, version: string): boolean {
     const slot = this.#table.get(name);
-    if (!slot || this.#draining) return false;
+    if (!slot) return false;
     const v = version === '' ? [...slot.versions.values()].find((x) => x.state === 'READY') : slot.versions.get(version);
     if (v?.state !== 'READY') return false;
-    // An ensemble is ready when the models of all its steps are.
-    return v.config?.ensembleScheduling?.steps.every((s) => this.modelReady(s.modelName, s.modelVersion > 0 ? String(s.modelVersion) : '')) ?? true;
+    return v.config?.ensembleScheduling?.steps.every((s) => this.#versionReady(s.modelName, s.modelVersion > 0 ? String(s.modelVersion) : '')) ?? true;
   }
 
   async repositoryIndex(readyOnly: boolean): Promise<readonly RepositoryIndexEntry[]> {
     // A fresh scan, so models added to the repository since start show up (as Triton's index does).
     await this.#table.scan().catch((e: unknown) => this.#o.logger.warn({ err: String(e) }, 'repository scan failed'));
-    return repositoryIndexOf(this.#table.slots(), readyOnly);
+    return repositoryIndexOf(this.#table.slots(), readyOnly, (m, ver) => this.#versionReady(m, ver));
   }
 
   async loadModel(name: string, options: { readonly config?: string } = {}): Promise<void> {

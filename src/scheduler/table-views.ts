@@ -49,7 +49,7 @@ export function* activeSequences(slots: Iterable<ModelSlot>): IterableIterator<r
 }
 
 /** The repository extension's index: every model by name, each version with its state (ready ones only when asked). */
-export function repositoryIndexOf(slots: Iterable<ModelSlot>, readyOnly: boolean): RepositoryIndexEntry[] {
+export function repositoryIndexOf(slots: Iterable<ModelSlot>, readyOnly: boolean, ready: (name: string, version: string) => boolean): RepositoryIndexEntry[] {
   const out: RepositoryIndexEntry[] = [];
   const names = [...slots].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   for (const slot of names) {
@@ -59,8 +59,11 @@ export function repositoryIndexOf(slots: Iterable<ModelSlot>, readyOnly: boolean
       continue;
     }
     for (const v of versions) {
-      if (readyOnly && v.state !== 'READY') continue;
-      out.push({ name: slot.name, version: v.version, state: v.state, reason: v.reason });
+      // A loaded ensemble serves only while the models of all its steps are ready, as its ready endpoint says.
+      const down = v.state === 'READY' ? v.config?.ensembleScheduling?.steps.find((s) => !ready(s.modelName, s.modelVersion > 0 ? String(s.modelVersion) : '')) : undefined;
+      const state = down ? 'UNAVAILABLE' : v.state;
+      if (readyOnly && state !== 'READY') continue;
+      out.push({ name: slot.name, version: v.version, state, reason: down ? `step model '${down.modelName}' is not ready` : v.reason });
     }
   }
   return out;

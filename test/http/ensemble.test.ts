@@ -44,8 +44,8 @@ async function inferBinary(port: number, model: string, inputs: Record<string, W
   return out;
 }
 
-async function getJson(port: number, path: string, method: 'GET' | 'POST' = 'GET'): Promise<{ status: number; json: Json }> {
-  const res = await request(`http://127.0.0.1:${port}${path}`, { method });
+async function getJson(port: number, path: string, method: 'GET' | 'POST' = 'GET', body?: object): Promise<{ status: number; json: Json }> {
+  const res = await request(`http://127.0.0.1:${port}${path}`, { method, ...(body && { body: JSON.stringify(body), headers: { 'content-type': 'application/json' } }) });
   const text = await res.body.text();
   return { status: res.statusCode, json: text === '' ? {} : (JSON.parse(text) as Json) };
 }
@@ -216,6 +216,10 @@ test('loading an ensemble through the repository API loads its step models', asy
   // A step unloaded on its own leaves the ensemble not ready, and its requests fail with the step's error.
   assert.equal((await request(`http://127.0.0.1:${port}/v2/repository/models/postprocess/unload`, { method: 'POST' })).statusCode, 200);
   assert.equal((await request(`http://127.0.0.1:${port}/v2/models/mlp_pipeline/ready`)).statusCode, 400);
+  const index = (await getJson(port, '/v2/repository/index', 'POST')).json as unknown as { name: string; state: string; reason: string }[];
+  assert.deepEqual(index.find((e) => e.name === 'mlp_pipeline'), { name: 'mlp_pipeline', version: '1', state: 'UNAVAILABLE', reason: "step model 'postprocess' is not ready" }, 'the index says what the ready endpoint says');
+  const readyIndex = (await getJson(port, '/v2/repository/index', 'POST', { ready: true })).json as unknown as { name: string }[];
+  assert.ok(!readyIndex.some((e) => e.name === 'mlp_pipeline'), 'a ready-only index leaves it out');
   const res = await request(`http://127.0.0.1:${port}/v2/models/mlp_pipeline/infer`, { method: 'POST', body: JSON.stringify({ inputs: [{ name: 'IMAGE', datatype: 'UINT8', shape: [1, 784], data: [...pixels(1)] }] }) });
   const body = (await res.body.json()) as { error: string; code: string };
   assert.equal(res.statusCode, 503);
