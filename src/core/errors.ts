@@ -69,6 +69,8 @@ export const ModelNotReady = define('SLUICE_MODEL_NOT_READY', 'UNAVAILABLE', (mo
 export const InvalidModelName = define('SLUICE_INVALID_MODEL_NAME', 'INVALID_ARG', (name: string) => `invalid model name '${name}': names use letters, digits, '_', '-' and '.' and are not '.' or '..'`);
 export const InvalidVersion = define('SLUICE_INVALID_VERSION', 'INVALID_ARG', (version: string) => `invalid model version '${version}': versions are positive integers`);
 export const ModelLoadFailed = define('SLUICE_MODEL_LOAD_FAILED', 'INTERNAL', (model: string, reason: string) => `failed to load '${model}': ${reason}`);
+// The request's config did not fit the model's files: the request is what was wrong (400, as Triton answers).
+export const ConfigOverrideRejected = define('SLUICE_CONFIG_OVERRIDE_REJECTED', 'INVALID_ARG', (model: string, reason: string) => `failed to load '${model}' with the config override: ${reason}`);
 export const ModelControlDisabled = define('SLUICE_MODEL_CONTROL_DISABLED', 'UNAVAILABLE', () => 'explicit model load / unload is not allowed if polling is enabled or model control mode is none; start sluice with --model-control-mode=explicit');
 export const InvalidModelConfig = define('SLUICE_INVALID_MODEL_CONFIG', 'INVALID_ARG', (where: string, reason: string) => `invalid model configuration ${where}: ${reason}`);
 

@@ -1,5 +1,6 @@
 import type { Config } from '../config/schema.ts';
 import {
+  ConfigOverrideRejected,
   DecoupledModel,
   InvalidModelName,
   ModelControlDisabled,
@@ -160,10 +161,12 @@ export class GatewayService implements InferenceService {
       if (isSluiceError(e) && (e.kind === 'NOT_FOUND' || e.kind === 'INVALID_ARG')) throw e;
       throw ModelLoadFailed(name, e instanceof Error ? e.message : String(e));
     }
-    // A failed reload leaves the model as it was, serving, and says so.
-    if (kept !== undefined) throw ModelLoadFailed(name, kept);
+    // A failed reload leaves the model as it was, serving, and says so. With an override, the override
+    // is what did not fit the files (the same files load without it).
+    const failed = options.config === undefined ? ModelLoadFailed : ConfigOverrideRejected;
+    if (kept !== undefined) throw failed(name, kept);
     const slot = slotOf(this.#table, name);
-    if (![...slot.versions.values()].some((v) => v.state === 'READY')) throw ModelLoadFailed(name, this.#table.whyNotReady(slot));
+    if (![...slot.versions.values()].some((v) => v.state === 'READY')) throw failed(name, this.#table.whyNotReady(slot));
   }
 
   async unloadModel(name: string): Promise<void> {

@@ -43,8 +43,9 @@ test('a load with a config override changes the served config; a bad one keeps t
   assert.equal(badField.status, 400, badField.text);
   assert.match(badField.text, /max_batch_size/);
   const badShape = await load({ config: JSON.stringify({ name: 'simple', max_batch_size: 4, input: [{ name: 'INPUT0', data_type: 'TYPE_INT32', dims: ['7'] }] }) });
-  assert.equal(badShape.status, 500, badShape.text);
-  assert.match(badShape.text, /failed to load 'simple'.*INPUT0.*dim 0.*7.*16/);
+  assert.equal(badShape.status, 400, badShape.text);
+  assert.match(badShape.text, /failed to load 'simple' with the config override.*INPUT0.*dim 0.*7.*16/);
+  assert.match(badShape.text, /SLUICE_CONFIG_OVERRIDE_REJECTED/);
   // Triton's own form of a full override, enums by name and 64-bit integers as strings, is read as config.pbtxt is.
   const full = await load({ config: JSON.stringify({ name: 'simple', max_batch_size: 4, input: [{ name: 'INPUT0', data_type: 'TYPE_INT32', dims: ['16'] }, { name: 'INPUT1', data_type: 'TYPE_INT32', dims: ['16'] }], instance_group: [{ kind: 'KIND_CPU', count: 1 }], dynamic_batching: { default_queue_policy: { timeout_action: 'REJECT', max_queue_size: '64' } } }) });
   assert.equal(full.status, 200, full.text);
