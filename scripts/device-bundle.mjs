@@ -14,7 +14,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 
 const ROOT = fileURLToPath(new URL('../', import.meta.url));
-export const LIMIT_BYTES = 64 * 2 ** 20;
+const LIMIT_BYTES = 64 * 2 ** 20;
 const { values } = parseArgs({ options: { out: { type: 'string' }, cache: { type: 'string' }, 'node-version': { type: 'string' }, 'no-vulkan': { type: 'boolean' } } });
 const out = values.out ?? join(ROOT, '.device-bundle');
 const nodeVersion = values['node-version'] ?? '24.22.3';

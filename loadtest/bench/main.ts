@@ -69,8 +69,7 @@ async function mlpRepository(config: string): Promise<string> {
 /** Batches capped at one row: "the same gateway with batching off". */
 const UNBATCHED_CONFIG = 'name: "mlp"\nmax_batch_size: 1\n';
 
-let device: Device = 'cpu';
-const sluiceFlags = (repo: string): string[] => [
+const sluiceFlagsOn = (device: Device, repo: string): string[] => [
   ...['--host', '127.0.0.1', '--http-port', '0', '--grpc-port', '0', '--metrics-port', '0', '--model-repository', repo, '--log-level', 'warn'],
   ...(isGpu(device) ? ['--device', device, '--cuda-fallback', 'fail'] : []),
 ];
@@ -84,7 +83,8 @@ export async function runBench(argv: string[]): Promise<number> {
   }
   const quick = values.quick === true;
   if (values.device !== undefined && !(DEVICES as readonly string[]).includes(values.device)) throw new Error(`--device ${values.device}: the devices are ${DEVICES.join(', ')}`);
-  device = (values.device ?? 'cpu') as Device;
+  const device = (values.device ?? 'cpu') as Device;
+  const sluiceFlags = (repo: string): string[] => sluiceFlagsOn(device, repo);
   const only = new Set((values.only ?? SECTIONS.join(',')).split(',').map((s) => s.trim()));
   const unknown = [...only].filter((id) => !(SECTIONS as readonly string[]).includes(id));
   if (unknown.length > 0) throw new Error(`--only ${unknown.join(',')}: the sections are ${SECTIONS.join(', ')}`);

@@ -213,7 +213,7 @@ test('Accept-Encoding negotiation prefers gzip and honours q=0', () => {
 });
 
 test('every error kind maps to the HTTP status Triton clients expect', () => {
-  const expected: Record<string, number> = { INVALID_ARG: 400, NOT_FOUND: 404, UNAVAILABLE: 503, RESOURCE_EXHAUSTED: 503, DEADLINE_EXCEEDED: 504, CANCELLED: 499, UNIMPLEMENTED: 501, UNAUTHENTICATED: 401, PERMISSION_DENIED: 403, RATE_LIMITED: 429, INTERNAL: 500 };
+  const expected: Record<string, number> = { INVALID_ARG: 400, NOT_FOUND: 404, ALREADY_EXISTS: 400, UNAVAILABLE: 503, RESOURCE_EXHAUSTED: 503, DEADLINE_EXCEEDED: 504, CANCELLED: 499, UNIMPLEMENTED: 501, UNAUTHENTICATED: 401, PERMISSION_DENIED: 403, RATE_LIMITED: 429, INTERNAL: 500 };
   for (const kind of new Set(errorCatalog().values())) assert.equal(httpStatusOf(kind), expected[kind], kind);
   assert.equal(httpStatusOfError({ code: 'SLUICE_BODY_TOO_LARGE', kind: 'INVALID_ARG' } as SluiceError), 413);
 });
