@@ -11,6 +11,11 @@ export interface QueueNode {
   readonly rows: number;
   /** The flow (tenant) it is queued under; '' = the anonymous one. */
   readonly flow: string;
+  /**
+   * Set while its rows stand charged to its flow: a request put back at the head (its batch must run
+   * again, its worker failed) is refunded, so it keeps its place and is charged once in all.
+   */
+  charged?: boolean;
 }
 
 interface List {
@@ -120,6 +125,7 @@ export class RequestQueue<T extends QueueNode> {
   take(node: T): boolean {
     const flow = this.#flows.get(node.flow);
     if (!this.remove(node) || !flow) return false;
+    node.charged = true;
     const start = Math.max(this.#virtual, flow.finish);
     flow.finish = start + node.rows / this.#weight(flow.name);
     this.#virtual = start;
@@ -211,6 +217,10 @@ export class RequestQueue<T extends QueueNode> {
     }
     const l = flow.lists[list]!;
     node.list = list;
+    if (atHead && node.charged === true) {
+      flow.finish = Math.max(0, flow.finish - node.rows / this.#weight(flow.name));
+      node.charged = false;
+    }
     if (atHead) {
       node.prev = undefined;
       node.next = l.head;

@@ -46,6 +46,22 @@ describe('fair queue', () => {
     assert.equal(q.rows, 5);
   });
 
+  test('a request whose batch runs again (put back at the head) is not charged to its tenant a second time', () => {
+    const run = (retry: boolean): string[] => {
+      const q = new RequestQueue<N>(1);
+      for (let i = 0; i < 3; i++) q.push(0, node('a', `A${i}`, 4));
+      for (let i = 0; i < 3; i++) q.push(0, node('b', `B${i}`, 4));
+      const first = q.first()!;
+      q.take(first);
+      // Its worker failed: the request goes back to the head of its list and is served again.
+      if (retry) q.unshift(0, first);
+      return [first.id, ...serveAll(q)];
+    };
+    assert.deepEqual(run(false), ['A0', 'B0', 'A1', 'B1', 'A2', 'B2']);
+    // Charged twice, A0's second service would push tenant a behind: B0, B1 before A1.
+    assert.deepEqual(run(true), ['A0', 'A0', 'B0', 'A1', 'B1', 'A2', 'B2']);
+  });
+
   test('two backlogged flows of equal weight alternate; 2:1 weights serve two rows to one', () => {
     const q = new RequestQueue<N>(1);
     for (let i = 0; i < 4; i++) q.push(0, node('flood', `F${i}`));
