@@ -109,7 +109,8 @@ export class DynamicBatcher implements Scheduler {
       // Held from here until the request is answered, whichever way (result, error, expiry, cancel).
       const done = release;
       const p: Pending = {
-        list: -1, prev: undefined, next: undefined, home: list,
+        // charged starts false so the object keeps one shape when the queue sets it (no hidden-class change on the hot path).
+        list: -1, prev: undefined, next: undefined, home: list, charged: false,
         request, plan, rows: plan.rows, flow, shapeKey: plan.shapeKey, arrivalMs: request.arrivalMs,
         deadlineMs, timeoutUs, delayOnTimeout,
         resolve: done ? (r) => { done(); resolve(r); } : resolve,

@@ -28,6 +28,11 @@ export interface EnsembleRun {
   readonly levelsOf: (model: string, version: string) => number | undefined;
 }
 
+/** The version a step asks of its model: '' (the model's policy decides) unless the step names one. */
+export function stepVersion(step: EnsembleStep): string {
+  return step.modelVersion > 0 ? String(step.modelVersion) : '';
+}
+
 /** Whether every tensor a step reads already exists. */
 function runnable(step: EnsembleStep, tensors: ReadonlyMap<string, Tensor>): boolean {
   for (const t of Object.values(step.inputMap)) if (!tensors.has(t)) return false;
@@ -47,7 +52,7 @@ function stepRequest(run: EnsembleRun, request: InferRequest, step: EnsembleStep
     timeoutUs = Math.ceil(request.timeoutUs - (now - request.arrivalMs) * 1000);
     if (timeoutUs <= 0) throw RequestTimeout(request.model, request.timeoutUs);
   }
-  const version = step.modelVersion > 0 ? String(step.modelVersion) : '';
+  const version = stepVersion(step);
   const levels = request.priority > 0 ? run.levelsOf(step.modelName, version) : undefined;
   return {
     id: request.id,

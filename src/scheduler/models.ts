@@ -15,6 +15,7 @@ import { ModelStatsRecorder } from './stats.ts';
 import { compareVersions } from './versions.ts';
 import type { GeneratorHost, LoadedGenerator } from './generators.ts';
 import { configFingerprintOf, fileFingerprintOf, fingerprintOf, sameExceptScheduling, unusableReason, versionStrings } from './model-entry.ts';
+import { stepVersion } from './ensemble.ts';
 
 /** One version of a model as the service serves it. */
 export interface VersionSlot {
@@ -331,7 +332,7 @@ export class ModelTable {
       const slot = this.#slots.get(s.modelName);
       try {
         if (!slot) throw ModelNotFound(s.modelName);
-        this.resolve(slot, s.modelVersion > 0 ? String(s.modelVersion) : '');
+        this.resolve(slot, stepVersion(s));
       } catch (e) {
         return `step model '${s.modelName}' cannot serve: ${toSluiceError(e).message}`;
       }

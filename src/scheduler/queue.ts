@@ -217,11 +217,11 @@ export class RequestQueue<T extends QueueNode> {
     }
     const l = flow.lists[list]!;
     node.list = list;
-    if (atHead && node.charged === true) {
-      flow.finish = Math.max(0, flow.finish - node.rows / this.#weight(flow.name));
-      node.charged = false;
-    }
     if (atHead) {
+      if (node.charged === true) {
+        flow.finish = Math.max(0, flow.finish - node.rows / this.#weight(flow.name));
+        node.charged = false;
+      }
       node.prev = undefined;
       node.next = l.head;
       if (l.head) l.head.prev = node;

@@ -20,7 +20,7 @@ import { ModelTable, type VersionSlot } from './models.ts';
 import { ResponseCache, type CacheTarget } from './response-cache.ts';
 import { checkClassification, classify } from './classify.ts';
 import { reloadWanted, StarvedLoads } from './starved.ts';
-import { runEnsemble } from './ensemble.ts';
+import { runEnsemble, stepVersion } from './ensemble.ts';
 import { refuseInferOnGenerative, runGenerate } from './generate.ts';
 import type { GeneratorHost } from './generators.ts';
 import { readConfigOverride } from '../repository/config-override.ts';
@@ -139,7 +139,7 @@ export class GatewayService implements InferenceService {
     if (!slot) return false;
     const v = version === '' ? [...slot.versions.values()].find((x) => x.state === 'READY') : slot.versions.get(version);
     if (v?.state !== 'READY') return false;
-    return v.config?.ensembleScheduling?.steps.every((s) => this.#versionReady(s.modelName, s.modelVersion > 0 ? String(s.modelVersion) : '')) ?? true;
+    return v.config?.ensembleScheduling?.steps.every((s) => this.#versionReady(s.modelName, stepVersion(s))) ?? true;
   }
 
   async repositoryIndex(readyOnly: boolean): Promise<readonly RepositoryIndexEntry[]> {

@@ -6,6 +6,7 @@ import type { RepositoryIndexEntry } from '../core/model.ts';
 import type { ModelSlot } from './models.ts';
 import { levelCount, maxQueueSizeOf, queuePolicyOf } from './policy.ts';
 import { SequenceBatcher } from './sequence-batcher.ts';
+import { stepVersion } from './ensemble.ts';
 import { compareVersions } from './versions.ts';
 
 /** Requests queued per model, summed over its versions (models without a batcher are left out). */
@@ -60,7 +61,7 @@ export function repositoryIndexOf(slots: Iterable<ModelSlot>, readyOnly: boolean
     }
     for (const v of versions) {
       // A loaded ensemble serves only while the models of all its steps are ready, as its ready endpoint says.
-      const down = v.state === 'READY' ? v.config?.ensembleScheduling?.steps.find((s) => !ready(s.modelName, s.modelVersion > 0 ? String(s.modelVersion) : '')) : undefined;
+      const down = v.state === 'READY' ? v.config?.ensembleScheduling?.steps.find((s) => !ready(s.modelName, stepVersion(s))) : undefined;
       const state = down ? 'UNAVAILABLE' : v.state;
       if (readyOnly && state !== 'READY') continue;
       out.push({ name: slot.name, version: v.version, state, reason: down ? `step model '${down.modelName}' is not ready` : v.reason });
