@@ -15,6 +15,7 @@ import { createLogger, type Logger } from './telemetry/logger.ts';
 import { Metrics } from './telemetry/metrics.ts';
 import { startMetricsServer } from './telemetry/server.ts';
 import { Tracer } from './telemetry/trace.ts';
+import { UploadStore } from './repository/uploads.ts';
 
 /** A running sluice: its bound ports and an orderly shutdown. */
 export interface Sluice {
@@ -37,9 +38,12 @@ export async function startSluice(config: Config, opts: { logger?: Logger } = {}
   const guard = config.auth.configFile === '' ? undefined : new AccessGuard({ file: config.auth.configFile, logger: logger.child({ component: 'access' }) });
   const metrics = new Metrics();
   const gpus = startGpuSampler({ logger: logger.child({ component: 'gpu' }) });
-  const pool = await WorkerPool.create({ config, metrics, logger: logger.child({ component: 'balancer' }) });
+  // Model files sent with load requests (explicit model control), staged on disk while a version runs
+  // them: room for every model's files twice over (a new upload is staged before the old one goes).
+  const uploads = new UploadStore({ budgetBytes: 2 * config.workers.memoryBudgetBytes });
+  const pool = await WorkerPool.create({ config, metrics, logger: logger.child({ component: 'balancer' }), uploads });
   const generators = new GeneratorHost({ config, metrics: metrics.generation, logger: logger.child({ component: 'generation' }) });
-  const service = new GatewayService({ config, executor: pool, metrics, generators, logger: logger.child({ component: 'scheduler' }), ...(guard ? { tenancy: guard } : {}) });
+  const service = new GatewayService({ config, executor: pool, metrics, generators, uploads, logger: logger.child({ component: 'scheduler' }), ...(guard ? { tenancy: guard } : {}) });
   const tracer = new Tracer({ config: config.trace, logger: logger.child({ component: 'trace' }), service: { name: config.serverName, version: service.serverMetadata().version } });
   const cleanup: (() => Promise<void>)[] = [];
   // Triton's system shared-memory extension: one set of regions that both front doors serve.
@@ -86,6 +90,7 @@ export async function startSluice(config: Config, opts: { logger?: Logger } = {}
       await sharedMemory?.close();
       service.close();
       await pool.close();
+      await uploads.close();
       await metricsServer.close();
       gpus.stop();
       guard?.close();
@@ -102,6 +107,7 @@ export async function startSluice(config: Config, opts: { logger?: Logger } = {}
     await tracer.close().catch(() => undefined);
     service.close();
     await pool.close();
+    await uploads.close();
     gpus.stop();
     throw e;
   }

@@ -28,6 +28,7 @@ import { SessionFactory } from '../worker/session.ts';
 import { packCopies, type Packed } from '../worker/ort-messages.ts';
 import { workerStatusOf, type FrameResult, type LoadResult, type ModelRef, type UnloadResult, type WorkerHealth } from '../worker/protocol.ts';
 import { repositoryResolver } from '../worker/resolve.ts';
+import type { UploadStore } from '../repository/uploads.ts';
 import { TransportError, WorkerAnswerError, type WorkerLink } from './link.ts';
 import type { LocalWorkerEvents } from './local-worker.ts';
 import { RespawnSchedule } from './respawn.ts';
@@ -49,6 +50,8 @@ export interface InProcessWorkerOptions {
   readonly entry?: URL;
   /** Where ONNX Runtime runs: on the gateway's event-loop thread, or on a worker_thread of its own. */
   readonly mode: 'inline' | 'thread';
+  /** The gateway's staged uploads: this worker shares its files (never drops them; the gateway does). */
+  readonly uploads?: UploadStore;
 }
 
 interface Engine {
@@ -102,13 +105,13 @@ export class InProcessWorker implements WorkerLink {
 
   async load(ref: ModelRef): Promise<LoadResult> {
     const e = this.#live();
-    const r = await this.#answering(e, () => e.cache.load(ref.model, ref.version));
+    const r = await this.#answering(e, () => e.cache.load(ref.model, ref.version, ref.source));
     return { model: ref.model, version: ref.version, loadMs: r.loadMs, cacheHit: r.cacheHit, ...(r.evicted.length > 0 ? { evicted: r.evicted } : {}) };
   }
 
   async unload(ref: ModelRef): Promise<UnloadResult> {
     const e = this.#live();
-    return { unloaded: await this.#answering(e, () => e.cache.unload(ref.model, ref.version)) };
+    return { unloaded: await this.#answering(e, () => e.cache.unload(ref.model, ref.version, ref.source)) };
   }
 
   async infer(job: BatchJob, cancel?: AbortSignal): Promise<FrameResult> {
@@ -117,7 +120,7 @@ export class InProcessWorker implements WorkerLink {
     this.#running++;
     try {
       const run = this.#answering(e, async () => {
-        const lease = await e.cache.acquire(job.model, job.version);
+        const lease = await e.cache.acquire(job.model, job.version, job.source);
         // Inline, ONNX Runtime reads the batch's inputs where they are: nothing crosses a thread.
         return startRun(lease, job, job.inputs, e.ort ? () => handOver(job) : () => ({ tensors: [...job.inputs], transfer: [] }), recvNs);
       });
@@ -164,7 +167,7 @@ export class InProcessWorker implements WorkerLink {
     const engine: Engine = { dead: false } as Engine;
     if (this.#o.mode === 'inline') {
       const factory = new SessionFactory({ device, deviceId, cudaFallback, intraOpThreads, logger: this.#log });
-      const cache = new ModelCache({ budgetBytes: memoryBudgetBytes, resolver: repositoryResolver(modelRepository), opener: factory, logger: this.#log });
+      const cache = new ModelCache({ budgetBytes: memoryBudgetBytes, resolver: repositoryResolver(modelRepository, this.#o.uploads), opener: factory, logger: this.#log });
       Object.assign(engine, { ort: undefined, factory, cache });
       return engine;
     }
@@ -173,7 +176,7 @@ export class InProcessWorker implements WorkerLink {
       ...(this.#o.entry ? { entry: this.#o.entry } : {}),
       onDeath: (err) => this.#died(engine, err.message),
     });
-    const cache = new ModelCache({ budgetBytes: memoryBudgetBytes, resolver: repositoryResolver(modelRepository), opener: ort, logger: this.#log });
+    const cache = new ModelCache({ budgetBytes: memoryBudgetBytes, resolver: repositoryResolver(modelRepository, this.#o.uploads), opener: ort, logger: this.#log });
     Object.assign(engine, { ort, factory: undefined, cache });
     return engine;
   }

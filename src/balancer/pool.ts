@@ -11,6 +11,7 @@ import { PooledWorker, type SlotLease, type WorkerInfo } from './pooled-worker.t
 import { DiscoveredWorkers } from './discovery.ts';
 import { startWorkers, type StartedWorkers } from './startup.ts';
 import { TransportError, WorkerAnswerError } from './link.ts';
+import type { UploadStore } from '../repository/uploads.ts';
 
 /**
  * How long a local worker that went down may take to come back (it is being restarted) before the pool
@@ -24,6 +25,8 @@ export interface WorkerPoolOptions {
   readonly logger: Logger;
   /** The ONNX Runtime thread's module for thread workers, when not the standard one (tests substitute one that dies). */
   readonly threadEntry?: URL;
+  /** The gateway's staged uploads (load requests with files): shared with in-process workers, sent to the others. */
+  readonly uploads?: UploadStore;
 }
 
 /** A batch's first attempt failed in a way that says nothing about the batch: it may run elsewhere. */
@@ -92,7 +95,7 @@ export class WorkerPool implements Executor {
         if (ref.pool) ref.pool.#workerExited(w, reason);
       },
       onRestart: (w) => opts.metrics.workerRestarts.inc({ worker: w.id }),
-    }, undefined, opts.threadEntry);
+    }, undefined, opts.threadEntry, opts.uploads);
     const pool = new WorkerPool(opts, started, log);
     ref.pool = pool;
     // Local workers are up (start waited for them); remote ones get their first probe now.
@@ -153,7 +156,7 @@ export class WorkerPool implements Executor {
     return { perRowMs: (perRow / measured) * 1000, perBatchMs: (perBatch / measured) * 1000, workers };
   }
 
-  async load(model: string, version: string): Promise<void> {
+  async load(model: string, version: string, source?: string): Promise<void> {
     if (this.#closing) throw ShuttingDown();
     // A worker that already holds the model hot confirms it (and refreshes its LRU position); otherwise
     // the one holding (or loading) the fewest models loads it, so distinct models spread out.
@@ -165,7 +168,7 @@ export class WorkerPool implements Executor {
     for (const w of order) {
       w.loadStarted();
       try {
-        const r = await w.client.load({ model, version });
+        const r = await w.client.load({ model, version, source });
         w.markHot(model, version);
         for (const evicted of r.evicted ?? []) this.#metrics.modelEvictions.inc({ model: evicted });
         if (!r.cacheHit) {
@@ -185,12 +188,12 @@ export class WorkerPool implements Executor {
     throw NoWorkerAvailable(model, `loading failed on every worker (${failures.join('; ')})`);
   }
 
-  async unload(model: string, version: string): Promise<void> {
+  async unload(model: string, version: string, source?: string): Promise<void> {
     await Promise.all(this.#workers.map(async (w) => {
       w.markCold(model, version);
       if (!w.healthy) return; // a worker that is down is probed again before use and reports its models
       try {
-        await w.client.unload({ model, version });
+        await w.client.unload({ model, version, source });
       } catch (e) {
         this.#log.warn({ worker: w.id, model, version, err: e }, `unloading ${model} version ${version} from ${w.id} failed`);
       }

@@ -11,6 +11,7 @@ import { LocalWorker } from './local-worker.ts';
 import { PooledWorker } from './pooled-worker.ts';
 import { InProcessWorker } from './in-process-worker.ts';
 import { WorkerClient, type LinkCredentials, type WorkerClientTimeouts } from './worker-client.ts';
+import type { UploadStore } from '../repository/uploads.ts';
 
 /** Generous on purpose: a batch on a cold worker includes loading the model. */
 export const DEFAULT_TIMEOUTS: WorkerClientTimeouts = {
@@ -122,7 +123,7 @@ function crossesNetworkInClear(url: string): boolean {
  * for every worker, local and remote. Fails naming the worker that did not start, after stopping the
  * ones that did.
  */
-export async function startWorkers(config: Config, log: Logger, events_: WorkerLifecycleEvents, timeouts = DEFAULT_TIMEOUTS, threadEntry?: URL): Promise<StartedWorkers> {
+export async function startWorkers(config: Config, log: Logger, events_: WorkerLifecycleEvents, timeouts = DEFAULT_TIMEOUTS, threadEntry?: URL, uploads?: UploadStore): Promise<StartedWorkers> {
   const count = localWorkerCount(config);
   const { connectionsPerWorker } = config.workers;
   // Before anything starts: a secret file gone since the config was loaded fails here, with nothing to stop.
@@ -152,13 +153,13 @@ export async function startWorkers(config: Config, log: Logger, events_: WorkerL
       const worker = new InProcessWorker({
         id, modelRepository: resolve(config.modelRepository), device: w.device, deviceId: deviceIdOf(config, i),
         cudaFallback: w.cudaFallback, intraOpThreads: intraOpThreads(config, count), memoryBudgetBytes: w.memoryBudgetBytes, logger: log, events,
-        mode: isolation, ...(threadEntry ? { entry: threadEntry } : {}),
+        mode: isolation, ...(threadEntry ? { entry: threadEntry } : {}), ...(uploads ? { uploads } : {}),
       });
       ref.pooled = new PooledWorker(id, worker, inflightBatchesOf(config, 'in-process'), worker);
     } else {
       const local = new LocalWorker({ id, socketPath: join(dir!, `${id}.sock`), args: localWorkerArgs(config, i, count), logger: log, events });
       starting.push(local);
-      ref.pooled = new PooledWorker(id, new WorkerClient(id, local.address, connectionsPerWorker, timeouts), inflightBatchesOf(config, 'socket'), local);
+      ref.pooled = new PooledWorker(id, new WorkerClient(id, local.address, connectionsPerWorker, timeouts, {}, uploads), inflightBatchesOf(config, 'socket'), local);
     }
     workers.push(ref.pooled);
   }
@@ -167,7 +168,7 @@ export async function startWorkers(config: Config, log: Logger, events_: WorkerL
       log.warn({ worker: url }, `the worker token crosses the network to ${url} in cleartext: anyone on the path can read and replay it; use https:// with --worker-tls-ca`);
     }
     // The URL names the worker in logs and metrics: an operator recognises it at once.
-    workers.push(new PooledWorker(url, new WorkerClient(url, url, connectionsPerWorker, timeouts, credentials), inflightBatchesOf(config, 'socket')));
+    workers.push(new PooledWorker(url, new WorkerClient(url, url, connectionsPerWorker, timeouts, credentials, uploads), inflightBatchesOf(config, 'socket')));
   }
   const results = await Promise.allSettled(starting.map((w) => w.start()));
   const failed = results.findIndex((r) => r.status === 'rejected');
@@ -178,6 +179,6 @@ export async function startWorkers(config: Config, log: Logger, events_: WorkerL
     throw new Error(`local worker ${starting[failed]!.id} failed to start: ${((results[failed] as PromiseRejectedResult).reason as Error).message}`);
   }
   log.info({ local: count, isolation, remote: config.workers.remote.length, discovery: config.workers.discovery || undefined }, `${count} local (${isolation}) and ${config.workers.remote.length} remote workers${discovery ? `, more from ${config.workers.discovery}` : ''}`);
-  const remote = (url: string): PooledWorker => new PooledWorker(url, new WorkerClient(url, url, connectionsPerWorker, timeouts, discovered), inflightBatchesOf(config, 'socket'));
+  const remote = (url: string): PooledWorker => new PooledWorker(url, new WorkerClient(url, url, connectionsPerWorker, timeouts, discovered, uploads), inflightBatchesOf(config, 'socket'));
   return { workers, cleanup, remote };
 }

@@ -1,6 +1,8 @@
 import type { Readable } from 'node:stream';
 import { Pool } from 'undici';
+import { UploadMissing } from '../core/errors.ts';
 import type { BatchJob } from '../core/execution.ts';
+import type { UploadStore } from '../repository/uploads.ts';
 import {
   FRAME_CONTENT_TYPE,
   WORKER_PATHS,
@@ -15,6 +17,7 @@ import {
   type UnloadResult,
   type WorkerHealth,
 } from '../worker/protocol.ts';
+import { UPLOAD_CONTENT_TYPE, encodeUpload } from '../worker/upload-frame.ts';
 import { TransportError, WorkerAnswerError, type WorkerLink } from './link.ts';
 
 /** Timeouts of one worker's client; every call is bounded by one of them. */
@@ -49,11 +52,16 @@ export class WorkerClient implements WorkerLink {
   readonly #timeouts: WorkerClientTimeouts;
   /** Headers of every request: the bearer token, when the link has one. */
   readonly #auth: Record<string, string>;
+  /** Where uploaded versions' files are read back from, for a worker that lacks them. */
+  readonly #uploads: Pick<UploadStore, 'bundle'> | undefined;
+  /** Uploads being sent to this worker: concurrent misses of one source send it once. */
+  readonly #sending = new Map<string, Promise<void>>();
 
-  constructor(worker: string, address: string, connections: number, timeouts: WorkerClientTimeouts, credentials: LinkCredentials = {}) {
+  constructor(worker: string, address: string, connections: number, timeouts: WorkerClientTimeouts, credentials: LinkCredentials = {}, uploads?: Pick<UploadStore, 'bundle'>) {
     this.worker = worker;
     this.address = address;
     this.#timeouts = timeouts;
+    this.#uploads = uploads;
     this.#auth = credentials.token === undefined ? {} : { authorization: `Bearer ${credentials.token}` };
     const url = new URL(address);
     const common = {
@@ -84,7 +92,7 @@ export class WorkerClient implements WorkerLink {
   }
 
   async load(ref: ModelRef): Promise<LoadResult> {
-    const body = await this.#call('POST', WORKER_PATHS.load, jsonBody(ref), this.#timeouts.loadMs);
+    const body = await this.#withUpload(ref.source, () => this.#call('POST', WORKER_PATHS.load, jsonBody(ref), this.#timeouts.loadMs));
     const r = this.#json(body, WORKER_PATHS.load) as LoadResult;
     // Evicted model names become metric labels: only a list of model names is taken.
     return r.evicted === undefined ? r : { ...r, evicted: modelNames(r.evicted, 'evicted') };
@@ -98,7 +106,8 @@ export class WorkerClient implements WorkerLink {
   /** Runs one batch; `cancel` fails it early (the pool cancels the batches of a worker it ejects). */
   async infer(job: BatchJob, cancel?: AbortSignal): Promise<FrameResult> {
     const chunks = encodeInferRequest(job);
-    const body = await this.#call('POST', WORKER_PATHS.infer, { chunks, type: FRAME_CONTENT_TYPE }, this.#timeouts.batchMs, cancel);
+    const send = (): Promise<Buffer> => this.#call('POST', WORKER_PATHS.infer, { chunks, type: FRAME_CONTENT_TYPE }, this.#timeouts.batchMs, cancel);
+    const body = await (job.source === undefined ? send() : this.#withUpload(job.source, send));
     try {
       return decodeInferResponse(body);
     } catch (e) {
@@ -109,6 +118,29 @@ export class WorkerClient implements WorkerLink {
   /** Closes idle connections and fails requests still queued in the pool (after a drain, nothing is). */
   async close(): Promise<void> {
     await this.#pool.destroy().catch(() => undefined);
+  }
+
+  /**
+   * Runs a call for an uploaded version; a worker that answers it lacks the files (a fresh or restarted
+   * process, a host that evicted them) is sent them, and the call is made once more.
+   */
+  async #withUpload<T>(source: string | undefined, call: () => Promise<T>): Promise<T> {
+    try {
+      return await call();
+    } catch (e) {
+      if (source === undefined || this.#uploads === undefined || !(e instanceof WorkerAnswerError) || e.error.code !== UploadMissing.code) throw e;
+    }
+    let sending = this.#sending.get(source);
+    if (!sending) {
+      const uploads = this.#uploads;
+      sending = (async () => {
+        const chunks = encodeUpload(await uploads.bundle(source));
+        await this.#call('POST', WORKER_PATHS.upload, { chunks, type: UPLOAD_CONTENT_TYPE }, this.#timeouts.loadMs);
+      })().finally(() => this.#sending.delete(source));
+      this.#sending.set(source, sending);
+    }
+    await sending;
+    return call();
   }
 
   async #call(method: 'GET' | 'POST', path: string, body: { chunks: Buffer[]; type: string } | undefined, timeoutMs: number, cancel?: AbortSignal): Promise<Buffer> {

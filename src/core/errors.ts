@@ -71,6 +71,9 @@ export const InvalidVersion = define('SLUICE_INVALID_VERSION', 'INVALID_ARG', (v
 export const ModelLoadFailed = define('SLUICE_MODEL_LOAD_FAILED', 'INTERNAL', (model: string, reason: string) => `failed to load '${model}': ${reason}`);
 // The request's config did not fit the model's files: the request is what was wrong (400, as Triton answers).
 export const ConfigOverrideRejected = define('SLUICE_CONFIG_OVERRIDE_REJECTED', 'INVALID_ARG', (model: string, reason: string) => `failed to load '${model}' with the config override: ${reason}`);
+// Model files sent with a load (file:<version>/<name>): a worker that lacks an upload is sent it again.
+export const UploadMissing = define('SLUICE_UPLOAD_MISSING', 'NOT_FOUND', (model: string, version: string, source: string, why?: string) => `model '${model}' version ${version}: no uploaded files with source ${source.slice(0, 16)} are staged here${why ? ` (${why})` : ''}`);
+export const UploadsFull = define('SLUICE_UPLOADS_FULL', 'RESOURCE_EXHAUSTED', (model: string, bytes: number, left: number) => `the files uploaded for '${model}' (${bytes} bytes) do not fit: ${Math.max(0, left)} bytes of the upload budget are left`);
 export const ModelControlDisabled = define('SLUICE_MODEL_CONTROL_DISABLED', 'UNAVAILABLE', () => 'explicit model load / unload is not allowed if polling is enabled or model control mode is none; start sluice with --model-control-mode=explicit');
 export const InvalidModelConfig = define('SLUICE_INVALID_MODEL_CONFIG', 'INVALID_ARG', (where: string, reason: string) => `invalid model configuration ${where}: ${reason}`);
 

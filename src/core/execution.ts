@@ -21,6 +21,8 @@ export interface BatchJob {
   readonly inputsOwned?: boolean;
   /** Output names to compute (the union of what the batch's requests asked for). */
   readonly outputs: readonly string[];
+  /** An uploaded version's source (files sent with its load request): workers run those files. */
+  readonly source?: string | undefined;
 }
 
 export interface BatchResult {
@@ -104,8 +106,11 @@ export interface Executor {
   onDrain(listener: () => void): void;
   /** The model's measured batch cost, once some batches ran; undefined before. */
   costOf(model: string, version: string): BatchCost | undefined;
-  /** Makes the model hot on at least one worker (start-up loading and explicit model control). */
-  load(model: string, version: string): Promise<void>;
-  /** Drops the model from every worker's cache. */
-  unload(model: string, version: string): Promise<void>;
+  /**
+   * Makes the model hot on at least one worker (start-up loading and explicit model control); `source`
+   * names uploaded files (src/repository/uploads.ts) to run instead of the repository's.
+   */
+  load(model: string, version: string, source?: string): Promise<void>;
+  /** Drops the model (the uploaded files `source` names, when given) from every worker's cache. */
+  unload(model: string, version: string, source?: string): Promise<void>;
 }

@@ -109,9 +109,11 @@ export interface InferenceService {
   repositoryIndex(readyOnly: boolean): Promise<readonly RepositoryIndexEntry[]>;
   /**
    * Loads (or reloads) a model; `config` is a model config in protobuf JSON to use instead of the one
-   * on disk (Triton's load override). A load that cannot be applied leaves the serving versions serving.
+   * on disk (Triton's load override), and `files` (keyed `file:<version>/<path>`, with `config`) are the
+   * model's files to serve instead of the repository's. A load that cannot be applied leaves the
+   * serving versions serving.
    */
-  loadModel(name: string, options?: { readonly config?: string }): Promise<void>;
+  loadModel(name: string, options?: { readonly config?: string; readonly files?: ReadonlyMap<string, Uint8Array> }): Promise<void>;
   unloadModel(name: string): Promise<void>;
   infer(request: InferRequest): Promise<InferResponse>;
   /**

@@ -208,6 +208,8 @@ export const DEFAULT_MAX_EXPECTED_WAIT_US = 1_000_000;
 /** Names a model or version may have: they become path segments, so they are checked before use. */
 export const MODEL_NAME_PATTERN = /^(?!\.{1,2}$)[A-Za-z0-9_.-]{1,128}$/;
 export const VERSION_PATTERN = /^[1-9][0-9]{0,17}$/;
+/** An uploaded version's source: the SHA-256 of its files, in lowercase hex (src/repository/uploads.ts). */
+export const SOURCE_PATTERN = /^[0-9a-f]{64}$/;
 
 export type ModelState = 'READY' | 'UNAVAILABLE' | 'LOADING' | 'UNLOADING';
 

@@ -23,6 +23,8 @@ export interface ModelVersionEntry {
   readonly byteSize: number;
   /** The file's modification time: with the size, how a rescan sees the file replaced. */
   readonly mtimeMs: number;
+  /** For files sent with a load request (src/repository/uploads.ts): their content's name; absent for the repository's own. */
+  readonly source?: string | undefined;
 }
 
 /** A model of the repository, usable or not; an unusable one says why in `error`. */

@@ -16,6 +16,8 @@ import { compareVersions } from './versions.ts';
 import type { GeneratorHost, LoadedGenerator } from './generators.ts';
 import { configFingerprintOf, fileFingerprintOf, fingerprintOf, sameExceptScheduling, unusableReason, versionStrings } from './model-entry.ts';
 import { stepVersion } from './ensemble.ts';
+import { withSource } from './sourced-executor.ts';
+import { drainThenClose } from './drain.ts';
 
 /** One version of a model as the service serves it. */
 export interface VersionSlot {
@@ -27,6 +29,8 @@ export interface VersionSlot {
   config: ModelConfig | undefined;
   /** The model file it was loaded from (size and mtime): a replaced file reloads the version. */
   file: string;
+  /** Files uploaded with its load request (src/repository/uploads.ts): what workers are told to run. */
+  source: string | undefined;
   batcher: ModelScheduler | undefined;
   /** A generative model's engine (config.generation), in place of a batcher. */
   generator?: LoadedGenerator;
@@ -289,14 +293,15 @@ export class ModelTable {
   async #loadVersion(slot: ModelSlot, version: string, config: ModelConfig, file: string): Promise<void> {
     const existing = slot.versions.get(version);
     if (existing && existing.state === 'READY') return;
-    const vs: VersionSlot = { version, state: 'LOADING', reason: '', config: undefined, file, batcher: undefined };
+    const source = slot.entry?.versions.find((v) => v.version === version)?.source;
+    const vs: VersionSlot = { version, state: 'LOADING', reason: '', config: undefined, file, source, batcher: undefined };
     slot.versions.set(version, vs);
     const started = performance.now();
     try {
       // An ensemble runs on no worker: the models of its steps do. A generative model runs beside the
       // gateway, where its KV cache stays between steps.
       if (config.generation) vs.generator = await this.#openGenerator(slot, version, config);
-      else if (runsOnWorkers(config)) await this.#o.executor.load(slot.name, version);
+      else if (runsOnWorkers(config)) await this.#executorOf(vs).load(slot.name, version);
     } catch (e) {
       const err = toSluiceError(e);
       vs.state = 'UNAVAILABLE';
@@ -312,7 +317,7 @@ export class ModelTable {
       return;
     }
     vs.config = config;
-    vs.batcher = config.ensembleScheduling || config.generation ? undefined : this.#newBatcher(slot.name, version, config);
+    vs.batcher = config.ensembleScheduling || config.generation ? undefined : this.#newBatcher(slot.name, vs, config);
     vs.state = 'READY';
     this.#o.logger.info({ model: slot.name, version, ms: Math.round(performance.now() - started) }, 'model version is ready');
   }
@@ -340,31 +345,26 @@ export class ModelTable {
     return '';
   }
 
-  #newBatcher(model: string, version: string, config: ModelConfig): ModelScheduler {
+  /** What a version's batches, load and unload go to: the pool, told the upload's source when it has one. */
+  #executorOf(vs: VersionSlot): Executor {
+    return vs.source === undefined ? this.#o.executor : withSource(this.#o.executor, vs.source);
+  }
+
+  #newBatcher(model: string, vs: VersionSlot, config: ModelConfig): ModelScheduler {
+    const { version } = vs;
+    const executor = this.#executorOf(vs);
     if (config.backend === 'repeat') return new RepeatScheduler({ model, version, config, stats: this.statsFor(model, version) });
     if (config.sequenceBatching) {
-      const { executor, metrics, logger, onBlocked } = this.#o;
+      const { metrics, logger, onBlocked } = this.#o;
       return new SequenceBatcher({ model, version, config, executor, metrics, logger, stats: this.statsFor(model, version), ...(onBlocked ? { onBlocked } : {}) });
     }
     return new DynamicBatcher({
       model, version, config,
-      executor: this.#o.executor, metrics: this.#o.metrics, stats: this.statsFor(model, version),
+      executor, metrics: this.#o.metrics, stats: this.statsFor(model, version),
       logger: this.#o.logger, ...(this.#o.memory ? { memory: this.#o.memory } : {}),
       ...(this.#o.onBlocked ? { onBlocked: this.#o.onBlocked } : {}),
       ...(this.#o.tenancy && this.#o.config.fairQueuing ? { weightOf: this.#o.tenancy.weightOf.bind(this.#o.tenancy) } : {}),
     });
-  }
-
-  /** Lets a batcher's queue drain (bounded by the drain timeout), then closes it, failing what is left. */
-  async #drainThenClose(batcher: ModelScheduler, error: Error): Promise<void> {
-    let timer: NodeJS.Timeout | undefined;
-    const bounded = new Promise<void>((resolve) => {
-      timer = setTimeout(resolve, this.#o.config.drainTimeoutMs);
-      timer.unref();
-    });
-    await Promise.race([batcher.drain(), bounded]);
-    clearTimeout(timer);
-    batcher.close(error);
   }
 
   /**
@@ -374,11 +374,11 @@ export class ModelTable {
   #swapBatcher(slot: ModelSlot, vs: VersionSlot, config: ModelConfig): void {
     const old = vs.batcher;
     vs.config = config;
-    vs.batcher = config.ensembleScheduling || config.generation ? undefined : this.#newBatcher(slot.name, vs.version, config);
+    vs.batcher = config.ensembleScheduling || config.generation ? undefined : this.#newBatcher(slot.name, vs, config);
     this.#o.logger.info({ model: slot.name, version: vs.version }, 'scheduling settings changed; new requests use them');
     if (!old) return;
     this.#retiring.add(old);
-    void this.#drainThenClose(old, ModelNotReady(slot.name, `version ${vs.version} was reconfigured`)).finally(() => this.#retiring.delete(old));
+    void drainThenClose(old, this.#o.config.drainTimeoutMs, ModelNotReady(slot.name, `version ${vs.version} was reconfigured`)).finally(() => this.#retiring.delete(old));
   }
 
   /** Stops routing to a version, lets its queue drain (bounded by the drain timeout), then unloads it. */
@@ -386,10 +386,10 @@ export class ModelTable {
     const vs = slot.versions.get(version);
     if (!vs) return;
     vs.state = 'UNLOADING';
-    if (vs.batcher) await this.#drainThenClose(vs.batcher, ModelNotReady(slot.name, `version ${version} was unloaded`));
+    if (vs.batcher) await drainThenClose(vs.batcher, this.#o.config.drainTimeoutMs, ModelNotReady(slot.name, `version ${version} was unloaded`));
     try {
       if (vs.generator) await vs.generator.close();
-      else if (!vs.config || runsOnWorkers(vs.config)) await this.#o.executor.unload(slot.name, version);
+      else if (!vs.config || runsOnWorkers(vs.config)) await this.#executorOf(vs).unload(slot.name, version);
     } catch (e) {
       this.#o.logger.warn({ model: slot.name, version, err: toSluiceError(e).message }, 'unloading a model version failed');
     }

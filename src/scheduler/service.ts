@@ -25,6 +25,8 @@ import { refuseInferOnGenerative, runGenerate } from './generate.ts';
 import type { GeneratorHost } from './generators.ts';
 import { readConfigOverride } from '../repository/config-override.ts';
 import { readModelEntry } from '../repository/repository.ts';
+import type { UploadStore } from '../repository/uploads.ts';
+import { sourcesOf, stageUpload } from './uploads.ts';
 import { RequestMemory } from './memory.ts';
 import { ReadyList } from './ready-list.ts';
 import { activeSequences, queueDepths, queueLimits, repositoryIndexOf } from './table-views.ts';
@@ -43,6 +45,8 @@ export interface GatewayServiceOptions {
   readonly tenancy?: Tenancy;
   /** Opens generative models (the generate extension); absent, they fail to load. */
   readonly generators?: GeneratorHost;
+  /** Where model files sent with a load are staged; absent, such a load is refused. */
+  readonly uploads?: UploadStore;
 }
 
 
@@ -148,18 +152,24 @@ export class GatewayService implements InferenceService {
     return repositoryIndexOf(this.#table.slots(), readyOnly, (m, ver) => this.#versionReady(m, ver));
   }
 
-  async loadModel(name: string, options: { readonly config?: string } = {}): Promise<void> {
+  async loadModel(name: string, options: { readonly config?: string; readonly files?: ReadonlyMap<string, Uint8Array> } = {}): Promise<void> {
     this.#checkControl(name);
     if (this.#draining || this.#closed) throw ShuttingDown();
     let kept: string | undefined;
     try {
       // An override that does not parse is the request's error (400); the model is not touched.
-      const entry = options.config === undefined ? undefined : await readModelEntry(this.#o.config.modelRepository, name, readConfigOverride(options.config));
+      const override = options.config === undefined ? undefined : readConfigOverride(options.config);
+      const entry = options.files !== undefined && options.files.size > 0
+        ? await stageUpload(this.#o.uploads, this.#o.config.modelRepository, name, options.config, options.files)
+        : override && (await readModelEntry(this.#o.config.modelRepository, name, override));
       kept = await this.#table.load(name, entry);
     } catch (e) {
       // An unknown or invalid name keeps its own error (404 / 400); anything else is a failed load.
-      if (isSluiceError(e) && (e.kind === 'NOT_FOUND' || e.kind === 'INVALID_ARG')) throw e;
+      if (isSluiceError(e) && (e.kind === 'NOT_FOUND' || e.kind === 'INVALID_ARG' || e.kind === 'RESOURCE_EXHAUSTED')) throw e;
       throw ModelLoadFailed(name, e instanceof Error ? e.message : String(e));
+    } finally {
+      // Staged files no version runs any more (replaced, or an upload that did not load) go.
+      await this.#o.uploads?.retain(name, sourcesOf(this.#table.get(name)));
     }
     // A failed reload leaves the model as it was, serving, and says so. With an override, the override
     // is what did not fit the files (the same files load without it).
@@ -173,6 +183,7 @@ export class GatewayService implements InferenceService {
     this.#checkControl(name);
     slotOf(this.#table, name);
     await this.#table.unload(name);
+    await this.#o.uploads?.retain(name, sourcesOf(this.#table.get(name)));
   }
 
   // Not async itself: an ordinary request pays one plain call here, no extra promise.

@@ -3,7 +3,7 @@
  * keeps the estimated footprint of what is loaded under a memory budget by evicting the least recently
  * used idle model, and never releases a session that a run or a waiting caller still needs.
  */
-import { ModelExceedsMemoryBudget, ModelLoadFailed, ShuttingDown, toSluiceError } from '../core/errors.ts';
+import { ModelExceedsMemoryBudget, ModelLoadFailed, ShuttingDown, UploadMissing, toSluiceError } from '../core/errors.ts';
 import type { ModelConfig } from '../core/model.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import type { WorkerModelInfo } from './protocol.ts';
@@ -55,12 +55,16 @@ export interface ModelCacheOptions {
   readonly resolver: ModelResolver;
   readonly opener: SessionOpener;
   readonly logger: Logger;
+  /** Called when an uploaded version (one with a source) leaves the cache or fails to load: its staged files may go. */
+  readonly onSourceDropped?: (source: string) => void;
 }
 
 interface Entry {
   readonly key: string;
   readonly model: string;
   readonly version: string;
+  /** An uploaded version's source (src/repository/uploads.ts); undefined for the repository's files. */
+  readonly source: string | undefined;
   state: 'loading' | 'ready';
   ready: Promise<void>;
   session: SessionHandle | undefined;
@@ -102,9 +106,9 @@ export class ModelCache {
   }
 
   /** Takes a lease on a model, loading it first if needed (joining a load already in progress). */
-  async acquire(model: string, version: string): Promise<Lease> {
+  async acquire(model: string, version: string, source?: string): Promise<Lease> {
     if (this.#closed) throw ShuttingDown();
-    const key = `${model}/${version}`;
+    const key = source === undefined ? `${model}/${version}` : `${model}/${version}@${source}`;
     let entry = this.#entries.get(key);
     if (entry?.state === 'ready') {
       this.#hits++;
@@ -112,7 +116,7 @@ export class ModelCache {
     }
     this.#misses++;
     const started = entry === undefined;
-    entry ??= this.#startLoad(key, model, version);
+    entry ??= this.#startLoad(key, model, version, source);
     entry.pending++;
     try {
       await entry.ready;
@@ -124,16 +128,16 @@ export class ModelCache {
   }
 
   /** Makes a model hot without running it (POST /load). */
-  async load(model: string, version: string): Promise<{ cacheHit: boolean; loadMs: number; evicted: readonly string[] }> {
+  async load(model: string, version: string, source?: string): Promise<{ cacheHit: boolean; loadMs: number; evicted: readonly string[] }> {
     const start = performance.now();
-    const lease = await this.acquire(model, version);
+    const lease = await this.acquire(model, version, source);
     lease.release();
     return { cacheHit: lease.cacheHit, loadMs: lease.cacheHit ? 0 : performance.now() - start, evicted: lease.evicted };
   }
 
   /** Drops a model (POST /unload); a busy one is released after its last run. false when not loaded. */
-  async unload(model: string, version: string): Promise<boolean> {
-    const entry = this.#entries.get(`${model}/${version}`);
+  async unload(model: string, version: string, source?: string): Promise<boolean> {
+    const entry = this.#entries.get(source === undefined ? `${model}/${version}` : `${model}/${version}@${source}`);
     if (!entry) return false;
     if (entry.state === 'loading') {
       try {
@@ -173,9 +177,9 @@ export class ModelCache {
 
   // --- internals ---
 
-  #startLoad(key: string, model: string, version: string): Entry {
+  #startLoad(key: string, model: string, version: string, source: string | undefined): Entry {
     const entry: Entry = {
-      key, model, version, state: 'loading', ready: Promise.resolve(), session: undefined, config: undefined,
+      key, model, version, source, state: 'loading', ready: Promise.resolve(), session: undefined, config: undefined,
       bytes: 0, reserved: false, pinned: false, loadedAt: 0, tick: ++this.#clock, inflight: 0, pending: 0, dropped: false, evicted: [],
     };
     this.#entries.set(key, entry);
@@ -189,7 +193,7 @@ export class ModelCache {
     const { logger } = this.#options;
     const start = performance.now();
     try {
-      const resolved = await this.#options.resolver.resolve(entry.model, entry.version);
+      const resolved = await this.#options.resolver.resolve(entry.model, entry.version, entry.source);
       entry.config = resolved.config;
       entry.pinned = resolved.config?.pinned ?? false;
       entry.bytes = estimateFootprint(resolved.byteSize);
@@ -212,6 +216,7 @@ export class ModelCache {
       entry.reserved = false;
       this.#wake();
       const err = toSluiceError(e);
+      if (entry.source !== undefined && err.code !== UploadMissing.code) this.#options.onSourceDropped?.(entry.source);
       // An unknown name is the caller's mistake, not the worker's: keep it out of the error log.
       const level = err.kind === 'NOT_FOUND' ? 'debug' : 'error';
       logger[level]({ model: entry.model, version: entry.version, code: err.code, err: err.message }, 'model failed to load');
@@ -274,6 +279,7 @@ export class ModelCache {
   #drop(entry: Entry, why: 'evict' | 'unload' | 'close'): void {
     if (this.#entries.get(entry.key) === entry) this.#entries.delete(entry.key);
     entry.dropped = true;
+    if (entry.source !== undefined) this.#options.onSourceDropped?.(entry.source);
     if (why === 'evict') {
       this.#evictions++;
       this.#options.logger.info({ model: entry.model, version: entry.version, bytes: entry.bytes }, 'model evicted (least recently used)');

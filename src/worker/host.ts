@@ -10,9 +10,10 @@ import type { Device } from '../core/device.ts';
 import { unlink } from 'node:fs/promises';
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { MalformedBody, ShuttingDown, Unimplemented, WorkerBusy, toSluiceError, type SluiceError } from '../core/errors.ts';
+import { ShuttingDown, Unimplemented, WorkerBusy, toSluiceError, type SluiceError } from '../core/errors.ts';
 import type { Tensor } from '../core/tensor.ts';
 import { traceNow } from '../core/trace.ts';
+import { UploadStore } from '../repository/uploads.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { ModelCache, type Lease } from './cache.ts';
 import { startRun } from './engine.ts';
@@ -22,10 +23,11 @@ import { isLocalOnly, parseListen, type Target } from './listen.ts';
 import { OrtThread } from './ort-client.ts';
 import { packFrame } from './ort-messages.ts';
 import {
-  FRAME_CONTENT_TYPE, WORKER_PATHS, decodeInferRequest, encodeInferResponse, encodeWorkerError, parseModelRef, workerStatusOf,
-  type FrameResult, type InferFrameHeader, type LoadResult, type UnloadResult, type WorkerHealth,
+  FRAME_CONTENT_TYPE, WORKER_PATHS, decodeInferRequest, encodeInferResponse, encodeWorkerError, workerStatusOf, type FrameResult, type InferFrameHeader, type WorkerHealth,
 } from './protocol.ts';
 import { repositoryResolver } from './resolve.ts';
+import { answerControl } from './control.ts';
+import { decodeUpload } from './upload-frame.ts';
 
 /**
  * Batches handed to the ORT thread at once: the running one and the next, so the next starts as soon as
@@ -104,6 +106,7 @@ class Host implements WorkerHost {
   #opts: WorkerHostOptions;
   #log: Logger;
   #cache: ModelCache;
+  readonly #uploads: UploadStore;
   #ort: OrtThread;
   #server: Server;
   #queue: QueuedBatch[] = [];
@@ -131,7 +134,12 @@ class Host implements WorkerHost {
       device: opts.device, deviceId: opts.deviceId, cudaFallback: opts.cudaFallback, intraOpThreads: opts.intraOpThreads,
       worker: opts.id, logger: this.#log, onDeath: (err) => this.#onThreadDeath(err),
     });
-    this.#cache = new ModelCache({ budgetBytes: opts.memoryBudgetBytes, resolver: repositoryResolver(opts.modelRepository), opener: this.#ort, logger: this.#log });
+    // Files uploaded with a load stay staged while a version made of them is in the cache.
+    this.#uploads = new UploadStore({ budgetBytes: opts.memoryBudgetBytes });
+    this.#cache = new ModelCache({
+      budgetBytes: opts.memoryBudgetBytes, resolver: repositoryResolver(opts.modelRepository, this.#uploads), opener: this.#ort, logger: this.#log,
+      onSourceDropped: (source) => void this.#uploads.drop(source),
+    });
     this.#token = opts.token === undefined ? undefined : new TokenCheck(opts.token);
     this.#server = createWorkerServer(opts.tls, (req, res) => this.#handle(req, res));
     // Node ends such a connection by itself; the gateway's log names the cause of a failing link.
@@ -196,6 +204,7 @@ class Host implements WorkerHost {
     // (never during a run: releasing under a running session aborts the process).
     await this.#whenIdle();
     await this.#cache.close();
+    await this.#uploads.close();
     // The releases the cache just sent are ahead of this in the thread's queue: it ends with nothing held.
     await this.#ort.close();
     this.#server.closeAllConnections();
@@ -242,9 +251,15 @@ class Host implements WorkerHost {
       readBody(req, this.#opts.maxBodyBytes ?? 1024 ** 3).then((body) => this.#enqueue(body, res), (e: unknown) => this.#fail(res, toSluiceError(e)));
       return;
     }
+    if (req.method === 'POST' && path === WORKER_PATHS.upload) {
+      readBody(req, this.#opts.maxBodyBytes ?? 1024 ** 3)
+        .then((body) => this.#uploads.stageBundle(decodeUpload(body)))
+        .then((result) => sendJson(res, 200, result), (e: unknown) => this.#fail(res, toSluiceError(e)));
+      return;
+    }
     if (req.method === 'POST' && (path === WORKER_PATHS.load || path === WORKER_PATHS.unload)) {
       readBody(req, CONTROL_BODY_LIMIT)
-        .then((body) => this.#control(path, body))
+        .then((body) => answerControl(this.#cache, path, body))
         .then((result) => sendJson(res, 200, result), (e: unknown) => this.#fail(res, toSluiceError(e)));
       return;
     }
@@ -272,19 +287,6 @@ class Host implements WorkerHost {
       queuedBatches: this.#queue.length + Math.max(0, this.#inThread - 1),
       heldBatches: { bound: (this.#opts.maxQueuedBatches ?? DEFAULT_MAX_QUEUED_BATCHES) + THREAD_DEPTH, peak: this.#heldPeak },
     };
-  }
-
-  async #control(path: string, body: Buffer): Promise<LoadResult | UnloadResult> {
-    let json: unknown;
-    try {
-      json = JSON.parse(body.toString('utf8'));
-    } catch (e) {
-      throw MalformedBody((e as Error).message);
-    }
-    const { model, version } = parseModelRef(json);
-    if (path === WORKER_PATHS.unload) return { unloaded: await this.#cache.unload(model, version) };
-    const r = await this.#cache.load(model, version);
-    return { model, version, loadMs: r.loadMs, cacheHit: r.cacheHit, ...(r.evicted.length > 0 ? { evicted: r.evicted } : {}) };
   }
 
   #enqueue(body: Buffer, res: ServerResponse): void {
@@ -327,10 +329,10 @@ class Host implements WorkerHost {
 
   /** Takes a lease (loading the model if needed) and starts the run; the answer is sent when it ends. */
   async #dispatch(b: QueuedBatch): Promise<void> {
-    const { model, version } = b.header;
+    const { model, version, source } = b.header;
     let lease: Lease;
     try {
-      lease = await this.#cache.acquire(model, version);
+      lease = await this.#cache.acquire(model, version, source);
     } catch (e) {
       this.#failBatch(b, e);
       return;

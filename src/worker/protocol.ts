@@ -9,7 +9,7 @@ import { isDataType, type DataType } from '../core/datatypes.ts';
 import { InvalidRequest, SluiceError, WorkerFailed, type ErrorKind } from '../core/errors.ts';
 import { httpStatusOf, isErrorKind } from '../core/http-status.ts';
 import type { BatchJob } from '../core/execution.ts';
-import { MODEL_NAME_PATTERN, VERSION_PATTERN } from '../core/model.ts';
+import { MODEL_NAME_PATTERN, SOURCE_PATTERN, VERSION_PATTERN } from '../core/model.ts';
 import { decodeBytesElements, elementCount, encodeBytesElements, fixedByteLength, isBytesData, type Tensor } from '../core/tensor.ts';
 
 export const WORKER_PATHS = Object.freeze({
@@ -17,6 +17,7 @@ export const WORKER_PATHS = Object.freeze({
   load: '/load',
   unload: '/unload',
   infer: '/infer',
+  upload: '/upload',
 } as const);
 
 /** Content type of /infer bodies in both directions. */
@@ -77,6 +78,8 @@ export interface WorkerHealth {
 export interface ModelRef {
   readonly model: string;
   readonly version: string;
+  /** An uploaded version's source (src/repository/uploads.ts): the worker runs those files, never the repository's. */
+  readonly source?: string | undefined;
 }
 
 /** POST /load response. */
@@ -115,6 +118,8 @@ export interface TensorDescriptor {
 export interface InferFrameHeader {
   readonly model: string;
   readonly version: string;
+  /** As ModelRef's; absent for the repository's files. */
+  readonly source?: string;
   readonly rows: number;
   readonly inputs: readonly TensorDescriptor[];
   readonly outputs: readonly string[];
@@ -200,13 +205,18 @@ export function parseModelRef(json: unknown): ModelRef {
   const { model, version } = json;
   if (typeof model !== 'string' || !MODEL_NAME_PATTERN.test(model)) throw InvalidRequest(`invalid model name ${JSON.stringify(model)}`);
   if (typeof version !== 'string' || !VERSION_PATTERN.test(version)) throw InvalidRequest(`invalid version ${JSON.stringify(version)} for model '${model}'`);
-  return { model, version };
+  const { source } = json;
+  if (source === undefined) return { model, version };
+  if (typeof source !== 'string' || !SOURCE_PATTERN.test(source)) throw InvalidRequest(`invalid source ${JSON.stringify(source)} for model '${model}': 64 lowercase hex digits`);
+  return { model, version, source };
 }
 
 /** Request frame for a batch: chunks to write in order; fixed-size tensors are referenced, not copied. */
 export function encodeInferRequest(job: BatchJob): Buffer[] {
   const { descriptors, chunks } = tensorChunks(job.inputs);
-  const header: InferFrameHeader = { model: job.model, version: job.version, rows: job.rows, inputs: descriptors, outputs: [...job.outputs] };
+  const header: InferFrameHeader = job.source === undefined
+    ? { model: job.model, version: job.version, rows: job.rows, inputs: descriptors, outputs: [...job.outputs] }
+    : { model: job.model, version: job.version, source: job.source, rows: job.rows, inputs: descriptors, outputs: [...job.outputs] };
   return [headerChunk(header), ...chunks];
 }
 
@@ -221,9 +231,12 @@ export function decodeInferRequest(body: Buffer): { header: InferFrameHeader; in
   if (!Array.isArray(outputs) || outputs.length > MAX_FRAME_TENSORS || !outputs.every((o) => typeof o === 'string' && o !== '')) {
     throw frameError('outputs must be an array of output names');
   }
+  const { source } = json;
+  if (source !== undefined && (typeof source !== 'string' || !SOURCE_PATTERN.test(source))) throw frameError(`invalid source ${JSON.stringify(source)}`);
   const descriptors = parseDescriptors(json['inputs'], 'inputs');
   const inputs = sliceTensors(descriptors, payload);
-  return { header: { model, version, rows, inputs: descriptors, outputs: outputs as string[] }, inputs };
+  const header = { model, version, rows, inputs: descriptors, outputs: outputs as string[] };
+  return { header: source === undefined ? header : { ...header, source }, inputs };
 }
 
 /** Response frame for a finished batch. */

@@ -2,9 +2,10 @@
  * Finds the file and config of a model version in the repository. The worker reads the repository
  * itself (it sits beside the models, locally or on a remote worker host), so the gateway sends names only.
  */
-import { ModelLoadFailed, ModelVersionNotFound } from '../core/errors.ts';
+import { ModelLoadFailed, ModelVersionNotFound, UploadMissing } from '../core/errors.ts';
 import type { ModelConfig } from '../core/model.ts';
 import { readModelEntry, type ModelEntry } from '../repository/repository.ts';
+import type { UploadStore } from '../repository/uploads.ts';
 
 /** A model version ready to open. */
 export interface ResolvedModel {
@@ -18,7 +19,8 @@ export interface ResolvedModel {
 
 /** Turns a model name and version into a file; throws SluiceErrors (NOT_FOUND, load failures). */
 export interface ModelResolver {
-  resolve(model: string, version: string): Promise<ResolvedModel>;
+  /** `source` names files uploaded with a load request (src/repository/uploads.ts) instead of the repository's. */
+  resolve(model: string, version: string, source?: string): Promise<ResolvedModel>;
   /** The newest version the model's version policy serves (for models loaded by name at start). */
   latestVersion(model: string): Promise<string>;
 }
@@ -34,11 +36,17 @@ async function usableEntry(root: string, model: string): Promise<ModelEntry> {
 
 /**
  * Resolves against a Triton-layout repository through src/repository: a version outside the model's
- * version policy is not served, just as the gateway would not route to it.
+ * version policy is not served, just as the gateway would not route to it. A version with a source is
+ * read from `uploads` alone (UploadMissing when it is not staged there): never from the repository.
  */
-export function repositoryResolver(root: string): ModelResolver {
+export function repositoryResolver(root: string, uploads?: UploadStore): ModelResolver {
   return {
-    async resolve(model, version) {
+    async resolve(model, version, source) {
+      if (source !== undefined) {
+        if (!uploads) throw UploadMissing(model, version, source, 'this worker takes no uploads');
+        const u = await uploads.resolve(model, version, source);
+        return { model, version, file: u.file, byteSize: u.byteSize, config: u.entry.config };
+      }
       const entry = await usableEntry(root, model);
       const v = entry.versions.find((x) => x.version === version);
       if (!v) throw ModelVersionNotFound(model, version);

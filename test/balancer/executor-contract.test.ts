@@ -9,20 +9,30 @@ import { test, type TestContext } from 'node:test';
 import { BatchNotRun, type Executor } from '../../src/core/execution.ts';
 import { OrtTestExecutor } from '../scheduler/ort-executor.ts';
 import { tempDir } from '../worker/helpers.ts';
+import { ELEM, encodeModel, node, type ValueSpec } from '../../models/onnx-builder.ts';
+import { UploadStore } from '../../src/repository/uploads.ts';
+
+const io = (name: string): ValueSpec => ({ name, elemType: ELEM.INT32, dims: ['batch', 16] });
 import { execute, int32s, peek, simpleJob, startPool } from './support.ts';
 
 interface Subject {
   readonly name: string;
-  /** An executor with exactly two slots, able to run `simple`. */
-  start(t: TestContext): Promise<Executor>;
+  /** An executor with exactly two slots, able to run `simple`; files uploaded with loads come from `uploads`. */
+  start(t: TestContext, uploads: UploadStore): Promise<Executor>;
+  /** Whether it runs uploaded files; one that does not must refuse a job naming them. */
+  readonly takesUploads: boolean;
 }
 
+const pool = (isolation: string) => async (t: TestContext, uploads: UploadStore): Promise<Executor> =>
+  (await startPool(t, ['--workers', '1', '--worker-isolation', isolation, '--worker-max-inflight', '2'], undefined, uploads)).pool;
+
 const SUBJECTS: readonly Subject[] = [
-  { name: 'WorkerPool, inline worker', start: async (t) => (await startPool(t, ['--workers', '1', '--worker-isolation', 'inline', '--worker-max-inflight', '2'])).pool },
-  { name: 'WorkerPool, thread worker', start: async (t) => (await startPool(t, ['--workers', '1', '--worker-isolation', 'thread', '--worker-max-inflight', '2'])).pool },
-  { name: 'WorkerPool, worker process', start: async (t) => (await startPool(t, ['--workers', '1', '--worker-isolation', 'process', '--worker-max-inflight', '2'])).pool },
+  { name: 'WorkerPool, inline worker', start: pool('inline'), takesUploads: true },
+  { name: 'WorkerPool, thread worker', start: pool('thread'), takesUploads: true },
+  { name: 'WorkerPool, worker process', start: pool('process'), takesUploads: true },
   {
     name: 'OrtTestExecutor (scheduler tests)',
+    takesUploads: false,
     start: (t) => {
       const e = new OrtTestExecutor({ slots: 2 });
       t.after(() => e.close());
@@ -33,7 +43,9 @@ const SUBJECTS: readonly Subject[] = [
 
 for (const subject of SUBJECTS) {
   void test(`Executor contract: ${subject.name}`, async (t) => {
-    const executor = await subject.start(t);
+    const uploads = new UploadStore({ budgetBytes: 1 << 20, parent: tempDir(t) });
+    t.after(() => uploads.close());
+    const executor = await subject.start(t, uploads);
     await execute(executor, simpleJob(1)); // the model is hot
 
     await t.test('a slot is reserved synchronously; with every slot taken the answer is busy', () => {
@@ -77,6 +89,25 @@ for (const subject of SUBJECTS) {
       job.inputs.forEach((x, i) => assert.deepEqual(Uint8Array.from(x.data as Uint8Array), before[i], `input ${x.name} intact after the run`));
       const second = await execute(executor, job);
       assert.deepEqual(int32s(second.outputs[0]!.data), int32s(first.outputs[0]!.data));
+    });
+
+    await t.test('a job naming an upload\'s source runs those files or fails; never the repository file of that name', async () => {
+      const mul = encodeModel({
+        name: 'mul', doc: 'OUTPUT0 = INPUT0 * INPUT1', inputs: [io('INPUT0'), io('INPUT1')], outputs: [io('OUTPUT0'), io('OUTPUT1')],
+        nodes: [node('Mul', ['INPUT0', 'INPUT1'], ['OUTPUT0']), node('Sub', ['INPUT0', 'INPUT1'], ['OUTPUT1'])],
+      });
+      const { sources } = await uploads.stage('simple', '{"name": "simple", "max_batch_size": 8}', new Map([['1', [{ path: 'model.onnx', data: mul }]]]));
+      const source = sources.get('1')!;
+      const job = { ...simpleJob(1, 3), source };
+      if (subject.takesUploads) {
+        await executor.load('simple', '1', source);
+        assert.deepEqual(int32s((await execute(executor, job)).outputs[0]!.data), Array.from({ length: 16 }, (_, i) => 3 * i), 'INPUT0 * INPUT1');
+      } else {
+        await assert.rejects(executor.load('simple', '1', source), { code: 'SLUICE_UPLOAD_MISSING' });
+        await assert.rejects(execute(executor, job), { code: 'SLUICE_UPLOAD_MISSING' });
+      }
+      assert.equal(int32s((await execute(executor, simpleJob(1, 3))).outputs[0]!.data)[1], 4, 'without a source, the repository file: 3 + 1');
+      await executor.unload('simple', '1', source);
     });
 
     await t.test('a slot runs one batch: a second run() is refused, release() after run() changes nothing', async () => {

@@ -10,6 +10,7 @@ import type { Config } from '../../src/config/schema.ts';
 import { BatchNotRun, type Acquired, type BatchJob, type BatchResult, type BatchSlot, type Executor } from '../../src/core/execution.ts';
 import { createLogger } from '../../src/telemetry/logger.ts';
 import { Metrics } from '../../src/telemetry/metrics.ts';
+import type { UploadStore } from '../../src/repository/uploads.ts';
 
 export const REPOSITORY = fileURLToPath(new URL('../../models', import.meta.url));
 const WORKER_MAIN = fileURLToPath(new URL('../../src/worker/main.ts', import.meta.url));
@@ -23,9 +24,9 @@ export function poolConfig(flags: readonly string[]): Config {
 }
 
 /** Starts a pool and closes it when the test ends. */
-export async function startPool(t: TestContext, flags: readonly string[], threadEntry?: URL): Promise<{ pool: WorkerPool; metrics: Metrics }> {
+export async function startPool(t: TestContext, flags: readonly string[], threadEntry?: URL, uploads?: UploadStore): Promise<{ pool: WorkerPool; metrics: Metrics }> {
   const metrics = new Metrics({ defaultMetrics: false });
-  const pool = await WorkerPool.create({ config: poolConfig(flags), metrics, logger: createLogger(LOG_LEVEL), ...(threadEntry ? { threadEntry } : {}) });
+  const pool = await WorkerPool.create({ config: poolConfig(flags), metrics, logger: createLogger(LOG_LEVEL), ...(threadEntry ? { threadEntry } : {}), ...(uploads ? { uploads } : {}) });
   // The pool's timers are unref'd (a server's sockets keep a real process alive): a test waiting for a
   // worker's restart or ejection needs a handle of its own.
   const alive = setInterval(() => undefined, 1_000);

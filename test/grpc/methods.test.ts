@@ -158,7 +158,7 @@ test('explicit model control: load and unload over gRPC', { timeout: 60_000 }, a
   assert.deepEqual(int32Values(outputOf(reply, 'OUTPUT1').raw), new Array<number>(16).fill(-1));
   const ready = (await c.call('RepositoryIndex', { ready: true }))['models'] as { name: string }[];
   assert.deepEqual(ready.map((m) => m.name), ['simple']);
-  await expectStatus(c.call('RepositoryModelLoad', { model_name: 'simple', parameters: { 'file:1/model.onnx': { bytes_param: Buffer.from('x') } } }), status.UNIMPLEMENTED, 'uploaded files');
+  await expectStatus(c.call('RepositoryModelLoad', { model_name: 'simple', parameters: { 'file:1/model.onnx': { bytes_param: Buffer.from('x') } } }), status.INVALID_ARGUMENT, "needs the model's config");
   await expectStatus(c.call('RepositoryModelLoad', { model_name: 'no_such_model' }), status.NOT_FOUND, 'no_such_model');
   assert.deepEqual(await c.call('RepositoryModelUnload', { model_name: 'simple' }), {});
   assert.deepEqual(await c.call('ModelReady', { name: 'simple' }), { ready: false });

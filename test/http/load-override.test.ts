@@ -52,7 +52,8 @@ test('a load with a config override changes the served config; a bad one keeps t
   assert.equal((await config()).max_batch_size, 4, 'the version loaded with the good override still serves');
   assert.equal(await infer(2), 200);
   const files = await load({ 'file:1/model.onnx': 'AAAA' });
-  assert.equal(files.status, 501);
+  assert.equal(files.status, 400, 'model files need the config that goes with them (test/http/load-upload.test.ts)');
+  assert.match(files.text, /'config'/);
 
   const grpc = connectGrpc(t, sluice.ports.grpc);
   await grpc.call('RepositoryModelLoad', { model_name: 'simple', parameters: { config: { string_param: JSON.stringify({ name: 'simple', max_batch_size: 16 }) } } });

@@ -4,7 +4,7 @@
 import { fileURLToPath } from 'node:url';
 import ort from 'onnxruntime-node';
 import { fromOrtTypeName, ortTypeName } from '../../src/core/datatypes.ts';
-import { InferenceFailed } from '../../src/core/errors.ts';
+import { InferenceFailed, UploadMissing } from '../../src/core/errors.ts';
 import type { Acquired, BatchCost, BatchJob, BatchResult, Executor } from '../../src/core/execution.ts';
 import { isBytesData, type Tensor } from '../../src/core/tensor.ts';
 
@@ -129,6 +129,8 @@ export class OrtTestExecutor implements Executor {
     this.batches.push({ job, rows: job.inputs[0]?.shape[0] ?? 0 });
     try {
       if (!this.#gateOpen) await new Promise<void>((resolve) => this.#held.push(resolve));
+      // It holds no uploaded files: a version made of them must never run the repository's file instead.
+      if (job.source !== undefined) throw UploadMissing(job.model, job.version, job.source, 'the test executor takes no uploads');
       const session = await this.#session(job.model, job.version);
       const feeds: Record<string, ort.Tensor> = {};
       for (const t of job.inputs) feeds[t.name] = toOrt(t);
@@ -149,7 +151,8 @@ export class OrtTestExecutor implements Executor {
     }
   }
 
-  async load(model: string, version: string): Promise<void> {
+  async load(model: string, version: string, source?: string): Promise<void> {
+    if (source !== undefined) throw UploadMissing(model, version, source, 'the test executor takes no uploads');
     this.loads.push(`${model}/${version}`);
     await this.#session(model, version);
   }

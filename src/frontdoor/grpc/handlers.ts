@@ -123,11 +123,17 @@ export function serviceImplementation(deps: InferDeps & { readonly streams: Stre
     }),
     RepositoryModelLoad: unary(log, 'RepositoryModelLoad', async (r: RepositoryRequest) => {
       checkModelRef(r.model_name, '');
-      const names = Object.keys(r.parameters);
-      if (names.some((k) => k.startsWith('file:'))) throw Unimplemented('RepositoryModelLoad with uploaded files (file:<version>/<name> parameters; place the files in the model repository)');
       const config = r.parameters['config'] as { string_param?: string; parameter_choice?: string } | undefined;
       if (config !== undefined && config.parameter_choice !== 'string_param') throw InvalidParameter('config', 'must be a string_param holding the model config as JSON');
-      await service.loadModel(r.model_name, config === undefined ? {} : { config: config.string_param ?? '' });
+      // Model files to serve instead of the model folder's: `file:<version>/<name>` bytes_params.
+      const files = new Map<string, Uint8Array>();
+      for (const [k, v] of Object.entries(r.parameters)) {
+        if (!k.startsWith('file:')) continue;
+        const p = v as { bytes_param?: Buffer; parameter_choice?: string };
+        if (p.parameter_choice !== 'bytes_param' || p.bytes_param === undefined) throw InvalidParameter(k, "must be a bytes_param holding the file's content");
+        files.set(k, p.bytes_param);
+      }
+      await service.loadModel(r.model_name, { ...(config === undefined ? {} : { config: config.string_param ?? '' }), ...(files.size > 0 ? { files } : {}) });
       return {};
     }),
     RepositoryModelUnload: unary(log, 'RepositoryModelUnload', async (r: RepositoryRequest) => {

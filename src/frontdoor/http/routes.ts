@@ -1,5 +1,5 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { InvalidModelName, InvalidRequest, InvalidVersion, MalformedBody, Unimplemented } from '../../core/errors.ts';
+import { InvalidModelName, InvalidParameter, InvalidRequest, InvalidVersion, MalformedBody } from '../../core/errors.ts';
 import type { InferenceService } from '../../core/inference.ts';
 import { MODEL_NAME_PATTERN, VERSION_PATTERN } from '../../core/model.ts';
 import { modelConfigJson, modelStatsJson } from './model-json.ts';
@@ -87,13 +87,14 @@ export function registerRoutes(app: FastifyInstance, service: InferenceService):
     const { model } = checkModelParams(req.params);
     const params = optionalJsonObject(req.body)['parameters'];
     if (params !== undefined && (typeof params !== 'object' || params === null || Array.isArray(params))) throw InvalidRequest("'parameters' must be a JSON object");
-    // Triton's overrides: a config (JSON, protobuf's mapping) is served instead of the one on disk;
-    // uploaded model files are not taken (a model's files come from the repository only).
+    // Triton's overrides: a config (JSON, protobuf's mapping) served instead of the one on disk, and
+    // model files (base64 in `file:<version>/<name>`) served instead of the model folder's.
     const p = (params ?? {}) as Record<string, unknown>;
-    if (Object.keys(p).some((k) => k.startsWith('file:'))) throw Unimplemented('loading a model with uploaded files (file:<version>/<name> parameters; place the files in the model repository)');
     const config = p['config'];
     if (config !== undefined && typeof config !== 'string') throw InvalidRequest("'parameters.config' must be a string holding the model config as JSON");
-    await service.loadModel(model, config === undefined ? {} : { config });
+    const files = new Map<string, Uint8Array>();
+    for (const [k, v] of Object.entries(p)) if (k.startsWith('file:')) files.set(k, base64Param(k, v));
+    await service.loadModel(model, { ...(config === undefined ? {} : { config }), ...(files.size > 0 ? { files } : {}) });
     return reply.code(200).send();
   });
   app.post('/v2/repository/models/:model/unload', async (req: ModelRequest, reply) => {
@@ -102,4 +103,11 @@ export function registerRoutes(app: FastifyInstance, service: InferenceService):
     await service.unloadModel(model);
     return reply.code(200).send();
   });
+}
+
+/** A `file:` parameter's content: standard base64 with padding, checked by a round trip (Buffer.from skips what is not base64). */
+function base64Param(name: string, value: unknown): Uint8Array {
+  const data = typeof value === 'string' ? Buffer.from(value, 'base64') : undefined;
+  if (data === undefined || data.toString('base64') !== value) throw InvalidParameter(name, "must be the file's content as a base64 string (RFC 4648, with padding)");
+  return data;
 }
