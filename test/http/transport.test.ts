@@ -122,7 +122,13 @@ test('transport: one port, keep-alive, timeouts, cancellation, metrics, graceful
     const doomed = session.request({ ':method': 'POST', ':path': '/v2/models/cnn/infer', ...small.headers });
     doomed.on('error', () => undefined);
     doomed.end(Buffer.from(small.body.toString('latin1').replace('"INPUT0"', JSON.stringify(cnnInput)), 'latin1'));
-    await sleep(15);
+    // Cancelled once it is queued, not after a guess at how long that takes: the gateway holds its
+    // input bytes from the moment it is queued (in the same tick) until it is answered, and it is the
+    // only request whose bytes are not a whole number of 32-row requests.
+    const ROW_BYTES = 3 * 64 * 64 * 4;
+    const held = (): number => sluice.metrics.sources.requestMemory?.().heldBytes ?? 0;
+    for (let i = 0; i < 400 && held() % (32 * ROW_BYTES) !== ROW_BYTES; i++) await sleep(5);
+    assert.equal(held() % (32 * ROW_BYTES), ROW_BYTES, 'the one-row request is queued behind the 32-row ones');
     doomed.close(http2.constants.NGHTTP2_CANCEL);
     assert.deepEqual(await Promise.all(busy), busy.map(() => 200));
     for (let i = 0; i < 50 && await counter(sluice.metrics.registry, { model: 'cnn', status: 'cancelled' }) === before; i++) await sleep(20);
