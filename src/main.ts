@@ -16,6 +16,7 @@ import { Metrics } from './telemetry/metrics.ts';
 import { startMetricsServer } from './telemetry/server.ts';
 import { Tracer } from './telemetry/trace.ts';
 import { UploadStore } from './repository/uploads.ts';
+import { watchFiles } from './config/watch-files.ts';
 
 /** A running sluice: its bound ports and an orderly shutdown. */
 export interface Sluice {
@@ -60,6 +61,17 @@ export async function startSluice(config: Config, opts: { logger?: Logger } = {}
     metrics.sources.workers = () => pool.snapshot();
     metrics.sources.gpus = () => gpus.snapshot();
     metrics.sources.trace = () => tracer.stats();
+    // The worker link's secrets rotate without a restart: read again on SIGHUP and when their files change.
+    const { link } = config.workers;
+    const stopLinkWatch = config.workers.remote.length > 0 || config.workers.discovery !== '' ? watchFiles([link.tokenFile, link.tlsCaFile, link.tlsCertFile, link.tlsKeyFile], (why) => {
+      try {
+        pool.rotateLink();
+        logger.info({ why }, 'worker link credentials rotated');
+      } catch (e) {
+        logger.error({ why, err: (e as Error).message }, 'worker link credentials not rotated; the previous ones stay in use');
+      }
+    }) : () => undefined;
+    cleanup.push(() => Promise.resolve(stopLinkWatch()));
     if (guard) {
       metrics.sources.tenants = () => guard.tenants();
       guard.watch();
@@ -94,6 +106,7 @@ export async function startSluice(config: Config, opts: { logger?: Logger } = {}
       await metricsServer.close();
       gpus.stop();
       guard?.close();
+      stopLinkWatch();
     };
     return {
       ports: { http: http.port, grpc: grpc.port, metrics: metricsServer.port },

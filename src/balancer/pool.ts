@@ -58,6 +58,8 @@ export class WorkerPool implements Executor {
   readonly #log: Logger;
   readonly #drainTimeoutMs: number;
   readonly #cleanup: () => void;
+  /** Reads the worker link's token and TLS files again (rotation); throws when they cannot be read. */
+  readonly rotateLink: () => void;
   readonly #listeners: (() => void)[] = [];
   readonly #health: HealthProber;
   #drainQueued = false;
@@ -71,6 +73,7 @@ export class WorkerPool implements Executor {
   private constructor(opts: WorkerPoolOptions, started: StartedWorkers, log: Logger) {
     this.#workers = [...started.workers];
     this.#cleanup = started.cleanup;
+    this.rotateLink = started.rotateLink;
     this.#picker = createPicker(opts.config.balancer.policy);
     this.#metrics = opts.metrics;
     this.#log = log;

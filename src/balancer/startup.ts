@@ -35,6 +35,11 @@ export interface StartedWorkers {
   readonly cleanup: () => void;
   /** Makes the pool's record of a remote worker found later (worker discovery), with the link's credentials. */
   readonly remote: (url: string) => PooledWorker;
+  /**
+   * Reads the link's token and TLS files again; remote workers' clients take them on their next request.
+   * Throws (naming the setting) when a file cannot be read: the credentials in use stay.
+   */
+  readonly rotateLink: () => void;
 }
 
 /** Local worker processes to run: -1 means one per configured GPU on cuda, else one. */
@@ -107,7 +112,8 @@ export function linkCredentials(config: Config): LinkCredentials {
   const cert = pem(link.tlsCertFile, '--worker-tls-cert');
   const key = pem(link.tlsKeyFile, '--worker-tls-key');
   return {
-    ...(link.tokenFile === '' ? {} : { token: readTokenFile(link.tokenFile, '--worker-token-file') }),
+    // A gateway presents its file's first token (a host accepts every token of its own file).
+    ...(link.tokenFile === '' ? {} : { token: readTokenFile(link.tokenFile, '--worker-token-file')[0] }),
     tls: { ...(ca ? { ca } : {}), ...(cert ? { cert } : {}), ...(key ? { key } : {}) },
   };
 }
@@ -129,9 +135,14 @@ export async function startWorkers(config: Config, log: Logger, events_: WorkerL
   // Before anything starts: a secret file gone since the config was loaded fails here, with nothing to stop.
   // Local workers need none: their sockets sit in a private folder (and they are forked without the token).
   const discovery = config.workers.discovery === '' ? undefined : parseDiscovery(config.workers.discovery);
-  const credentials = config.workers.remote.length > 0 || discovery ? linkCredentials(config) : {};
   // Discovered hosts are dialled by address; their certificates name the discovered DNS name.
-  const discovered: LinkCredentials = discovery ? { ...credentials, tls: { ...credentials.tls, servername: discovery.name.replace(/\.$/, '') } } : credentials;
+  const forDiscovered = (c: LinkCredentials): LinkCredentials => (discovery ? { ...c, tls: { ...c.tls, servername: discovery.name.replace(/\.$/, '') } } : c);
+  let credentials = config.workers.remote.length > 0 || discovery ? linkCredentials(config) : {};
+  let discovered = forDiscovered(credentials);
+  const rotateLink = (): void => {
+    credentials = linkCredentials(config);
+    discovered = forDiscovered(credentials);
+  };
   const isolation = localIsolation(config);
   const inProcess = isolation !== 'process';
   const dir = count > 0 && !inProcess ? mkdtempSync(join(tmpdir(), 'sluice-')) : undefined;
@@ -168,7 +179,7 @@ export async function startWorkers(config: Config, log: Logger, events_: WorkerL
       log.warn({ worker: url }, `the worker token crosses the network to ${url} in cleartext: anyone on the path can read and replay it; use https:// with --worker-tls-ca`);
     }
     // The URL names the worker in logs and metrics: an operator recognises it at once.
-    workers.push(new PooledWorker(url, new WorkerClient(url, url, connectionsPerWorker, timeouts, credentials, uploads), inflightBatchesOf(config, 'socket')));
+    workers.push(new PooledWorker(url, new WorkerClient(url, url, connectionsPerWorker, timeouts, () => credentials, uploads), inflightBatchesOf(config, 'socket')));
   }
   const results = await Promise.allSettled(starting.map((w) => w.start()));
   const failed = results.findIndex((r) => r.status === 'rejected');
@@ -179,6 +190,6 @@ export async function startWorkers(config: Config, log: Logger, events_: WorkerL
     throw new Error(`local worker ${starting[failed]!.id} failed to start: ${((results[failed] as PromiseRejectedResult).reason as Error).message}`);
   }
   log.info({ local: count, isolation, remote: config.workers.remote.length, discovery: config.workers.discovery || undefined }, `${count} local (${isolation}) and ${config.workers.remote.length} remote workers${discovery ? `, more from ${config.workers.discovery}` : ''}`);
-  const remote = (url: string): PooledWorker => new PooledWorker(url, new WorkerClient(url, url, connectionsPerWorker, timeouts, discovered, uploads), inflightBatchesOf(config, 'socket'));
-  return { workers, cleanup, remote };
+  const remote = (url: string): PooledWorker => new PooledWorker(url, new WorkerClient(url, url, connectionsPerWorker, timeouts, () => discovered, uploads), inflightBatchesOf(config, 'socket'));
+  return { workers, cleanup, remote, rotateLink };
 }

@@ -48,24 +48,55 @@ export interface LinkCredentials {
 export class WorkerClient implements WorkerLink {
   readonly worker: string;
   readonly address: string;
-  readonly #pool: Pool;
+  #pool: Pool;
   readonly #timeouts: WorkerClientTimeouts;
+  readonly #connections: number;
   /** Headers of every request: the bearer token, when the link has one. */
-  readonly #auth: Record<string, string>;
+  #auth: Record<string, string>;
+  /** The link's credentials now (a function when they rotate), and those the pool and headers were made with. */
+  readonly #credentials: () => LinkCredentials;
+  #applied: LinkCredentials;
   /** Where uploaded versions' files are read back from, for a worker that lacks them. */
   readonly #uploads: Pick<UploadStore, 'bundle'> | undefined;
   /** Uploads being sent to this worker: concurrent misses of one source send it once. */
   readonly #sending = new Map<string, Promise<void>>();
 
-  constructor(worker: string, address: string, connections: number, timeouts: WorkerClientTimeouts, credentials: LinkCredentials = {}, uploads?: Pick<UploadStore, 'bundle'>) {
+  /**
+   * `credentials` as a function are the link's current ones: when it answers another object (the files
+   * were rotated), the next request presents the new token, and new TLS material gets a new connection
+   * pool while the old one finishes what it carries.
+   */
+  constructor(worker: string, address: string, connections: number, timeouts: WorkerClientTimeouts, credentials: LinkCredentials | (() => LinkCredentials) = {}, uploads?: Pick<UploadStore, 'bundle'>) {
     this.worker = worker;
     this.address = address;
     this.#timeouts = timeouts;
+    this.#connections = connections;
     this.#uploads = uploads;
-    this.#auth = credentials.token === undefined ? {} : { authorization: `Bearer ${credentials.token}` };
-    const url = new URL(address);
+    const fixed = credentials;
+    this.#credentials = typeof fixed === 'function' ? fixed : () => fixed;
+    this.#applied = this.#credentials();
+    this.#auth = authHeaders(this.#applied);
+    this.#pool = this.#newPool(this.#applied);
+  }
+
+  /** Takes rotated credentials: the token at once, TLS material through a new pool (the old one drains). */
+  #refresh(): void {
+    const now = this.#credentials();
+    if (now === this.#applied) return;
+    const before = this.#applied;
+    this.#applied = now;
+    this.#auth = authHeaders(now);
+    if (new URL(this.address).protocol !== 'https:' || sameTls(before.tls, now.tls)) return;
+    const old = this.#pool;
+    this.#pool = this.#newPool(now);
+    old.close().catch(() => undefined);
+  }
+
+  #newPool(credentials: LinkCredentials): Pool {
+    const timeouts = this.#timeouts;
+    const url = new URL(this.address);
     const common = {
-      connections,
+      connections: this.#connections,
       // One request per connection at a time: a pipelined batch would wait behind a long one anyway, and
       // a dropped connection would take every request queued on it down with it.
       pipelining: 1,
@@ -74,16 +105,11 @@ export class WorkerClient implements WorkerLink {
       bodyTimeout: timeouts.batchMs,
       keepAliveTimeout: 60_000,
     };
-    if (url.protocol === 'unix:') {
-      this.#pool = new Pool('http://localhost', { ...common, socketPath: url.pathname });
-    } else if (url.protocol === 'http:') {
-      this.#pool = new Pool(url.origin, common);
-    } else if (url.protocol === 'https:') {
-      // undici verifies the host's certificate (rejectUnauthorized stays on) against `ca` and its name.
-      this.#pool = new Pool(url.origin, { ...common, connect: { ...credentials.tls } });
-    } else {
-      throw new Error(`worker address '${address}' must be http://host:port, https://host:port or unix:/path`);
-    }
+    if (url.protocol === 'unix:') return new Pool('http://localhost', { ...common, socketPath: url.pathname });
+    if (url.protocol === 'http:') return new Pool(url.origin, common);
+    // undici verifies the host's certificate (rejectUnauthorized stays on) against `ca` and its name.
+    if (url.protocol === 'https:') return new Pool(url.origin, { ...common, connect: { ...credentials.tls } });
+    throw new Error(`worker address '${this.address}' must be http://host:port, https://host:port or unix:/path`);
   }
 
   async health(): Promise<WorkerHealth> {
@@ -153,6 +179,7 @@ export class WorkerClient implements WorkerLink {
     const forward = (): void => ac.abort(cancel?.reason);
     if (cancel?.aborted) forward();
     else cancel?.addEventListener('abort', forward, { once: true });
+    this.#refresh();
     let status: number;
     let payload: Buffer;
     try {
@@ -199,6 +226,15 @@ function coalesce(chunks: Buffer[]): Buffer | Readable {
   // undici writes an iterable body chunk by chunk (its documented body types include Iterable; its
   // typings lag): large tensors go out without one more copy.
   return chunks as unknown as Readable;
+}
+
+function authHeaders(c: LinkCredentials): Record<string, string> {
+  return c.token === undefined ? {} : { authorization: `Bearer ${c.token}` };
+}
+
+function sameTls(a: LinkCredentials['tls'], b: LinkCredentials['tls']): boolean {
+  const same = (x: Buffer | undefined, y: Buffer | undefined): boolean => (x === undefined ? y === undefined : y !== undefined && x.equals(y));
+  return same(a?.ca, b?.ca) && same(a?.cert, b?.cert) && same(a?.key, b?.key) && a?.servername === b?.servername;
 }
 
 function jsonBody(value: unknown): { chunks: Buffer[]; type: string } {

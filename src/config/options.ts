@@ -82,7 +82,7 @@ export const OPTIONS: readonly OptionSpec[] = [
   { flag: 'intra-op-threads', env: 'SLUICE_INTRA_OP_THREADS', path: 'workers.intraOpThreads', type: 'int', min: 0, max: 1024, help: 'ONNX Runtime threads per session (0: cores / workers)' },
   { flag: 'worker-memory-budget', env: 'SLUICE_WORKER_MEMORY_BUDGET', path: 'workers.memoryBudgetBytes', type: 'bytes', min: 1, help: 'hot-model cache budget per worker, e.g. 2gb' },
   { flag: 'worker-max-inflight', env: 'SLUICE_WORKER_MAX_INFLIGHT', path: 'workers.maxInflightBatches', type: 'int', min: 0, max: 64, help: 'batches in flight per worker (0: 1 on a thread worker, 2 on a worker process or remote host)' },
-  { flag: 'worker-token-file', env: 'SLUICE_WORKER_TOKEN_FILE', path: 'workers.link.tokenFile', type: 'string', help: 'file holding the shared token sent as Authorization: Bearer to remote workers (sluice worker --token-file)' },
+  { flag: 'worker-token-file', env: 'SLUICE_WORKER_TOKEN_FILE', path: 'workers.link.tokenFile', type: 'string', help: 'file holding the shared token (its first line) sent as Authorization: Bearer to remote workers (sluice worker --token-file); re-read with the --worker-tls-* files on SIGHUP and on change' },
   { flag: 'worker-tls-ca', env: 'SLUICE_WORKER_TLS_CA', path: 'workers.link.tlsCaFile', type: 'string', help: 'PEM CA that verifies https:// remote worker hosts (default: the system CAs)' },
   { flag: 'worker-tls-cert', env: 'SLUICE_WORKER_TLS_CERT', path: 'workers.link.tlsCertFile', type: 'string', help: 'PEM client certificate presented to remote worker hosts (mutual TLS)' },
   { flag: 'worker-tls-key', env: 'SLUICE_WORKER_TLS_KEY', path: 'workers.link.tlsKeyFile', type: 'string', help: 'PEM private key for --worker-tls-cert' },

@@ -8,22 +8,26 @@ import { readFileSync } from 'node:fs';
 import type { Config } from './schema.ts';
 
 /**
- * Reads a shared-token file: its content without surrounding whitespace (an editor's trailing newline
- * is not part of the token). Throws an Error naming `setting` when the file cannot be read or is empty;
- * the message never contains the file's content.
+ * Reads a shared-token file: one token per line, without surrounding whitespace (an editor's trailing
+ * newline is not part of a token), blank lines skipped. A worker host accepts every token of its file
+ * and a gateway presents the first of its own, so a token is rotated without a refused request: add the
+ * new one to the hosts' files as a second line, put it first in the gateways' files, then drop the old
+ * line from the hosts' files. Throws an Error naming `setting` when the file cannot be read or holds no
+ * token; the message never contains the file's content.
  */
-export function readTokenFile(file: string, setting: string): string {
+export function readTokenFile(file: string, setting: string): readonly [string, ...string[]] {
   let text: string;
   try {
     text = readFileSync(file, 'utf8');
   } catch (e) {
     throw new Error(`${setting}: cannot read token file ${file}: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, { cause: e });
   }
-  const token = text.trim();
-  if (token === '') throw new Error(`${setting}: token file ${file} is empty`);
-  // A header value cannot carry a line break: such a token could never be presented.
-  if (/[\r\n]/.test(token)) throw new Error(`${setting}: token file ${file} holds more than one line`);
-  return token;
+  const tokens = text.split(/\r?\n/).map((l) => l.trim()).filter((l) => l !== '');
+  const [first, ...rest] = tokens;
+  if (first === undefined) throw new Error(`${setting}: token file ${file} is empty`);
+  // A header value cannot carry control characters: such a token could never be presented.
+  if (tokens.some((tk) => [...tk].some((ch) => ch.charCodeAt(0) < 0x20 || ch.charCodeAt(0) === 0x7f))) throw new Error(`${setting}: token file ${file} holds a token with a control character`);
+  return [first, ...rest];
 }
 
 /** Reads a PEM file named by a setting; throws an Error naming the setting when it cannot. */

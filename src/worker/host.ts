@@ -18,7 +18,7 @@ import type { Logger } from '../telemetry/logger.ts';
 import { ModelCache, type Lease } from './cache.ts';
 import { startRun } from './engine.ts';
 import { readBody, sendFrame, sendJson } from './http-io.ts';
-import { TokenCheck, createWorkerServer, refuseUnauthenticated, type WorkerHostTls } from './link-auth.ts';
+import { TokenCheck, createWorkerServer, refuseUnauthenticated, rotateServerTls, type WorkerHostTls } from './link-auth.ts';
 import { isLocalOnly, parseListen, type Target } from './listen.ts';
 import { OrtThread } from './ort-client.ts';
 import { packFrame } from './ort-messages.ts';
@@ -63,8 +63,8 @@ export interface WorkerHostOptions {
    * that its gateway respawns it (runWorkerCli does).
    */
   readonly onFatal?: (err: SluiceError) => void;
-  /** Shared token every request must present as `Authorization: Bearer` (docs/worker-protocol.md). */
-  readonly token?: string;
+  /** Shared token(s) every request must present one of as `Authorization: Bearer` (docs/worker-protocol.md). */
+  readonly token?: string | readonly string[];
   /** Serve HTTPS; with `ca`, only to peers whose client certificate chains to it. */
   readonly tls?: WorkerHostTls;
 }
@@ -75,6 +75,11 @@ export interface WorkerHost {
   readonly address: string;
   /** Stops accepting, finishes queued and running batches, releases sessions, closes connections. */
   close(): Promise<void>;
+  /**
+   * Rotates the link's secrets (read again from their files): new tokens apply to the next request, TLS
+   * material to the next handshake (link-auth.ts). A host keeps the kind of link it started with.
+   */
+  rotateSecrets(secrets: { readonly token?: string | readonly string[]; readonly tls?: WorkerHostTls }): void;
 }
 
 const CONTROL_BODY_LIMIT = 64 * 1024;
@@ -120,7 +125,7 @@ class Host implements WorkerHost {
   #active = 0;
   #idle: (() => void)[] = [];
   #socketPath: string | undefined;
-  readonly #token: TokenCheck | undefined;
+  #token: TokenCheck | undefined;
   /**
    * Whether /health may name the host (its id, by default hostname-pid, and its pid): to authenticated
    * peers, or to peers on this machine; an open host on the network keeps them to itself.
@@ -210,6 +215,14 @@ class Host implements WorkerHost {
     this.#server.closeAllConnections();
     if (this.#socketPath) await unlink(this.#socketPath).catch(() => undefined);
     this.#log.info('worker closed');
+  }
+
+  rotateSecrets(secrets: { readonly token?: string | readonly string[]; readonly tls?: WorkerHostTls }): void {
+    if ((secrets.token === undefined) !== (this.#token === undefined) || (secrets.tls === undefined) !== (this.#opts.tls === undefined)) {
+      throw new Error('a rotation keeps the kind of link: a token where there was one, TLS where there was TLS');
+    }
+    if (secrets.tls) rotateServerTls(this.#server, secrets.tls);
+    if (secrets.token !== undefined) this.#token = new TokenCheck(secrets.token);
   }
 
   #whenIdle(): Promise<void> {

@@ -7,7 +7,8 @@
  */
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { createServer as createHttpServer, type RequestListener, type Server, type ServerResponse } from 'node:http';
-import { createServer as createHttpsServer } from 'node:https';
+import { Server as HttpsServer, createServer as createHttpsServer } from 'node:https';
+import type { SecureContextOptions } from 'node:tls';
 import { sendJson } from './http-io.ts';
 
 /** The worker host's TLS material (PEM contents, not file names). */
@@ -30,15 +31,17 @@ function digest(text: string): Buffer {
 }
 
 /**
- * Checks `Authorization: Bearer <token>` against the host's token in constant time: both sides are
- * hashed first, so neither the content nor the length of the token leaks through timing.
+ * Checks `Authorization: Bearer <token>` against the host's tokens (several while one is rotated) in
+ * constant time: both sides are hashed first, so neither the content nor the length of a token leaks
+ * through timing, and every token is compared whichever matches.
  */
 export class TokenCheck {
-  readonly #digest: Buffer;
+  readonly #digests: readonly Buffer[];
 
-  constructor(token: string) {
-    if (token === '') throw new RangeError('a worker token must not be empty');
-    this.#digest = digest(token);
+  constructor(tokens: string | readonly string[]) {
+    const list = typeof tokens === 'string' ? [tokens] : tokens;
+    if (list.length === 0 || list.some((tk) => tk === '')) throw new RangeError('a worker token must not be empty');
+    this.#digests = list.map(digest);
   }
 
   /** Undefined when `header` presents the token; else why the request is refused (never echoing it). */
@@ -46,7 +49,10 @@ export class TokenCheck {
     if (header === undefined || header === '') return 'no Authorization header: this worker host requires Authorization: Bearer <token> (the gateway\'s --worker-token-file)';
     const m = /^Bearer[ \t]+(.+?)[ \t]*$/i.exec(header);
     if (!m) return 'the Authorization header is not a Bearer token: this worker host requires Authorization: Bearer <token>';
-    return timingSafeEqual(digest(m[1]!), this.#digest) ? undefined : 'the bearer token presented is not this worker host\'s token';
+    const presented = digest(m[1]!);
+    let match = false;
+    for (const d of this.#digests) match = timingSafeEqual(presented, d) || match;
+    return match ? undefined : 'the bearer token presented is not this worker host\'s token';
   }
 }
 
@@ -57,14 +63,25 @@ export function refuseUnauthenticated(res: ServerResponse, reason: string): void
   sendJson(res, 401, { code: UNAUTHENTICATED_CODE, kind: 'UNAUTHENTICATED', message: reason });
 }
 
+function secureOptions(tls: WorkerHostTls): SecureContextOptions & { requestCert?: boolean; rejectUnauthorized?: boolean } {
+  return { cert: tls.cert, key: tls.key, ...(tls.ca !== undefined ? { ca: tls.ca, requestCert: true, rejectUnauthorized: true } : {}), minVersion: 'TLSv1.2' };
+}
+
 /** A plain HTTP server, or HTTPS that (given a CA) refuses at the handshake every peer without a valid client certificate. */
 export function createWorkerServer(tls: WorkerHostTls | undefined, handler: RequestListener): Server {
   if (tls === undefined) return createHttpServer(handler);
-  const mutual = tls.ca !== undefined;
-  return createHttpsServer({
-    cert: tls.cert,
-    key: tls.key,
-    ...(mutual ? { ca: tls.ca, requestCert: true, rejectUnauthorized: true } : {}),
-    minVersion: 'TLSv1.2',
-  }, handler);
+  return createHttpsServer(secureOptions(tls), handler);
+}
+
+/**
+ * Rotates an HTTPS worker server's certificate, key and CA: new handshakes use them at once, and idle
+ * keep-alive connections are closed so that each peer's next request shakes hands under the new
+ * material (a peer the new CA no longer trusts is refused then). Connections with a request under way
+ * finish it. A host started without TLS cannot start it here (a restart changes the scheme).
+ */
+export function rotateServerTls(server: Server, tls: WorkerHostTls): void {
+  if (!(server instanceof HttpsServer)) throw new Error('this worker host was started without TLS; restart it to serve HTTPS');
+  // requestCert is fixed when the server is made: a CA cannot be added or removed by a rotation.
+  server.setSecureContext(secureOptions(tls));
+  server.closeIdleConnections();
 }

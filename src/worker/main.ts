@@ -10,6 +10,7 @@ import { parseArgs } from 'node:util';
 import { DEVICES } from '../core/device.ts';
 import { createLogger } from '../telemetry/logger.ts';
 import { readPemFile, readTokenFile } from '../config/worker-link.ts';
+import { watchFiles } from '../config/watch-files.ts';
 import { startWorkerHost, type WorkerHostOptions } from './host.ts';
 import type { WorkerHostTls } from './link-auth.ts';
 import { isLocalOnly, parseListen } from './listen.ts';
@@ -29,8 +30,9 @@ Flags:
   --listen ADDR             host:port or unix:/path.sock (default 127.0.0.1:9000: this machine only;
                             without --token-file or --tls-ca any peer may run batches, so listen wider,
                             e.g. 0.0.0.0:9000, only sealed or on a network of the gateways' own)
-  --token-file FILE         refuse (401) every request without Authorization: Bearer <the file's
-                            content>; the gateway's --worker-token-file [SLUICE_WORKER_TOKEN_FILE]
+  --token-file FILE         refuse (401) every request without Authorization: Bearer <a line of the
+                            file>; the gateway's --worker-token-file [SLUICE_WORKER_TOKEN_FILE]
+                            (token and TLS files are read again on SIGHUP and when they change)
   --tls-cert FILE           PEM certificate: serve HTTPS (the gateway then uses https://)
   --tls-key FILE            PEM private key for --tls-cert
   --tls-ca FILE             PEM CA: refuse at the TLS handshake every peer without a client
@@ -134,7 +136,7 @@ export function parseWorkerArgs(argv: readonly string[], env: Readonly<Record<st
 }
 
 /** Reads the files named by the link flags; throws an Error naming the flag when one is missing or empty. */
-export function readLinkSecrets(p: LinkFiles): { token?: string; tls?: WorkerHostTls } {
+export function readLinkSecrets(p: LinkFiles): { token?: readonly string[]; tls?: WorkerHostTls } {
   const token = p.tokenFile === undefined ? undefined : readTokenFile(p.tokenFile, '--token-file');
   let tls: WorkerHostTls | undefined;
   if (p.tlsCertFile !== undefined && p.tlsKeyFile !== undefined) {
@@ -185,12 +187,24 @@ export async function runWorkerCli(argv: string[]): Promise<number> {
   if (!isLocalOnly(parseListen(options.listen)) && options.token === undefined && options.tls?.ca === undefined) {
     logger.warn({ listen: options.listen }, 'the worker host listens beyond this machine without --token-file or --tls-ca: any peer that reaches this address can load models and run batches; seal the link or keep it on a network only the gateways reach');
   }
+  // Rotation: the link's files are read again on SIGHUP and when they change; a set that cannot be read
+  // (a file half-written, a key that does not fit its certificate) is refused and the old one kept.
+  const { link } = parsed;
+  const stopWatching = watchFiles([link.tokenFile ?? '', link.tlsCertFile ?? '', link.tlsKeyFile ?? '', link.tlsCaFile ?? ''], (why) => {
+    try {
+      running.rotateSecrets(readLinkSecrets(link));
+      logger.info({ why }, 'worker link secrets rotated');
+    } catch (e) {
+      logger.error({ why, err: (e as Error).message }, 'worker link secrets not rotated; the previous ones stay in force');
+    }
+  });
   if (process.send) process.send({ type: 'ready', address: running.address } satisfies WorkerReadyMessage);
   return new Promise<number>((resolve) => {
     let stopping = false;
     const stop = (why: string, code = 0): void => {
       if (stopping) return;
       stopping = true;
+      stopWatching();
       logger.info({ why }, 'worker draining');
       running.close().then(
         () => {

@@ -90,6 +90,12 @@ void test('TokenCheck compares digests: any length, never the raw token', () => 
   assert.match(check.refusal('') ?? '', /no Authorization header/);
   assert.match(check.refusal('Bearer') ?? '', /not a Bearer token/);
   assert.throws(() => new TokenCheck(''), /must not be empty/);
+  // While a token rotates, a host holds two: either is accepted, nothing else.
+  const both = new TokenCheck(['new-token', 'old-token']);
+  assert.equal(both.refusal('Bearer new-token'), undefined);
+  assert.equal(both.refusal('Bearer old-token'), undefined);
+  assert.match(both.refusal('Bearer other') ?? '', /not this worker host's token/);
+  assert.throws(() => new TokenCheck([]), /must not be empty/);
 });
 
 void test('/health names the host (id = hostname-pid by default, pid) only to authenticated or local peers', async (t) => {
@@ -115,7 +121,7 @@ void test('sluice worker: --token-file or SLUICE_WORKER_TOKEN_FILE, trimmed; a m
   assert.equal(parseWorkerArgs([], { SLUICE_WORKER_TOKEN_FILE: file }).link.tokenFile, file);
   assert.equal(parseWorkerArgs(['--token-file', other], { SLUICE_WORKER_TOKEN_FILE: file }).link.tokenFile, other, 'the flag wins');
   assert.equal(parseWorkerArgs([], {}).link.tokenFile, undefined);
-  assert.deepEqual(readLinkSecrets(parseWorkerArgs([], { SLUICE_WORKER_TOKEN_FILE: file }).link), { token: TOKEN });
+  assert.deepEqual(readLinkSecrets(parseWorkerArgs([], { SLUICE_WORKER_TOKEN_FILE: file }).link), { token: [TOKEN] });
   assert.deepEqual(readLinkSecrets(parseWorkerArgs([], {}).link), {});
 
   const empty = join(dir, 'empty');
@@ -123,8 +129,11 @@ void test('sluice worker: --token-file or SLUICE_WORKER_TOKEN_FILE, trimmed; a m
   assert.throws(() => readLinkSecrets(parseWorkerArgs(['--token-file', empty], {}).link), /--token-file: token file .*empty is empty/);
   assert.throws(() => readLinkSecrets(parseWorkerArgs(['--token-file', join(dir, 'missing')], {}).link), /--token-file: cannot read token file .*missing: ENOENT/);
   const twoLines = join(dir, 'two');
-  writeFileSync(twoLines, 'one\ntwo\n');
-  assert.throws(() => readLinkSecrets(parseWorkerArgs(['--token-file', twoLines], {}).link), /more than one line/);
+  writeFileSync(twoLines, 'one\n\n two \n');
+  assert.deepEqual(readLinkSecrets(parseWorkerArgs(['--token-file', twoLines], {}).link), { token: ['one', 'two'] }, 'a host accepts every line while a token rotates');
+  const control = join(dir, 'control');
+  writeFileSync(control, 'one\u0007two\n');
+  assert.throws(() => readLinkSecrets(parseWorkerArgs(['--token-file', control], {}).link), /control character/);
 
   assert.throws(() => parseWorkerArgs(['--tls-cert', 'c.pem'], {}), /--tls-cert and --tls-key must be given together/);
   assert.throws(() => parseWorkerArgs(['--tls-ca', 'ca.pem'], {}), /--tls-ca .* needs --tls-cert/);
