@@ -63,6 +63,10 @@ export interface GenerateRequest {
   readonly maxTokens: number;
   /** 0 = greedy. */
   readonly temperature: number;
+  /** Sample among the K likeliest tokens (0 = all). */
+  readonly topK: number;
+  /** Sample among the likeliest tokens that hold this much of the probability (1 = all). */
+  readonly topP: number;
   readonly seed: number;
   /** Generation ends once the text contains one of these (it is not answered). */
   readonly stop: readonly string[];

@@ -26,6 +26,10 @@ export interface GenerateParams {
   readonly maxTokens: number;
   /** 0 = greedy (argmax). */
   readonly temperature: number;
+  /** Sample among the K likeliest tokens only (0 = every token). */
+  readonly topK: number;
+  /** Sample among the likeliest tokens whose probability reaches this (1 = every token). */
+  readonly topP: number;
   readonly seed: number;
   readonly stop: readonly string[];
   readonly ignoreEos: boolean;
@@ -203,7 +207,7 @@ export class Generator {
       if (s.params.signal?.aborted) return this.#end(s, RequestCancelled(model));
       const row = logits[i];
       if (!row) return this.#end(s, Internal(`generation step of model '${model}' lost a sequence's row`));
-      this.#emit(s, sampleToken(row, s.params.temperature, s.random), now);
+      this.#emit(s, sampleToken(row, s.params, s.random), now);
     });
   }
 

@@ -14,7 +14,7 @@ export async function runGenerate(v: VersionSlot, request: GenerateRequest): Pro
   if (prompt.length + request.maxTokens > g.maxContext) throw ContextTooLong(request.model, prompt.length, request.maxTokens, g.maxContext);
   const onText = request.onText;
   const result = await generator.generate({
-    prompt, maxTokens: request.maxTokens, temperature: request.temperature, seed: request.seed, stop: request.stop, ignoreEos: request.ignoreEos,
+    prompt, maxTokens: request.maxTokens, temperature: request.temperature, topK: request.topK, topP: request.topP, seed: request.seed, stop: request.stop, ignoreEos: request.ignoreEos,
     arrivalMs: request.arrivalMs, ...(request.signal && { signal: request.signal }), ...(onText && { onText: (text: string) => onText(text, v.version) }),
   });
   return {

@@ -38,7 +38,7 @@ async function tinyLm(): Promise<{ config: GenerationConfig; runner: StepRunner 
 }
 
 function params(text: string, maxTokens: number, extra: Partial<GenerateParams> = {}): GenerateParams {
-  return { prompt: encodeAscii(text), maxTokens, temperature: 0, seed: 0, stop: [], ignoreEos: false, arrivalMs: performance.now(), ...extra };
+  return { prompt: encodeAscii(text), maxTokens, temperature: 0, topK: 0, topP: 1, seed: 0, stop: [], ignoreEos: false, arrivalMs: performance.now(), ...extra };
 }
 
 test('greedy generation equals the reference token by token, with more prompts than batch places', async (t) => {

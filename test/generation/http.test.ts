@@ -60,7 +60,11 @@ test('generate and generate_stream answer the reference\'s tokens; bad requests 
     [{ text_input: 'x', parameters: { max_tokens: 1000 } }, 400, 'SLUICE_CONTEXT_TOO_LONG'],
     [{ text_input: 'x', parameters: { max_tokens: 0 } }, 400, 'SLUICE_INVALID_PARAMETER'],
     [{ text_input: 'x', parameters: { temperature: -1 } }, 400, 'SLUICE_INVALID_PARAMETER'],
-    [{ text_input: 'x', parameters: { top_p: 0.5 } }, 400, 'SLUICE_INVALID_PARAMETER'],
+    [{ text_input: 'x', parameters: { top_p: 0 } }, 400, 'SLUICE_INVALID_PARAMETER'],
+    [{ text_input: 'x', parameters: { top_p: 1.5 } }, 400, 'SLUICE_INVALID_PARAMETER'],
+    [{ text_input: 'x', parameters: { top_k: -1 } }, 400, 'SLUICE_INVALID_PARAMETER'],
+    [{ text_input: 'x', parameters: { top_k: 2.5 } }, 400, 'SLUICE_INVALID_PARAMETER'],
+    [{ text_input: 'x', parameters: { top_n: 3 } }, 400, 'SLUICE_INVALID_PARAMETER'],
     [{ text_input: '' }, 400, 'SLUICE_INVALID_PARAMETER'],
     [{ prompt: 'x' }, 400, 'SLUICE_INVALID_REQUEST'],
     ['{"text_input": ', 400, 'SLUICE_MALFORMED_BODY'],
@@ -86,6 +90,14 @@ test('generate and generate_stream answer the reference\'s tokens; bad requests 
   assert.equal(await metric(metrics, 'sluice_generation_tokens_total{model="tiny_lm",kind="generated"}'), 2 * want.length);
   assert.equal(await metric(metrics, 'sluice_generation_prefix_hits_total{model="tiny_lm"}'), 1);
   assert.ok(await metric(metrics, 'sluice_generation_kv_cache_bytes{model="tiny_lm",state="cached"}') > 0);
+
+  // Sampling hot (temperature 5) among the likeliest token alone is greedy again; among all of them it is not.
+  const topOne = await post(port, '/v2/models/tiny_lm/generate', { text_input: prompt, parameters: { max_tokens: 20, temperature: 5, top_k: 1, seed: 3 } });
+  assert.equal((JSON.parse(topOne.text) as Record<string, unknown>)['text_output'], want, topOne.text);
+  const tinyP = await post(port, '/v2/models/tiny_lm/generate', { text_input: prompt, parameters: { max_tokens: 20, temperature: 5, top_p: 1e-9, seed: 3 } });
+  assert.equal((JSON.parse(tinyP.text) as Record<string, unknown>)['text_output'], want, 'a top_p below any token\'s probability keeps only the likeliest');
+  const hot = await post(port, '/v2/models/tiny_lm/generate', { text_input: prompt, parameters: { max_tokens: 20, temperature: 5, seed: 3 } });
+  assert.notEqual((JSON.parse(hot.text) as Record<string, unknown>)['text_output'], want, 'temperature 5 over every token strays from greedy');
 });
 
 test('a client that leaves mid-stream ends its sequence and frees its cache', async (t) => {

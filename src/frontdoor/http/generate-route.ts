@@ -15,7 +15,7 @@ import { requestStatusOfError, requestStatusOfHttp } from './status.ts';
 
 export const DEFAULT_MAX_TOKENS = 16;
 
-const PARAMETERS = ['max_tokens', 'temperature', 'seed', 'stop', 'stop_words', 'ignore_eos', 'stream'] as const;
+const PARAMETERS = ['max_tokens', 'temperature', 'top_k', 'top_p', 'seed', 'stop', 'stop_words', 'ignore_eos', 'stream'] as const;
 type Parameter = (typeof PARAMETERS)[number];
 
 function stopList(name: string, v: unknown): string[] {
@@ -25,7 +25,7 @@ function stopList(name: string, v: unknown): string[] {
 }
 
 /** The request body as a GenerateRequest (without arrival, signal and callbacks). */
-export function decodeGenerateBody(body: unknown, model: string, version: string): Pick<GenerateRequest, 'model' | 'version' | 'text' | 'maxTokens' | 'temperature' | 'seed' | 'stop' | 'ignoreEos'> & { id: string } {
+export function decodeGenerateBody(body: unknown, model: string, version: string): Pick<GenerateRequest, 'model' | 'version' | 'text' | 'maxTokens' | 'temperature' | 'topK' | 'topP' | 'seed' | 'stop' | 'ignoreEos'> & { id: string } {
   const obj = optionalJsonObject(body);
   const params = obj['parameters'] ?? {};
   if (typeof params !== 'object' || params === null || Array.isArray(params)) throw InvalidRequest("'parameters' must be a JSON object");
@@ -50,12 +50,14 @@ export function decodeGenerateBody(body: unknown, model: string, version: string
   };
   const temperature = values.get('temperature') ?? 0;
   if (typeof temperature !== 'number' || !Number.isFinite(temperature) || temperature < 0) throw InvalidParameter('temperature', `must be a number of at least 0, got ${JSON.stringify(temperature)}`);
+  const topP = values.get('top_p') ?? 1;
+  if (typeof topP !== 'number' || !Number.isFinite(topP) || topP <= 0 || topP > 1) throw InvalidParameter('top_p', `must be a number above 0 and at most 1 (1 = every token), got ${JSON.stringify(topP)}`);
   const ignoreEos = values.get('ignore_eos') ?? false;
   if (typeof ignoreEos !== 'boolean') throw InvalidParameter('ignore_eos', 'must be true or false');
   const stream = values.get('stream');
   if (stream !== undefined && typeof stream !== 'boolean') throw InvalidParameter('stream', 'must be true or false');
   const stop = [...stopList('stop', values.get('stop') ?? []), ...stopList('stop_words', values.get('stop_words') ?? [])];
-  return { id, model, version, text, maxTokens: int('max_tokens', DEFAULT_MAX_TOKENS, 1), temperature, seed: int('seed', 0, 0), stop, ignoreEos };
+  return { id, model, version, text, maxTokens: int('max_tokens', DEFAULT_MAX_TOKENS, 1), temperature, topK: int('top_k', 0, 0), topP, seed: int('seed', 0, 0), stop, ignoreEos };
 }
 
 function answer(r: GenerateResponse, id: string): Record<string, unknown> {
