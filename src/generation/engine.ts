@@ -1,7 +1,8 @@
 /**
  * Continuous (iteration-level) batching for one generative model. Each step runs one token for every
  * running sequence; sequences join between steps (a prefill of new prompts, bounded by
- * prefillTokenBudget, then the decode step of everyone else) and leave as soon as they end, so nobody
+ * prefillTokenBudget, a longer prompt in chunks over several steps, then the decode step of everyone
+ * else) and leave as soon as they end, so nobody
  * waits for the longest sequence. The waiting list is this model's one queue: bounded, and shed at once
  * when full. Keys and values stay in the KvCache between steps and after a sequence ends, so a prompt
  * that starts with cached tokens prefills only the rest.
@@ -59,6 +60,10 @@ interface Sequence {
   entry: KvEntry | undefined;
   source: KvEntry | undefined;
   feed: number[];
+  /** Prompt tokens not yet prefilled: a prompt longer than the prefill budget goes in one chunk per step. */
+  rest: number[];
+  /** Its whole prompt is in the cache: it decodes. */
+  prefilled: boolean;
   cachedTokens: number;
   lastTokenMs: number;
   resolve(result: GenerateResult): void;
@@ -101,7 +106,7 @@ export class Generator {
     return new Promise<GenerateResult>((resolve, reject) => {
       const seq: Sequence = {
         params, random: seededRandom(params.seed), stop: new StopMatcher(params.stop), out: [], entry: undefined, source: undefined,
-        feed: [], cachedTokens: 0, lastTokenMs: 0, resolve, reject,
+        feed: [], rest: [], prefilled: false, cachedTokens: 0, lastTokenMs: 0, resolve, reject,
       };
       this.#waiting.push(seq);
       params.signal?.addEventListener('abort', () => this.#cancelWaiting(seq), { once: true });
@@ -121,15 +126,12 @@ export class Generator {
   async #run(): Promise<void> {
     while (this.#running.length > 0 || this.#waiting.length > 0) {
       this.#reapCancelled();
-      const joined = this.#admit();
-      const decoding = [...this.#running];
-      if (joined.length > 0) {
-        this.#running.push(...joined);
-        await this.#step(joined, 'prefill');
-      }
+      const decoding = this.#running.filter((s) => s.prefilled);
+      const prefill = this.#admit();
+      if (prefill.length > 0) await this.#step(prefill, 'prefill');
       const stillRunning = decoding.filter((s) => this.#running.includes(s));
       if (stillRunning.length > 0) await this.#step(stillRunning, 'decode');
-      if (joined.length === 0 && decoding.length === 0) {
+      if (prefill.length === 0 && decoding.length === 0) {
         // Nothing runs and the head cannot be placed: only a cache too small for it does that (the
         // config check rules it out); fail it rather than leave it waiting for nothing.
         const head = this.#waiting.shift();
@@ -147,31 +149,41 @@ export class Generator {
     }
   }
 
-  /** Moves waiting prompts into the running batch while there is room in it, in the cache and in the prefill budget. */
+  /**
+   * The prefill of this step, within the prefill budget: first the next chunk of each prompt part-way
+   * through its prefill, then waiting prompts moved into the running batch while there is room in it,
+   * in the cache and in the budget (the last one taken may start with a chunk of its prompt).
+   */
   #admit(): Sequence[] {
     const { config } = this.#o;
-    const joined: Sequence[] = [];
+    const rows: Sequence[] = [];
     let budget = config.prefillTokenBudget;
+    for (const seq of this.#running) {
+      if (seq.prefilled || budget <= 0) continue;
+      seq.feed = seq.rest.splice(0, budget);
+      budget -= seq.feed.length;
+      rows.push(seq);
+    }
     const now = performance.now();
-    while (this.#waiting.length > 0 && this.#running.length + joined.length < config.maxActiveSequences) {
+    while (budget > 0 && this.#waiting.length > 0 && this.#running.length < config.maxActiveSequences) {
       const seq = this.#waiting[0]!;
       const { prompt, maxTokens } = seq.params;
       const hit = this.#kv.lookup(prompt);
-      const cost = prompt.length - (hit?.length ?? 0);
-      if (joined.length > 0 && cost > budget) break;
       const entry = this.#kv.allocate(prompt.length + maxTokens, hit, now);
       if (!entry) break;
       this.#waiting.shift();
       seq.entry = entry;
       seq.source = hit?.entry;
       seq.cachedTokens = entry.tokens.length;
-      seq.feed = prompt.slice(entry.tokens.length);
-      budget -= cost;
+      seq.rest = prompt.slice(entry.tokens.length);
+      seq.feed = seq.rest.splice(0, budget);
+      budget -= seq.feed.length;
       this.#o.metrics?.tokens.inc({ model: this.#o.model, kind: 'prompt_cached' }, seq.cachedTokens);
-      this.#o.metrics?.tokens.inc({ model: this.#o.model, kind: 'prompt_computed' }, cost);
-      joined.push(seq);
+      this.#o.metrics?.tokens.inc({ model: this.#o.model, kind: 'prompt_computed' }, prompt.length - seq.cachedTokens);
+      this.#running.push(seq);
+      rows.push(seq);
     }
-    return joined;
+    return rows;
   }
 
   /** Runs a step; a prefill lays its rows out from their entries, a decode continues the running batch. */
@@ -205,8 +217,11 @@ export class Generator {
     seqs.forEach((s, i) => {
       if (!this.#running.includes(s)) return;
       if (s.params.signal?.aborted) return this.#end(s, RequestCancelled(model));
+      // A chunk that leaves some of the prompt to prefill answers no token yet.
+      if (phase === 'prefill' && s.rest.length > 0) return;
       const row = logits[i];
       if (!row) return this.#end(s, Internal(`generation step of model '${model}' lost a sequence's row`));
+      s.prefilled = true;
       this.#emit(s, sampleToken(row, s.params, s.random), now);
     });
   }

@@ -73,6 +73,27 @@ test('continuous batching: a short request that arrives behind a long one finish
   await g.close();
 });
 
+test('a prompt longer than the prefill budget is prefilled in chunks, one per step, while the others keep decoding', async (t) => {
+  const lm = await tinyLm();
+  t.after(() => lm.close());
+  const g = new Generator({ model: 'tiny_lm', config: { ...lm.config, prefillTokenBudget: 16 }, runner: lm.runner });
+  const running = g.generate(params('run', 40, { ignoreEos: true }));
+  await new Promise((r) => setTimeout(r, 5));
+  const longPrompt = 'A long prompt arrives while another sequence decodes: seventy and more characters.';
+  const chunks = Math.ceil(encodeAscii(longPrompt).length / 16);
+  lm.runner.steps.length = 0;
+  const long = g.generate(params(longPrompt, 8));
+  const [a, b] = await Promise.all([running, long]);
+  assert.deepEqual(b.tokens, reference.greedy(encodeAscii(longPrompt), 8, EOS), 'chunked, the same tokens as one prefill');
+  assert.deepEqual(a.tokens, reference.greedy(encodeAscii('run'), 40), 'the decoding sequence is undisturbed');
+  const prefills = lm.runner.steps.filter((s) => s.tokens > 1);
+  assert.ok(prefills.length >= chunks - 1 && prefills.every((s) => s.tokens <= 16), `prefill steps of at most 16 tokens: ${JSON.stringify(prefills)}`);
+  // Between two chunks the running sequence decoded: a one-token step follows every chunk but the last.
+  const firstChunk = lm.runner.steps.findIndex((s) => s.tokens > 1);
+  assert.equal(lm.runner.steps[firstChunk + 1]?.tokens, 1, 'a decode step right after the first chunk');
+  await g.close();
+});
+
 test('a second turn reuses the first turn\'s cached keys and values: fewer tokens prefilled, the same tokens out', async (t) => {
   const lm = await tinyLm();
   t.after(() => lm.close());
