@@ -57,7 +57,7 @@ export class HttpTransport {
     // Node checks request and header timeouts on an interval (30 s by default): tie it to the timeout.
     const connectionsCheckingInterval = Math.max(100, Math.min(5_000, Math.floor(headersTimeout / 4)));
     if (options.tls) {
-      const secure = http2.createSecureServer({ cert: readFileSync(options.tls.certFile), key: readFileSync(options.tls.keyFile), allowHTTP1: true, settings: H2_SETTINGS }, wrapped);
+      const secure = http2.createSecureServer({ cert: readFileSync(options.tls.certFile), key: readFileSync(options.tls.keyFile), allowHTTP1: true, settings: H2_SETTINGS, noDelay: true }, wrapped);
       // allowHTTP1 serves HTTP/1 through the http module with the secure server as its server object.
       Object.assign(secure, { keepAliveTimeout: options.keepAliveTimeoutMs, requestTimeout: options.requestTimeoutMs, headersTimeout, connectionsCheckingInterval });
       this.server = secure;
@@ -72,7 +72,9 @@ export class HttpTransport {
       const h2 = http2.createServer({ settings: H2_SETTINGS }, wrapped);
       this.#watchSessions(h2);
       this.server = h1;
-      this.#listener = net.createServer((socket) => this.#route(socket, h1, h2, headersTimeout));
+      // Nagle off, as http.createServer has it (net's default is on): a response written in pieces (a
+      // server-sent event per token) would otherwise wait for the client's delayed ACK, 40 ms on Linux.
+      this.#listener = net.createServer({ noDelay: true }, (socket) => this.#route(socket, h1, h2, headersTimeout));
     }
     // TLS connections are tracked once the handshake is done (the TLS socket is what requests see).
     this.#listener.on(options.tls ? 'secureConnection' : 'connection', (socket: Socket & { alpnProtocol?: string | false }) => {
