@@ -30,6 +30,8 @@ export interface TenantEntry {
   readonly weight: number;
   readonly requests: BucketLimit | undefined;
   readonly rows: BucketLimit | undefined;
+  /** Requests of the tenant accepted and not yet answered, at most (undefined: no bound). */
+  readonly maxInFlight: number | undefined;
   readonly keys: readonly KeyEntry[];
 }
 
@@ -131,7 +133,9 @@ export function parseAccessConfig(text: string): AccessTable {
     if (typeof name !== 'string' || !TENANT_NAME.test(name)) fail(`${where}.name`, 'must be 1-64 letters, digits, _ . - (it becomes a metric label)');
     if (tenants.has(name)) fail(`${where}.name`, `tenant '${name}' appears twice`);
     const weight = r['weight'] === undefined ? 1 : positive(r['weight'], `${where}.weight`, 1000);
-    const limits = r['limits'] === undefined ? {} : record(r['limits'], `${where}.limits`, ['requests_per_second', 'requests_burst', 'rows_per_second', 'rows_burst']);
+    const limits = r['limits'] === undefined ? {} : record(r['limits'], `${where}.limits`, ['requests_per_second', 'requests_burst', 'rows_per_second', 'rows_burst', 'max_in_flight']);
+    const inFlight = limits['max_in_flight'];
+    if (inFlight !== undefined && (typeof inFlight !== 'number' || !Number.isSafeInteger(inFlight) || inFlight < 1 || inFlight > 1_000_000)) fail(`${where}.limits.max_in_flight`, 'must be an integer from 1 to 1000000');
     if (!Array.isArray(r['keys']) || r['keys'].length === 0) fail(`${where}.keys`, 'must be a non-empty list of keys');
     const keys = (r['keys'] as unknown[]).map((k, ki): KeyEntry => {
       const kw = `${where}.keys[${ki}]`;
@@ -149,7 +153,7 @@ export function parseAccessConfig(text: string): AccessTable {
       const { scopes, text: scopeText } = scopesOf(kr['scopes'], `${kw}.scopes`);
       return { id, digest: Buffer.from(hex, 'hex'), scopes, scopeText };
     });
-    tenants.set(name, { name, weight, requests: bucket(limits, 'requests', `${where}.limits`), rows: bucket(limits, 'rows', `${where}.limits`), keys });
+    tenants.set(name, { name, weight, requests: bucket(limits, 'requests', `${where}.limits`), rows: bucket(limits, 'rows', `${where}.limits`), maxInFlight: inFlight, keys });
   });
   return { tenants };
 }

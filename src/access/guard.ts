@@ -1,6 +1,6 @@
 import { createHash, timingSafeEqual } from 'node:crypto';
 import { readFileSync, unwatchFile, watchFile, type Stats } from 'node:fs';
-import { MalformedCredentials, MissingKey, RateLimited, ScopeMissing, UnknownKey, type SluiceError } from '../core/errors.ts';
+import { MalformedCredentials, MissingKey, RateLimited, ScopeMissing, TenantInFlightLimit, UnknownKey, type SluiceError } from '../core/errors.ts';
 import type { Tenancy } from '../core/tenancy.ts';
 import type { Logger } from '../telemetry/logger.ts';
 import { AccessConfigError, parseAccessConfig, type AccessTable, type KeyEntry, type Scopes } from './access-config.ts';
@@ -52,6 +52,8 @@ export class AccessGuard implements Tenancy {
   #table: AccessTable;
   #keys: { readonly tenant: string; readonly key: KeyEntry }[] = [];
   #buckets = new Map<string, Buckets>();
+  /** Requests accepted and not yet answered, per tenant; counts outlive reloads (they are requests, not limits). */
+  readonly #inFlight = new Map<string, number>();
   #watching = false;
   readonly #onSignal = (): void => {
     this.reload('SIGHUP');
@@ -100,6 +102,10 @@ export class AccessGuard implements Tenancy {
   }
 
   arrive(tenant: string, nowMs: number): SluiceError | undefined {
+    // A tenant at its bound of requests in flight is refused before its body is read (enter() counts
+    // the request once it is decoded), and before a token of its bucket is spent on it.
+    const busy = this.#overInFlight(tenant);
+    if (busy) return busy;
     const b = this.#buckets.get(tenant);
     if (!b) return undefined;
     if (b.requests) {
@@ -109,6 +115,27 @@ export class AccessGuard implements Tenancy {
     // A tenant whose rows are spent is refused before its body is read, not after.
     if (b.rows && b.rows.level(nowMs) < 1) return limited(tenant, `${b.rows.limit.perSecond} rows/s (burst ${b.rows.limit.burst})`, b.rows.waitMs(1, nowMs));
     return undefined;
+  }
+
+  enter(tenant: string): SluiceError | undefined {
+    const over = this.#overInFlight(tenant);
+    if (over) return over;
+    this.#inFlight.set(tenant, (this.#inFlight.get(tenant) ?? 0) + 1);
+    return undefined;
+  }
+
+  leave(tenant: string): void {
+    const n = (this.#inFlight.get(tenant) ?? 0) - 1;
+    if (n > 0) this.#inFlight.set(tenant, n);
+    else this.#inFlight.delete(tenant);
+  }
+
+  #overInFlight(tenant: string): SluiceError | undefined {
+    const max = this.#table.tenants.get(tenant)?.maxInFlight;
+    if (max === undefined || (this.#inFlight.get(tenant) ?? 0) < max) return undefined;
+    const e = TenantInFlightLimit(tenant, max);
+    e.retryAfterSeconds = 1;
+    return e;
   }
 
   takeRows(tenant: string, rows: number, nowMs: number): SluiceError | undefined {

@@ -142,6 +142,7 @@ export const MissingKey = define('SLUICE_MISSING_KEY', 'UNAUTHENTICATED', (how: 
 export const MalformedCredentials = define('SLUICE_MALFORMED_CREDENTIALS', 'UNAUTHENTICATED', (how: string) => `the credentials are not of the form the server accepts: ${how}`);
 export const UnknownKey = define('SLUICE_UNKNOWN_KEY', 'UNAUTHENTICATED', () => 'the API key is not valid: it is unknown to this server or was revoked');
 export const ScopeMissing = define('SLUICE_SCOPE_MISSING', 'PERMISSION_DENIED', (tenant: string, scope: string, what: string) => `the key of tenant '${tenant}' lacks the scope '${scope}' needed to ${what}`);
+export const TenantInFlightLimit = define('SLUICE_TENANT_IN_FLIGHT_LIMIT', 'RATE_LIMITED', (tenant: string, max: number) => `tenant '${tenant}' already has ${max} requests in flight, its limit (max_in_flight); retry once one is answered`);
 export const RateLimited = define('SLUICE_RATE_LIMITED', 'RATE_LIMITED', (tenant: string, what: string, retryAfterS: number) => `tenant '${tenant}' is over its rate limit of ${what}; retry after ${retryAfterS} s`);
 
 // --- system shared memory (docs/protocol.md, shared-memory extension) ---

@@ -15,4 +15,10 @@ export interface Tenancy {
   arrive(tenant: string, nowMs: number): SluiceError | undefined;
   /** Takes a decoded request's rows from the tenant's row bucket: undefined when they were there, else the refusal. */
   takeRows(tenant: string, rows: number, nowMs: number): SluiceError | undefined;
+  /**
+   * Counts an accepted request of the tenant in flight: undefined when it is under its max_in_flight
+   * (call leave() once it is answered), else the refusal (RATE_LIMITED) and nothing is counted.
+   */
+  enter(tenant: string): SluiceError | undefined;
+  leave(tenant: string): void;
 }

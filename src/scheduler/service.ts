@@ -197,12 +197,13 @@ export class GatewayService implements InferenceService {
     const slot = slotOf(this.#table, request.model);
     if (request.version !== '') checkVersion(slot, request.version);
     const v = this.#table.resolve(slot, request.version);
-    const refused = request.tenant ? this.#o.tenancy?.takeRows(request.tenant, 1, performance.now()) : undefined;
-    if (refused) throw refused;
+    const tenancy = request.tenant ? this.#o.tenancy : undefined;
+    admitTenant(tenancy, request.tenant, 1);
     this.#accepted++;
     try {
       return await runGenerate(v, request);
     } finally {
+      tenancy?.leave(request.tenant!);
       this.#release();
     }
   }
@@ -236,11 +237,11 @@ export class GatewayService implements InferenceService {
     if (request.sequence && !v.config!.sequenceBatching) throw SequenceParameter('sequence_id', `model '${request.model}' has no sequence_batching: its requests stand alone`);
     const plan = validateRequest(v.config!, request);
     if (request.classification) checkClassification(v.config!, request.classification);
-    const { tenancy } = this.#o;
-    if (tenancy && request.tenant && !step) {
-      const refused = tenancy.takeRows(request.tenant, plan.rows, performance.now());
-      if (refused) throw refused;
-      this.#o.metrics.tenantRows.inc({ tenant: request.tenant }, plan.rows);
+    // A tenant's request counts against its bounds once (an ensemble's steps ride on the ensemble's).
+    const tenancy = request.tenant && !step ? this.#o.tenancy : undefined;
+    if (tenancy) {
+      admitTenant(tenancy, request.tenant, plan.rows);
+      this.#o.metrics.tenantRows.inc({ tenant: request.tenant! }, plan.rows);
     }
     request.trace?.mark('VALIDATE_END');
     this.#accepted++;
@@ -256,6 +257,7 @@ export class GatewayService implements InferenceService {
       // The classification extension answers the top K in place of the outputs that asked for it.
       return request.classification ? { ...response, outputs: classify(v.config!, response.outputs, request.classification) } : response;
     } finally {
+      tenancy?.leave(request.tenant!);
       this.#release();
     }
   }
@@ -381,4 +383,18 @@ export class GatewayService implements InferenceService {
     if (this.#o.config.modelControlMode !== 'explicit') throw ModelControlDisabled();
     if (!MODEL_NAME_PATTERN.test(name)) throw InvalidModelName(name);
   }
+}
+
+/**
+ * Counts a request against its tenant's bounds: one more in flight (leave() once it is answered), its
+ * rows from the row bucket. Throws the refusal (RATE_LIMITED) with nothing counted.
+ */
+function admitTenant(tenancy: Tenancy | undefined, tenant: string | undefined, rows: number): void {
+  if (!tenancy || !tenant) return;
+  const busy = tenancy.enter(tenant);
+  if (busy) throw busy;
+  const refused = tenancy.takeRows(tenant, rows, performance.now());
+  if (!refused) return;
+  tenancy.leave(tenant);
+  throw refused;
 }

@@ -63,6 +63,8 @@ tenants:
       [{ tenants: [{ name: 'a', weight: 0, keys: [key()] }] }, /weight: must be a number in \(0, 1000\]/],
       [{ tenants: [{ name: 'a', limits: { rows_burst: 5 }, keys: [key()] }] }, /rows_burst: needs rows_per_second/],
       [{ tenants: [{ name: 'a', limits: { requests_per_second: -1 }, keys: [key()] }] }, /requests_per_second: must be a number/],
+      [{ tenants: [{ name: 'a', limits: { max_in_flight: 0 }, keys: [key()] }] }, /max_in_flight: must be an integer from 1/],
+      [{ tenants: [{ name: 'a', limits: { max_in_flight: 2.5 }, keys: [key()] }] }, /max_in_flight: must be an integer from 1/],
       [{ tenants: [{ name: 'a', keys: [key({ key: 'plaintext' })] }] }, /unknown field 'key'/],
     ];
     for (const [doc, why] of cases) {

@@ -9,7 +9,7 @@ import { startTestSluice } from '../helpers/sluice.ts';
 import { simpleRequest } from '../http/client.ts';
 import { bearer, keys, replaceFile, tempDir, type TestKey } from './fixture.ts';
 
-const K = keys('infer', 'mlpOnly', 'meta', 'control', 'metrics', 'limited', 'rows', 'bystander');
+const K = keys('infer', 'mlpOnly', 'meta', 'control', 'metrics', 'limited', 'rows', 'bystander', 'narrow');
 
 function authFile(dir: string, tenants: readonly object[]): string {
   const file = join(dir, 'auth.json');
@@ -150,6 +150,28 @@ test('rate limits: a tenant past its bucket gets 429 with Retry-After; other ten
   assert.ok(value('sluice_tenant_request_duration_seconds_count{tenant="bystander"}') === 10);
   const labels = new Set([...text.matchAll(/tenant="([^"]*)"/g)].map((m) => m[1]));
   assert.deepEqual([...labels].sort(), TENANTS.map((x) => x.name).sort(), 'only configured tenants become labels');
+});
+
+test('max_in_flight: a tenant with that many requests unanswered gets 429 at once; others are served; an answer frees a place', async (t) => {
+  const tenants = [...TENANTS, { name: 'narrow', limits: { max_in_flight: 2 }, keys: [{ sha256: K.narrow.sha256, scopes: ['infer'] }] }];
+  const file = authFile(tempDir(t), tenants);
+  const s = await startTestSluice(t, ['--auth-config', file, '--model-control-mode', 'explicit', '--load-model', 'simple']);
+  const port = s.ports.http;
+  // Requests wait in the queue up to 1.5 s for a batch of 32: long enough to be in flight together.
+  const slow = JSON.stringify({ name: 'simple', max_batch_size: 32, dynamic_batching: { preferred_batch_size: [32], max_queue_delay_microseconds: 1_500_000 } });
+  assert.equal((await call(port, 'POST', '/v2/repository/models/simple/load', K.control, { parameters: { config: slow } })).status, 200);
+  const depth = (): number => [...(s.metrics.sources.queueDepth?.() ?? [])].find(([m]) => m === 'simple')?.[1] ?? 0;
+  const held = [infer(port, K.narrow), infer(port, K.narrow)];
+  for (let i = 0; i < 400 && depth() < 2; i++) await new Promise((r) => setTimeout(r, 5));
+  assert.equal(depth(), 2, 'both requests of the tenant are queued');
+  const third = await infer(port, K.narrow);
+  assert.equal(third.status, 429, third.text);
+  assert.match(third.text, /tenant 'narrow' already has 2 requests in flight.*max_in_flight.*SLUICE_TENANT_IN_FLIGHT_LIMIT/);
+  assert.equal(third.headers['retry-after'], '1');
+  const other = infer(port, K.bystander);
+  assert.deepEqual((await Promise.all([...held, other])).map((r) => r.status), [200, 200, 200], 'the held ones and another tenant are served');
+  const again = infer(port, K.narrow);
+  assert.equal((await again).status, 200, 'answered requests free their places');
 });
 
 test('key rotation by file change while requests flow: zero failures for the key that stays; the removed key stops, the new one starts', async (t) => {
