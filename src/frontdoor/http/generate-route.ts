@@ -6,8 +6,10 @@
  * answer with its status; one after it is the stream's last event.
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
-import { InvalidParameter, InvalidRequest, toSluiceError, type SluiceError } from '../../core/errors.ts';
-import type { GenerateRequest, GenerateResponse, InferenceService } from '../../core/inference.ts';
+import { DecoupledModel, InvalidParameter, InvalidRequest, toSluiceError, type SluiceError } from '../../core/errors.ts';
+import type { GenerateRequest, GenerateResponse, InferRequest, InferenceService } from '../../core/inference.ts';
+import type { ModelConfig } from '../../core/model.ts';
+import { generateToInfer, inferToGenerate } from './generate-mapping.ts';
 import { UNKNOWN_MODEL_LABEL, type Metrics, type RequestStatus } from '../../telemetry/metrics.ts';
 import { checkModelParams, optionalJsonObject, type ModelParams } from './routes.ts';
 import { responseCompleted } from './infer-route.ts';
@@ -78,6 +80,9 @@ type Req = FastifyRequest<{ Params: ModelParams }>;
 
 async function handle(req: Req, reply: FastifyReply, opts: GenerateRouteOptions, streaming: boolean, arrivalMs: number): Promise<FastifyReply | undefined> {
   const { model, version } = checkModelParams(req.params);
+  // A model that is not generative is served as Triton serves generate on any model: keys are tensors.
+  const config = opts.service.modelConfig(model, version);
+  if (!config.generation) return handleMapped(req, reply, opts, streaming, arrivalMs, config);
   const decoded = decodeGenerateBody(req.body, model, version);
   const abort = new AbortController();
   const res = reply.raw;
@@ -110,6 +115,47 @@ async function handle(req: Req, reply: FastifyReply, opts: GenerateRouteOptions,
     start();
     ended = true;
     res.end(sse({ ...answer(r, decoded.id), text_output: '' }));
+    return undefined;
+  } catch (e) {
+    if (!started) throw e;
+    ended = true;
+    const err = toSluiceError(e);
+    req.sluiceError = err;
+    res.end(sse({ error: err.message, code: err.code }));
+    return undefined;
+  }
+}
+
+/** generate and generate_stream on a model that is not generative (generate-mapping.ts). */
+async function handleMapped(req: Req, reply: FastifyReply, opts: GenerateRouteOptions, streaming: boolean, arrivalMs: number, config: ModelConfig): Promise<FastifyReply | undefined> {
+  const { model, version } = checkModelParams(req.params);
+  const { id, request: mapped } = generateToInfer(req.body, config, model, version);
+  const abort = new AbortController();
+  const res = reply.raw;
+  let ended = false;
+  res.once('close', () => {
+    if (!ended) abort.abort();
+  });
+  const request: InferRequest = { ...mapped, arrivalMs, signal: abort.signal, ...(req.principal && { tenant: req.principal.tenant }) };
+  if (!streaming) {
+    if (config.decoupled) throw DecoupledModel(model);
+    const r = await opts.service.infer(request);
+    ended = true;
+    return reply.code(200).type('application/json').send(inferToGenerate(r, id));
+  }
+  let started = false;
+  try {
+    await opts.service.inferStream(request, (r) => {
+      if (!started) {
+        started = true;
+        reply.hijack();
+        res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache' });
+      }
+      res.write(`data: ${inferToGenerate(r, id)}\n\n`);
+    });
+    if (!started) return reply.code(200).type('text/event-stream').send('');
+    ended = true;
+    res.end();
     return undefined;
   } catch (e) {
     if (!started) throw e;

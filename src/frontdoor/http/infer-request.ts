@@ -127,6 +127,11 @@ function sequenceOf(params: Json): SequenceFlags | undefined {
   throw SequenceParameter('sequence_id', `expected an unsigned integer (at most 2^53 - 1 in JSON) or a string, got ${JSON.stringify(id)}`);
 }
 
+/** The request parameters infer reads (the generate mapping takes them from a generate body's other keys). */
+export function requestParameters(params: Json): { readonly sequence: SequenceFlags | undefined; readonly priority: number; readonly timeoutUs: number } {
+  return { sequence: checkRequestParameters(params), priority: nonNegativeInteger(params, 'priority'), timeoutUs: nonNegativeInteger(params, 'timeout') };
+}
+
 function checkRequestParameters(params: Json): SequenceFlags | undefined {
   const sequence = sequenceOf(params);
   rejectUnsupported(params, 'request parameters');
