@@ -5,6 +5,7 @@
  * TensorRT-LLM's clients send max_tokens). An error found before the first token is an ordinary error
  * answer with its status; one after it is the stream's last event.
  */
+import type { ServerResponse } from 'node:http';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { DecoupledModel, InvalidParameter, InvalidRequest, toSluiceError, type SluiceError } from '../../core/errors.ts';
 import type { GenerateRequest, GenerateResponse, InferRequest, InferenceService } from '../../core/inference.ts';
@@ -84,16 +85,12 @@ async function handle(req: Req, reply: FastifyReply, opts: GenerateRouteOptions,
   const config = opts.service.modelConfig(model, version);
   if (!config.generation) return handleMapped(req, reply, opts, streaming, arrivalMs, config);
   const decoded = decodeGenerateBody(req.body, model, version);
-  const abort = new AbortController();
   const res = reply.raw;
-  let ended = false;
-  res.once('close', () => {
-    if (!ended) abort.abort();
-  });
-  const request: GenerateRequest = { ...decoded, arrivalMs, signal: abort.signal, ...(req.principal && { tenant: req.principal.tenant }) };
+  const client = cancelOnClose(res);
+  const request: GenerateRequest = { ...decoded, arrivalMs, signal: client.signal, ...(req.principal && { tenant: req.principal.tenant }) };
   if (!streaming) {
     const r = await opts.service.generate(request);
-    ended = true;
+    client.ended();
     return reply.code(200).type('application/json').send(JSON.stringify(answer(r, decoded.id)));
   }
   let started = false;
@@ -113,12 +110,12 @@ async function handle(req: Req, reply: FastifyReply, opts: GenerateRouteOptions,
       },
     });
     start();
-    ended = true;
+    client.ended();
     res.end(sse({ ...answer(r, decoded.id), text_output: '' }));
     return undefined;
   } catch (e) {
     if (!started) throw e;
-    ended = true;
+    client.ended();
     const err = toSluiceError(e);
     req.sluiceError = err;
     res.end(sse({ error: err.message, code: err.code }));
@@ -126,21 +123,27 @@ async function handle(req: Req, reply: FastifyReply, opts: GenerateRouteOptions,
   }
 }
 
+/** Aborts the request's work when its client goes away before its answer ended. */
+function cancelOnClose(res: ServerResponse): { readonly signal: AbortSignal; ended(): void } {
+  const abort = new AbortController();
+  let done = false;
+  res.once('close', () => {
+    if (!done) abort.abort();
+  });
+  return { signal: abort.signal, ended: () => void (done = true) };
+}
+
 /** generate and generate_stream on a model that is not generative (generate-mapping.ts). */
 async function handleMapped(req: Req, reply: FastifyReply, opts: GenerateRouteOptions, streaming: boolean, arrivalMs: number, config: ModelConfig): Promise<FastifyReply | undefined> {
   const { model, version } = checkModelParams(req.params);
   const { id, request: mapped } = generateToInfer(req.body, config, model, version);
-  const abort = new AbortController();
   const res = reply.raw;
-  let ended = false;
-  res.once('close', () => {
-    if (!ended) abort.abort();
-  });
-  const request: InferRequest = { ...mapped, arrivalMs, signal: abort.signal, ...(req.principal && { tenant: req.principal.tenant }) };
+  const client = cancelOnClose(res);
+  const request: InferRequest = { ...mapped, arrivalMs, signal: client.signal, ...(req.principal && { tenant: req.principal.tenant }) };
   if (!streaming) {
     if (config.decoupled) throw DecoupledModel(model);
     const r = await opts.service.infer(request);
-    ended = true;
+    client.ended();
     return reply.code(200).type('application/json').send(inferToGenerate(r, id));
   }
   let started = false;
@@ -154,12 +157,12 @@ async function handleMapped(req: Req, reply: FastifyReply, opts: GenerateRouteOp
       res.write(`data: ${inferToGenerate(r, id)}\n\n`);
     });
     if (!started) return reply.code(200).type('text/event-stream').send('');
-    ended = true;
+    client.ended();
     res.end();
     return undefined;
   } catch (e) {
     if (!started) throw e;
-    ended = true;
+    client.ended();
     const err = toSluiceError(e);
     req.sluiceError = err;
     res.end(sse({ error: err.message, code: err.code }));
