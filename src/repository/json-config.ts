@@ -2,7 +2,8 @@ import { fromTritonTypeName, isDataType } from '../core/datatypes.ts';
 import type { DataType } from '../core/datatypes.ts';
 import type { WarmupInput } from '../core/model.ts';
 import { INSTANCE_KINDS, TIMEOUT_ACTIONS, checkDims, checkInt, configError, readVersionPolicy } from './draft.ts';
-import type { ConfigDraft, DynamicBatchingDraft, GenerationDraft, InstanceGroupDraft, QueuePolicyDraft, TensorDraft, WarmupDraft } from './draft.ts';
+import { checkState, sequenceDraft } from './sequence-config.ts';
+import type { ConfigDraft, DynamicBatchingDraft, GenerationDraft, InstanceGroupDraft, QueuePolicyDraft, SequenceBatchingDraft, TensorDraft, WarmupDraft } from './draft.ts';
 
 const FILE = 'config.json';
 const INT32_MAX = 2 ** 31 - 1;
@@ -65,6 +66,14 @@ class ObjectReader {
       if (typeof x !== 'number') throw configError(FILE, `${this.at(key)}[${i}]`, `expected an integer, got ${describe(x)}`);
       return checkInt(FILE, `${this.at(key)}[${i}]`, x, min, max);
     });
+  }
+
+  /** An array of numbers, integers or not (fp32FalseTrue). */
+  numbers(key: string): number[] | undefined {
+    const v = this.#get(key);
+    if (v === undefined) return undefined;
+    if (!Array.isArray(v) || !v.every((x) => typeof x === 'number' && Number.isFinite(x))) throw configError(FILE, this.at(key), `expected an array of numbers, got ${describe(v)}`);
+    return v as number[];
   }
 
   bool(key: string): boolean | undefined {
@@ -234,6 +243,59 @@ function readGeneration(r: ObjectReader): GenerationDraft {
   return draft;
 }
 
+const CONTROL_KINDS = ['START', 'END', 'READY', 'CORRID'] as const;
+
+/** One control input: its tensor and its controls (Triton's control_input, camelCase). */
+function readControlInput(r: ObjectReader): SequenceBatchingDraft['controls'][number][] {
+  const tensor = r.string('name');
+  if (tensor === undefined || tensor === '') throw configError(FILE, r.path, "every control input needs a 'name'");
+  const controls = (r.objects('controls') ?? []).map((c) => {
+    const written = c.string('kind');
+    const kind = written?.replace(/^CONTROL_SEQUENCE_/, '');
+    if (kind === undefined || !(CONTROL_KINDS as readonly string[]).includes(kind)) throw configError(FILE, c.at('kind'), `expected one of ${CONTROL_KINDS.join(', ')} (or CONTROL_SEQUENCE_START and so on), got ${JSON.stringify(written)}`);
+    const k = kind as (typeof CONTROL_KINDS)[number];
+    const given = ([['INT32', c.ints('int32FalseTrue', -(2 ** 31), INT32_MAX)], ['FP32', c.numbers('fp32FalseTrue')], ['BOOL', c.ints('boolFalseTrue', 0, 1)]] as const).filter(([, v]) => v !== undefined);
+    const datatype = c.datatype('datatype');
+    c.finish();
+    if (k === 'CORRID') {
+      if (datatype === undefined || !['UINT64', 'INT64', 'UINT32', 'INT32', 'BYTES'].includes(datatype)) throw configError(FILE, c.path, 'a CORRID control needs datatype UINT64, INT64, UINT32, INT32 or BYTES');
+      return { tensor, kind: k, datatype, falseTrue: [0, 1] as const };
+    }
+    if (given.length !== 1 || given[0]![1]!.length !== 2) throw configError(FILE, c.path, `a ${k} control needs exactly one of int32FalseTrue, fp32FalseTrue or boolFalseTrue, with two values [false, true]`);
+    const [dt, values] = given[0]!;
+    return { tensor, kind: k, datatype: dt as DataType, falseTrue: [values![0]!, values![1]!] as const };
+  });
+  r.finish();
+  return controls;
+}
+
+/** Triton's sequence_batching in camelCase: direct or oldest, controlInputs, states, maxSequenceIdleUs. */
+function readSequenceBatching(r: ObjectReader): SequenceBatchingDraft {
+  const controls = (r.objects('controlInputs') ?? []).flatMap(readControlInput);
+  const states = (r.objects('states') ?? []).map((st) => {
+    const inputName = st.string('inputName');
+    const outputName = st.string('outputName');
+    const datatype = st.datatype('datatype');
+    const dims = st.ints('dims', -1);
+    const init = st.object('initialState');
+    const zero = init?.bool('zeroData');
+    init?.finish();
+    st.finish();
+    return checkState(FILE, st.path, { inputName, outputName, datatype, dims, init: init !== undefined, zero }, { fields: 'inputName, outputName, datatype and dims', zero: 'zeroData: true' });
+  });
+  const oldest = r.object('oldest');
+  const direct = r.object('direct');
+  if (oldest && direct) throw configError(FILE, r.path, 'direct and oldest are exclusive: give one strategy');
+  const maxCandidateSequences = oldest?.int('maxCandidateSequences', 1, 1_000_000);
+  const preferredBatchSizes = oldest?.ints('preferredBatchSizes', 1, INT32_MAX);
+  const maxQueueDelayUs = (oldest ?? direct)?.int('maxQueueDelayUs', 0, 60_000_000);
+  oldest?.finish();
+  direct?.finish();
+  const maxSequenceIdleUs = r.int('maxSequenceIdleUs', 0, Number.MAX_SAFE_INTEGER);
+  r.finish();
+  return sequenceDraft({ oldest: oldest !== undefined, controls, states, maxCandidateSequences, preferredBatchSizes, maxQueueDelayUs, maxSequenceIdleUs });
+}
+
 /** Parses config.json text into a draft; throws InvalidModelConfig naming the field. */
 export function readJsonConfig(text: string): ConfigDraft {
   let value: unknown;
@@ -251,6 +313,7 @@ export function readJsonConfig(text: string): ConfigDraft {
   rc?.finish();
   const es = r.object('ensembleScheduling');
   const gen = r.object('generation');
+  const sb = r.object('sequenceBatching');
   const tp = r.object('modelTransactionPolicy');
   const decoupled = tp?.bool('decoupled');
   tp?.finish();
@@ -271,6 +334,7 @@ export function readJsonConfig(text: string): ConfigDraft {
     ...(rc && { responseCache: enable === undefined ? {} : { enable } }),
     ...(es && { ensembleScheduling: readEnsemble(es) }),
     ...(gen && { generation: readGeneration(gen) }),
+    ...(sb && { sequenceBatching: readSequenceBatching(sb) }),
     ...(decoupled !== undefined && { decoupled }),
     unknownFields,
   };

@@ -189,7 +189,8 @@ function deepFreeze<T>(value: T): T {
  */
 export function normalizeConfig(name: string, draft: ConfigDraft | undefined, sig: Signature): ModelConfig {
   const check = new Checker(draft);
-  const sequence = draft?.sequenceBatching && sequenceBatchingConfig(draft.sequenceBatching, sig, (draft.instanceGroups ?? [{}]).reduce((n, g) => n + (g.count ?? 1), 0));
+  const sequence = draft?.sequenceBatching && sequenceBatchingConfig(draft.sequenceBatching, sig, (draft.instanceGroups ?? [{}]).reduce((n, g) => n + (g.count ?? 1), 0),
+    draft.source === 'pbtxt' ? undefined : { file: draft.file, path: 'sequenceBatching' });
   const builtin = draft?.backend !== undefined && BUILTIN_BACKENDS.includes(draft.backend);
   const config: ModelConfig = {
     name,

@@ -44,6 +44,30 @@ function readControl(input: MessageReader): Control[] {
   return controls;
 }
 
+type StateDraft = SequenceBatchingDraft['states'][number];
+
+/** One state as read from either format: every field present, a zero initial state, fixed dims. */
+export function checkState(file: string, path: string, s: { inputName?: string | undefined; outputName?: string | undefined; datatype?: DataType | undefined; dims?: number[] | undefined; init: boolean; zero: boolean | undefined }, names: { readonly fields: string; readonly zero: string }): StateDraft {
+  const { inputName, outputName, datatype, dims } = s;
+  if (!inputName || !outputName || datatype === undefined || dims === undefined) throw configError(file, path, `every state needs ${names.fields}`);
+  if (s.init && s.zero !== true) throw configError(file, path, `only ${names.zero} is supported as an initial state (a sequence starts from zeros)`);
+  checkDims(file, `${path}.dims`, dims);
+  if (dims.some((d) => d < 1)) throw configError(file, `${path}.dims`, 'state dims must be fixed (the state of every sequence has one shape)');
+  return { inputName, outputName, datatype, dims };
+}
+
+/** The draft from what either format read: the strategy, the bounds given, controls and states. */
+export function sequenceDraft(parts: Omit<SequenceBatchingDraft, 'strategy'> & { readonly oldest: boolean }): SequenceBatchingDraft {
+  const { oldest, controls, states, maxCandidateSequences, preferredBatchSizes, maxQueueDelayUs, maxSequenceIdleUs } = parts;
+  return {
+    strategy: oldest ? 'oldest' : 'direct', controls, states,
+    ...(maxCandidateSequences !== undefined && { maxCandidateSequences }),
+    ...(preferredBatchSizes !== undefined && { preferredBatchSizes }),
+    ...(maxQueueDelayUs !== undefined && { maxQueueDelayUs }),
+    ...(maxSequenceIdleUs !== undefined && { maxSequenceIdleUs }),
+  };
+}
+
 export function readSequenceBatching(r: MessageReader): SequenceBatchingDraft {
   const controls = r.messages('control_input').flatMap(readControl);
   const states = r.messages('state').map((s) => {
@@ -58,11 +82,7 @@ export function readSequenceBatching(r: MessageReader): SequenceBatchingDraft {
     init?.ints('dims', -1);
     init?.finish();
     s.finish();
-    if (!inputName || !outputName || datatype === undefined || dims === undefined) throw configError(FILE, s.path, 'every state needs input_name, output_name, data_type and dims');
-    if (init && zero !== true) throw configError(FILE, `${s.path}.initial_state`, 'only zero_data: true is supported as an initial state (a sequence starts from zeros)');
-    checkDims(FILE, `${s.path}.dims`, dims);
-    if (dims.some((d) => d < 1)) throw configError(FILE, `${s.path}.dims`, 'state dims must be fixed (the state of every sequence has one shape)');
-    return { inputName, outputName, datatype, dims };
+    return checkState(FILE, s.path, { inputName, outputName, datatype, dims, init: init !== undefined, zero }, { fields: 'input_name, output_name, data_type and dims', zero: 'zero_data: true' });
   });
   const oldest = r.message('oldest');
   const direct = r.message('direct');
@@ -77,13 +97,7 @@ export function readSequenceBatching(r: MessageReader): SequenceBatchingDraft {
   direct?.finish();
   const maxSequenceIdleUs = r.int('max_sequence_idle_microseconds', 0, Number.MAX_SAFE_INTEGER);
   r.finish();
-  return {
-    strategy: oldest ? 'oldest' : 'direct', controls, states,
-    ...(maxCandidateSequences !== undefined && { maxCandidateSequences }),
-    ...(preferredBatchSizes !== undefined && { preferredBatchSizes }),
-    ...(maxQueueDelayUs !== undefined && { maxQueueDelayUs }),
-    ...(maxSequenceIdleUs !== undefined && { maxSequenceIdleUs }),
-  };
+  return sequenceDraft({ oldest: oldest !== undefined, controls, states, maxCandidateSequences, preferredBatchSizes, maxQueueDelayUs, maxSequenceIdleUs });
 }
 
 interface Signature {
@@ -97,9 +111,9 @@ interface Signature {
  * inputs are the scheduler's to fill, state outputs the scheduler's to keep. `instances`: the model's
  * instance count (instance_group counts summed), which multiplies the direct strategy's slots.
  */
-export function sequenceBatchingConfig(draft: SequenceBatchingDraft, sig: Signature, instances = 1): { config: SequenceBatchingConfig; inputs: TensorConfig[]; outputs: TensorConfig[] } {
+export function sequenceBatchingConfig(draft: SequenceBatchingDraft, sig: Signature, instances = 1, where: { readonly file: string; readonly path: string } = { file: FILE, path: 'sequence_batching' }): { config: SequenceBatchingConfig; inputs: TensorConfig[]; outputs: TensorConfig[] } {
   const fail = (reason: string): never => {
-    throw configError(FILE, 'sequence_batching', reason);
+    throw configError(where.file, where.path, reason);
   };
   if (sig.maxBatchSize < 1) fail('sluice runs sequence models with max_batch_size >= 1 (a batch holds one request of each of several sequences)');
   const input = (name: string): TensorConfig => sig.inputs.find((t) => t.name === name) ?? fail(`the model has no input '${name}'`);

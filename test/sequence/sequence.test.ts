@@ -115,6 +115,36 @@ test('implicit state: each request of a sequence continues its own running sum, 
   assert.equal(restOutput((await rest(s.ports.http, 'sequence_accumulator', { id: 7, value: 4, start: true, end: false })).body), 4);
 });
 
+test('config.json carries sequence_batching too (camelCase): the accumulator with its state, from a config.json', async (t) => {
+  const repo = await mkdtemp(join(tmpdir(), 'sluice-seqjson-'));
+  t.after(() => rm(repo, { recursive: true, force: true }));
+  await mkdir(join(repo, 'acc_json', '1'), { recursive: true });
+  await copyFile(join(SAMPLE_REPOSITORY, 'sequence_accumulator', '1', 'model.onnx'), join(repo, 'acc_json', '1', 'model.onnx'));
+  await writeFile(join(repo, 'acc_json', 'config.json'), JSON.stringify({
+    name: 'acc_json', maxBatchSize: 8,
+    sequenceBatching: {
+      oldest: { maxCandidateSequences: 2 }, maxSequenceIdleUs: 5_000_000,
+      controlInputs: [{ name: 'START', controls: [{ kind: 'CONTROL_SEQUENCE_START', int32FalseTrue: [0, 1] }] }],
+      states: [{ inputName: 'ACC_IN', outputName: 'ACC_OUT', datatype: 'INT32', dims: [1], initialState: { zeroData: true } }],
+    },
+    inputs: [{ name: 'INPUT', datatype: 'INT32', dims: [1] }], outputs: [{ name: 'OUTPUT', datatype: 'INT32', dims: [1] }],
+  }));
+  await mkdir(join(repo, 'bad_json', '1'), { recursive: true });
+  await copyFile(join(SAMPLE_REPOSITORY, 'sequence_accumulator', '1', 'model.onnx'), join(repo, 'bad_json', '1', 'model.onnx'));
+  await writeFile(join(repo, 'bad_json', 'config.json'), JSON.stringify({ name: 'bad_json', maxBatchSize: 8, sequenceBatching: { controlInputs: [{ name: 'NOPE', controls: [{ kind: 'START', int32FalseTrue: [0, 1] }] }] } }));
+  const s = await startTestSluice(t, ['--model-repository', repo]);
+  const sums: number[] = [];
+  for (const [i, v] of [5, 3, -2].entries()) sums.push(restOutput((await rest(s.ports.http, 'acc_json', { id: 9, value: v, start: i === 0, end: i === 2 })).body));
+  assert.deepEqual(sums, [5, 8, 6], 'the state carries from request to request');
+  // The oldest strategy's bound: two sequences at once, a third is refused.
+  for (const id of [1, 2]) assert.equal((await rest(s.ports.http, 'acc_json', { id, value: 1, start: true, end: false })).status, 200);
+  assert.equal((await rest(s.ports.http, 'acc_json', { id: 3, value: 1, start: true, end: false })).status, 503, 'maxCandidateSequences 2');
+  const index = await (await fetch(`http://127.0.0.1:${s.ports.http}/v2/repository/index`, { method: 'POST' })).json() as { name: string; state: string; reason: string }[];
+  const bad = index.find((m) => m.name === 'bad_json');
+  assert.equal(bad?.state, 'UNAVAILABLE');
+  assert.match(bad?.reason ?? '', /config\.json at 'sequenceBatching': the model has no input 'NOPE'/);
+});
+
 test('bad sequence requests are 400 naming the problem; past the active-sequence bound a new sequence is 503 at once', async (t) => {
   const s = await startTestSluice(t, flags);
   const port = s.ports.http;
