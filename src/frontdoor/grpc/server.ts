@@ -1,5 +1,4 @@
 import type { AccessGuard } from '../../access/guard.ts';
-import { readFileSync } from 'node:fs';
 import { Server, ServerCredentials, type ChannelOptions } from '@grpc/grpc-js';
 import type { Config } from '../../config/schema.ts';
 import type { InferenceService } from '../../core/inference.ts';
@@ -10,6 +9,7 @@ import { logControlOf, type Logger } from '../../telemetry/logger.ts';
 import type { Metrics } from '../../telemetry/metrics.ts';
 import type { Tracer } from '../../telemetry/trace.ts';
 import { serviceImplementation } from './handlers.ts';
+import { rotatingServerCredentials } from './tls.ts';
 import { loadInferenceService } from './proto.ts';
 
 /** A running gRPC front door. */
@@ -47,11 +47,6 @@ function channelOptions(config: Config): ChannelOptions {
   };
 }
 
-function credentials(config: Config): ServerCredentials {
-  const tls = config.grpc.tls;
-  if (!tls) return ServerCredentials.createInsecure();
-  return ServerCredentials.createSsl(null, [{ cert_chain: readFileSync(tls.certFile), private_key: readFileSync(tls.keyFile) }], false);
-}
 
 /** host:port for bindAsync; an IPv6 literal needs brackets. */
 function address(host: string, port: number): string {
@@ -75,15 +70,20 @@ export async function startGrpcServer(opts: { config: Config; service: Inference
   const drains = new Set<() => void>();
   const server = new Server(channelOptions(config));
   server.addService(definition, serviceImplementation({ service, metrics, logger, tracer, streams: drains, errorBudget: new LogBudget(), ...(guard ? { guard } : {}), ...(opts.sharedMemory ? { sharedMemory: opts.sharedMemory } : {}), ...withLogControl(opts.rootLogger ?? logger) }));
+  const tls = config.grpc.tls && rotatingServerCredentials(config.grpc.tls.certFile, config.grpc.tls.keyFile, logger);
   const port = await new Promise<number>((resolve, reject) => {
-    server.bindAsync(address(config.host, config.grpc.port), credentials(config), (err, bound) => {
-      if (err) reject(new Error(`gRPC server cannot listen on ${address(config.host, config.grpc.port)}: ${err.message}`, { cause: err }));
+    server.bindAsync(address(config.host, config.grpc.port), tls?.credentials ?? ServerCredentials.createInsecure(), (err, bound) => {
+      if (err) {
+        tls?.stop();
+        reject(new Error(`gRPC server cannot listen on ${address(config.host, config.grpc.port)}: ${err.message}`, { cause: err }));
+      }
       else resolve(bound);
     });
   });
 
   let closing: Promise<void> | undefined;
   const close = (): Promise<void> => new Promise<void>((resolve) => {
+    tls?.stop();
     const timer = setTimeout(() => {
       logger.warn({ afterMs: config.drainTimeoutMs }, 'gRPC calls still running at shutdown; cancelling them');
       server.forceShutdown();

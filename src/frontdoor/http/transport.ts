@@ -1,8 +1,8 @@
-import { readFileSync } from 'node:fs';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import http2, { type Http2ServerRequest, type Http2ServerResponse, type Http2Session, type ServerHttp2Session } from 'node:http2';
 import net, { type AddressInfo, type Socket } from 'node:net';
 import type { TlsConfig } from '../../config/schema.ts';
+import { readServerTls, watchServerTls } from '../../config/server-tls.ts';
 import type { Logger } from '../../telemetry/logger.ts';
 
 /** The request handler Fastify hands to its serverFactory; it serves HTTP/1 and HTTP/2 compat objects. */
@@ -49,6 +49,8 @@ export class HttpTransport {
   #lastActivityMs = 0;
   /** The HTTP/1 server behind the cleartext port (it never listens itself). */
   #h1: http.Server | undefined;
+  /** Stops re-reading the certificate and key (TLS only). */
+  #stopTlsWatch: () => void = () => undefined;
 
   constructor(handler: RequestHandler, options: TransportOptions) {
     this.#options = options;
@@ -57,7 +59,13 @@ export class HttpTransport {
     // Node checks request and header timeouts on an interval (30 s by default): tie it to the timeout.
     const connectionsCheckingInterval = Math.max(100, Math.min(5_000, Math.floor(headersTimeout / 4)));
     if (options.tls) {
-      const secure = http2.createSecureServer({ cert: readFileSync(options.tls.certFile), key: readFileSync(options.tls.keyFile), allowHTTP1: true, settings: H2_SETTINGS, noDelay: true }, wrapped);
+      const { certFile, keyFile } = options.tls;
+      const secure = http2.createSecureServer({ ...readServerTls(certFile, keyFile), allowHTTP1: true, settings: H2_SETTINGS, noDelay: true }, wrapped);
+      // A renewed certificate is served from the next handshake on; connections already open keep theirs.
+      this.#stopTlsWatch = watchServerTls(certFile, keyFile, (pair, why) => {
+        secure.setSecureContext(pair);
+        options.logger.info({ why, cert: certFile }, 'REST TLS certificate rotated');
+      }, (err, why) => options.logger.error({ why, err: err.message }, 'REST TLS certificate not rotated; the one in use stays'));
       // allowHTTP1 serves HTTP/1 through the http module with the secure server as its server object.
       Object.assign(secure, { keepAliveTimeout: options.keepAliveTimeoutMs, requestTimeout: options.requestTimeoutMs, headersTimeout, connectionsCheckingInterval });
       this.server = secure;
@@ -117,6 +125,7 @@ export class HttpTransport {
    * at once, and destroys whatever is still open after `drainMs`.
    */
   async close(drainMs: number): Promise<void> {
+    this.#stopTlsWatch();
     this.beginDrain();
     const deadline = Date.now() + drainMs;
     // The port stays open until no connection or request has come for QUIET_MS (bounded by the
