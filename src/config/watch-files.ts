@@ -1,8 +1,9 @@
 /**
- * Watches secret files (a worker link's token, certificate, key and CA) for rotation: calls `onChange`
- * on SIGHUP and when any file's size, modification time or inode changes (polled: it sees a file
- * replaced by rename, and a Kubernetes Secret volume swapping its symlink, which change events miss).
- * Changes within one poll interval come as one call. Returns the function that stops watching.
+ * Watches secret files (the worker link's token, certificates and CA; the front doors' certificates)
+ * for rotation: calls `onChange` on SIGHUP and when any file's size, modification time or inode
+ * changes (polled: it sees a file replaced by rename, and a Kubernetes Secret volume swapping its
+ * symlink, which change events miss). Changes within a quarter second come as one call. Returns the
+ * function that stops watching.
  */
 import { unwatchFile, watchFile, type Stats } from 'node:fs';
 
