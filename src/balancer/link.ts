@@ -48,3 +48,15 @@ export interface WorkerLink {
   infer(job: BatchJob, cancel?: AbortSignal): Promise<FrameResult>;
   close(): Promise<void>;
 }
+
+/** A batch's first attempt failed in a way that says nothing about the batch: it may run elsewhere. */
+export class RetryableFailure extends Error {
+  readonly worker: string;
+  /** The worker only said it is full: the batch never reached it. */
+  readonly busy: boolean;
+  constructor(worker: string, reason: string, busy = false) {
+    super(reason);
+    this.worker = worker;
+    this.busy = busy;
+  }
+}

@@ -10,7 +10,7 @@ import { createPicker } from './policies.ts';
 import { PooledWorker, type SlotLease, type WorkerInfo } from './pooled-worker.ts';
 import { DiscoveredWorkers } from './discovery.ts';
 import { startWorkers, type StartedWorkers } from './startup.ts';
-import { TransportError, WorkerAnswerError } from './link.ts';
+import { RetryableFailure, TransportError, WorkerAnswerError } from './link.ts';
 import type { UploadStore } from '../repository/uploads.ts';
 
 /**
@@ -27,18 +27,6 @@ export interface WorkerPoolOptions {
   readonly threadEntry?: URL;
   /** The gateway's staged uploads (load requests with files): shared with in-process workers, sent to the others. */
   readonly uploads?: UploadStore;
-}
-
-/** A batch's first attempt failed in a way that says nothing about the batch: it may run elsewhere. */
-class RetryableFailure extends Error {
-  readonly worker: string;
-  /** The worker only said it is full: the batch never reached it. */
-  readonly busy: boolean;
-  constructor(worker: string, reason: string, busy = false) {
-    super(reason);
-    this.worker = worker;
-    this.busy = busy;
-  }
 }
 
 /**

@@ -11,7 +11,8 @@ import { DEVICES } from '../core/device.ts';
 import { createLogger } from '../telemetry/logger.ts';
 import { readPemFile, readTokenFile } from '../config/worker-link.ts';
 import { watchFiles } from '../config/watch-files.ts';
-import { startWorkerHost, type WorkerHostOptions } from './host.ts';
+import { startWorkerHost } from './host.ts';
+import type { WorkerHostOptions } from './host-options.ts';
 import type { WorkerHostTls } from './link-auth.ts';
 import { isLocalOnly, parseListen } from './listen.ts';
 

@@ -199,18 +199,6 @@ export function errorFromWorker(worker: string, status: number, body: Buffer | s
   return WorkerFailed(worker, `HTTP ${status}: ${text.slice(0, 200)}`);
 }
 
-/** Validates a /load or /unload body (already JSON-parsed). */
-export function parseModelRef(json: unknown): ModelRef {
-  if (!isRecord(json)) throw InvalidRequest('worker control body must be a JSON object {model, version}');
-  const { model, version } = json;
-  if (typeof model !== 'string' || !MODEL_NAME_PATTERN.test(model)) throw InvalidRequest(`invalid model name ${JSON.stringify(model)}`);
-  if (typeof version !== 'string' || !VERSION_PATTERN.test(version)) throw InvalidRequest(`invalid version ${JSON.stringify(version)} for model '${model}'`);
-  const { source } = json;
-  if (source === undefined) return { model, version };
-  if (typeof source !== 'string' || !SOURCE_PATTERN.test(source)) throw InvalidRequest(`invalid source ${JSON.stringify(source)} for model '${model}': 64 lowercase hex digits`);
-  return { model, version, source };
-}
-
 /** Request frame for a batch: chunks to write in order; fixed-size tensors are referenced, not copied. */
 export function encodeInferRequest(job: BatchJob): Buffer[] {
   const { descriptors, chunks } = tensorChunks(job.inputs);
@@ -306,7 +294,7 @@ export function chunksByteLength(chunks: readonly Uint8Array[]): number {
 
 // --- internals ---
 
-function isRecord(v: unknown): v is Record<string, unknown> {
+export function isRecord(v: unknown): v is Record<string, unknown> {
   return v !== null && typeof v === 'object' && !Array.isArray(v);
 }
 

@@ -4,8 +4,9 @@ import { SluiceError } from '../../src/core/errors.ts';
 import type { BatchJob } from '../../src/core/execution.ts';
 import type { Tensor } from '../../src/core/tensor.ts';
 import {
-  MAX_FRAME_HEADER_BYTES, decodeInferRequest, decodeInferResponse, encodeInferRequest, encodeInferResponse, errorFromWorker, parseModelRef,
+  MAX_FRAME_HEADER_BYTES, decodeInferRequest, decodeInferResponse, encodeInferRequest, encodeInferResponse, errorFromWorker,
 } from '../../src/worker/protocol.ts';
+import { parseModelRef } from '../../src/worker/control.ts';
 
 const enc = new TextEncoder();
 
