@@ -9,13 +9,14 @@
  *   node --import tsx loadtest/bench/attention-layout.ts [--repeats 5] [--steps 200]
  *
  * It prints, per batch size, past length and ONNX Runtime thread count, the median over repeats of the
- * mean step time of each graph and their ratio. It measures the graph only: the served engine still uses
- * the first layout (docs/generation.md says what changing it would take).
+ * mean step time of each graph and their ratio. It measures the graph only: serving the second layout
+ * was tried and reverted (docs/generation.md, item 4, has why).
  */
 import * as ort from 'onnxruntime-node';
 import { parseArgs } from 'node:util';
 import { ELEM, attrInt, attrInts, encodeModel, int64Initializer, node, type GraphSpec, type NodeSpec } from '../../models/onnx-builder.ts';
 import { TINY_LM, tinyLm } from '../../models/tiny-lm.ts';
+import { median } from './measure.ts';
 
 /** tiny_lm with the attention rewired to read a pre-transposed past. */
 function preTransposedTinyLm(): GraphSpec {
@@ -79,8 +80,6 @@ async function stepMs(session: ort.InferenceSession, layout: Layout, b: number, 
   for (let i = 0; i < steps; i++) out = await session.run(feeds);
   return { ms: (performance.now() - start) / steps, logits: out!['logits']!.data as Float32Array };
 }
-
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!;
 
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { repeats: { type: 'string', default: '5' }, steps: { type: 'string', default: '200' } } });
